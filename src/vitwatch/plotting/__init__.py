@@ -1,0 +1,67 @@
+"""Every figure of the report. One submodule per part of the report, each function returns a figure.
+
+``save_figure(fig, "04_attention_rollout")`` writes ``<figures_dir>/04_attention_rollout.png`` and
+``.svg`` (figures_dir comes from the validated config, default ``figures/<profile>``). Notebooks
+call ``plotting.theory.attention_heatmap(...)``, ``plotting.analysis.confusion(...)``, ...
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+
+_NAME = re.compile(r"^0[0-9]_[a-z0-9_]+$")
+
+# A sober house style, legible when printed on A4.
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "font.size": 10,
+    "image.cmap": "viridis",
+}
+matplotlib.rcParams.update(STYLE)
+
+# One colour per backbone, used in every figure that compares them.
+COLORS = {"vit": "#1f77b4", "vit_hub": "#17becf", "resnet": "#d62728", "other": "#7f7f7f"}
+
+
+def color_for(name: str) -> str:
+    n = name.lower()
+    if "hub" in n:
+        return COLORS["vit_hub"]
+    if "vit" in n:
+        return COLORS["vit"]
+    if "resnet" in n or "cnn" in n:
+        return COLORS["resnet"]
+    return COLORS["other"]
+
+
+def figures_dir() -> Path:
+    return Path(os.environ.get("VITWATCH_FIGURES_DIR", "figures"))
+
+
+def save_figure(fig, name: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>``; ``name`` starts with the notebook number."""
+    if not _NAME.match(name):
+        raise ValueError(f"figure name {name!r} must look like '04_attention_rollout' (notebook number, then snake_case)")
+    if not fig.axes or not any(ax.get_title() or fig._suptitle for ax in fig.axes):
+        raise ValueError(f"figure {name!r} has no title: every figure of the report needs one")
+    out = figures_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        fig.savefig(path)
+        paths.append(path)
+    return paths
