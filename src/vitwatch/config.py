@@ -145,10 +145,10 @@ def load_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | N
     return raw
 
 
-def from_profile(profile: str, **overrides) -> types.SimpleNamespace:
+def from_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | None = None, **overrides) -> types.SimpleNamespace:
     """The config of a profile as a notebook would see it (used by tests and the CLI)."""
     values = {k: p.default for k, p in PARAMS.items()}
-    values.update(load_profile(profile))
+    values.update(load_profile(profile, profiles_dir))
     for key, value in overrides.items():
         values[key] = check(key, value, "overrides")
     return _finish(values)

@@ -1,0 +1,53 @@
+# vitwatch: the two commands are `make report` and `make test` (see README.md).
+PROFILE ?= full
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install report test test-fast lab bench strip preflight clean
+
+help:
+	@echo "make report [PROFILE=full|quick|smoke]  execute every notebook, write reports/<profile>/vitwatch-report.{html,pdf}"
+	@echo "make test                               unit tests + every notebook under smoke + the report build"
+	@echo "make lab                                JupyterLab with the project's kernel"
+	@echo "make bench                              throughput benchmarks of the backbones"
+	@echo "make preflight [PROFILE=...]            check the downloads a profile needs, then stop"
+	@echo "make strip                              remove outputs from notebooks/ before committing"
+
+# The virtual environment, rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name vitwatch --display-name "Python (vitwatch)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/vitwatch report --profile $(PROFILE)
+
+preflight: $(STAMP)
+	$(BIN)/vitwatch preflight --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# unit tests only (no notebook execution, no report build)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_backbones.py
+
+strip: $(STAMP)
+	$(BIN)/vitwatch strip
+
+clean:
+	rm -rf reports/*/ figures/*/ .pytest_cache
