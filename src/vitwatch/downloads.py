@@ -69,10 +69,12 @@ def cache_subdir(cache_dir: str | Path, sub: str = "downloads") -> Path:
     return path
 
 
-def fetch(name: str, cache_dir: str | Path, retries: int = 3, local_dir: str | Path | None = None) -> Path:
+def fetch(name: str, cache_dir: str | Path, retries: int = 3, local_dir: str | Path | None = None,
+          verify: bool = True) -> Path:
     """Return the local path of resource ``name``, downloading it (with retries) if needed.
 
-    ``local_dir``: a folder where the user put the file by hand; used first when it holds it.
+    ``local_dir``: a folder where the user put the file by hand; used first when it holds it, and
+    checked against the published checksum unless ``verify=False`` (the generated stand-ins).
     """
     import keras
 
@@ -80,6 +82,8 @@ def fetch(name: str, cache_dir: str | Path, retries: int = 3, local_dir: str | P
     if local_dir:
         candidate = Path(local_dir).expanduser() / res.fname
         if candidate.exists():
+            if verify:
+                _check_sha256(candidate, res)
             return candidate
     target = cache_subdir(cache_dir)
     last = None
@@ -92,6 +96,21 @@ def fetch(name: str, cache_dir: str | Path, retries: int = 3, local_dir: str | P
             last = exc
             time.sleep(2 ** attempt)
     raise DownloadError(f"could not download {res.url} ({type(last).__name__}: {last}) after {retries} tries.\n{OFFLINE_HINT}")
+
+
+def _check_sha256(path: Path, res: Resource) -> None:
+    """A file put in place by hand must be the published one (a checksum is known for it)."""
+    if not res.sha256:
+        return
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != res.sha256:
+        raise DownloadError(f"{path} is not the published {res.fname} (SHA-256 {h.hexdigest()[:12]}... expected "
+                            f"{res.sha256[:12]}...): re-download it from {res.url}")
 
 
 def is_cached(name: str, cache_dir: str | Path, local_dir: str | Path | None = None) -> bool:

@@ -1,0 +1,183 @@
+"""Robust image decoding with Pillow: every file either becomes RGB uint8 or is skipped and logged.
+
+Web-scraped datasets such as Stanford Dogs (images from ImageNet) hold the usual surprises:
+grayscale and CMYK JPEGs, PNG files named ``.jpg``, palette images with transparency, 16-bit
+scans, photos whose orientation lives in an EXIF tag, very large files, and the occasional
+empty or truncated download. :func:`load_image` decodes all the decodable ones to
+``uint8 (H, W, 3)`` RGB and returns ``None`` for the rest, recording why in a
+:class:`BadImageLog`; it never raises for a bad file. Large JPEGs are decoded at reduced scale
+through libjpeg's DCT scaling (``Image.draft``), and images larger than :data:`MAX_PIXELS` are
+refused before decoding (decompression-bomb guard), following Pillow's own
+``DecompressionBombError`` logic (Pillow docs, "Image.open").
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse images with more pixels than this (~ 16k x 11k), before decoding them: a crafted
+# 1-kB PNG can claim 100,000 x 100,000 pixels. Legitimate large photos stay well below.
+MAX_PIXELS = 180_000_000
+
+
+@dataclass
+class BadImageLog:
+    """Files skipped because they could not be decoded: ``count``, ``files``, ``reasons``.
+
+    Thread-safe; a file is recorded once however many times it is read.
+    """
+    entries: dict[str, str] = field(default_factory=dict)   # path -> reason
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+
+    def add(self, path: str | os.PathLike, reason: str) -> None:
+        with self._lock:
+            self.entries.setdefault(str(path), reason)
+
+    def extend(self, other: "BadImageLog") -> None:
+        for path, reason in other.entries.items():
+            self.add(path, reason)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.entries)
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.entries.values())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, path) -> bool:
+        return str(path) in self.entries
+
+    def to_list(self) -> list[dict[str, str]]:
+        """JSON-ready: ``[{"file": ..., "reason": ...}, ...]`` (for the results store)."""
+        return [{"file": f, "reason": r} for f, r in self.entries.items()]
+
+    def summary(self, max_files: int = 10) -> str:
+        if not self.entries:
+            return "no bad images"
+        lines = [f"{self.count} image(s) skipped:"]
+        for f, r in list(self.entries.items())[:max_files]:
+            lines.append(f"  - {Path(f).parent.name}/{Path(f).name}: {r}")
+        if self.count > max_files:
+            lines.append(f"  ... and {self.count - max_files} more")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"BadImageLog(count={self.count})"
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB; transparency composited on white, 16/32-bit rescaled to 8-bit."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        img = Image.fromarray(a.round().astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if img.mode == "CMYK":
+        # Adobe CMYK JPEGs are stored inverted; Pillow's JPEG plugin already un-inverts them.
+        return img.convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def decode(path: str | os.PathLike, img_size: int | None = None,
+           min_side: int | None = None) -> np.ndarray:
+    """Decode one file to ``uint8 (H, W, 3)``; raise ``ValueError(reason)`` when impossible.
+
+    ``img_size``: resize to ``(img_size, img_size)`` (bilinear, antialiased).
+    ``min_side``: decode JPEGs at the smallest DCT scale keeping both sides >= it (fast for
+    large photos; the result is then at least that large, not resized).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError("missing file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise ValueError(f"decompression-bomb guard: {w}x{h} pixels "
+                                     f"> MAX_PIXELS={MAX_PIXELS:,}")
+                target = img_size or min_side
+                if target and img.format == "JPEG":
+                    # EXIF rotation by 90 degrees swaps the sides; draft keeps both >= target.
+                    img.draft("RGB", (target, target))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                img = _to_rgb(img)
+                if img_size:
+                    img = img.resize((img_size, img_size), Image.Resampling.BILINEAR,
+                                     reducing_gap=None)
+                out = np.asarray(img, dtype=np.uint8)
+    except ValueError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"decompression-bomb guard: {exc}") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"not a recognised image format ({size} bytes)") from None
+    except (OSError, SyntaxError, EOFError, struct.error, MemoryError, TypeError,
+            KeyError, IndexError, ZeroDivisionError) as exc:
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg:
+            msg = f"truncated file ({msg})"
+        raise ValueError(msg) from None
+    if out.ndim != 3 or out.shape[2] != 3 or out.shape[0] == 0 or out.shape[1] == 0:
+        raise ValueError(f"unexpected decoded shape {out.shape}")
+    return out
+
+
+def load_image(path: str | os.PathLike, img_size: int | None = None,
+               log: BadImageLog | None = None, min_side: int | None = None) -> np.ndarray | None:
+    """Robustly decode ``path`` to ``uint8 (H, W, 3)`` RGB, or ``None`` if undecodable.
+
+    EXIF orientation is applied; grayscale, CMYK, palette, alpha and 16-bit images are converted
+    to RGB; a PNG named ``.jpg`` is decoded as the PNG it is (Pillow sniffs the content).
+    ``img_size`` resizes to a square ``(img_size, img_size)``. Undecodable files (empty,
+    truncated, corrupt, not an image, too large) return ``None`` and are recorded in ``log``
+    (default: the process-wide :data:`BAD_IMAGES`). Never raises for a bad file.
+    """
+    try:
+        return decode(path, img_size=img_size, min_side=min_side)
+    except ValueError as exc:
+        (BAD_IMAGES if log is None else log).add(path, str(exc))
+        return None
+
+
+def check_image(path: str | os.PathLike) -> str | None:
+    """Fully decode ``path`` at reduced scale; ``None`` if it is fine, else the reason."""
+    try:
+        decode(path, min_side=32)
+        return None
+    except ValueError as exc:
+        return str(exc)
+
+
+# Every file skipped by load_image in this process (when no other log is given).
+BAD_IMAGES = BadImageLog()

@@ -1,0 +1,138 @@
+"""Feature cache: correct rows, keyed by what changes features, atomic, resumable after a kill."""
+import types
+
+import numpy as np
+import pytest
+
+from vitwatch import config, features
+from vitwatch.data import images, stanford_dogs as sd
+
+SIZE = 24
+
+
+class StubModel:
+    """Colour statistics of each image as 'features'; counts calls, can die after k calls."""
+
+    def __init__(self, die_after=None):
+        self.calls, self.images, self.die_after, self.max_batch = 0, 0, die_after, 0
+
+    def __call__(self, x):                                  # (B, S, S, 3) -> (B, 6)
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt("killed")
+        self.calls += 1
+        self.images += len(x)
+        self.max_batch = max(self.max_batch, len(x))
+        x = np.asarray(x)
+        return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+
+
+def preprocess(x):
+    return x / 255.0
+
+
+def stub(key="w1", die_after=None, dim=6):
+    return types.SimpleNamespace(name="stub", model=StubModel(die_after), preprocess=preprocess,
+                                 img_size=SIZE, feature_dim=dim, cache_key=key)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("data")
+    cfg = config.from_profile("smoke", cache_dir=str(cache), img_size=SIZE, synthetic_classes=3,
+                              synthetic_train_per_class=8, synthetic_test_per_class=2)
+    return sd.load(cfg).train                                        # 22 images
+
+
+def _cfg(tmp_path, **kw):
+    return config.from_profile("smoke", cache_dir=str(tmp_path / "cache"), batch_size=4,
+                               img_size=SIZE, **kw)
+
+
+def _direct(split):
+    """Reference: the stub on every eval-view image, without any cache."""
+    x = np.stack([images.load_image(p, SIZE) for p in split.paths]).astype(np.float32)
+    return StubModel()(preprocess(x)).astype(np.float32)
+
+
+def test_rows_match_images_and_cache_is_reused(tmp_path, split):
+    cfg = _cfg(tmp_path)
+    bb = stub()
+    f = features.extract(bb, split, "train", cfg, shard_size=8)
+    assert f.shape == (len(split), 6) and f.dtype == np.float32
+    np.testing.assert_allclose(f, _direct(split), atol=1e-5)
+    assert bb.model.images == len(split) and bb.model.max_batch <= cfg.batch_size
+    assert features.LAST_STATS["computed_images"] == len(split)
+    folder = features.cache_dir_for(bb, split, "train", cfg)
+    assert sorted(p.name for p in folder.iterdir()) == ["features.npy", "meta.json"]
+    bb2 = stub()
+    again = features.extract(bb2, split, "train", cfg, shard_size=8)
+    assert bb2.model.calls == 0 and np.array_equal(again, f)
+    assert features.LAST_STATS["cached_images"] == len(split)
+    assert features.LAST_STATS["images_per_second"] > 0
+
+
+def test_killed_run_resumes_computing_only_missing_shards(tmp_path, split, capsys):
+    cfg = _cfg(tmp_path)
+    # 22 images, shards of 8 (2 batches of 4 each): dies during the 2nd shard.
+    with pytest.raises(KeyboardInterrupt):
+        features.extract(stub(die_after=3), split, "train", cfg, shard_size=8)
+    folder = features.cache_dir_for(stub(), split, "train", cfg)
+    shards = sorted(p.name for p in folder.glob("shard_*.npy"))
+    assert shards == ["shard_0000000_0000008.npy"]
+    assert not list(folder.glob("*.tmp-*")) and not (folder / "features.npy").exists()
+    resumed = stub()
+    f = features.extract(resumed, split, "train", cfg, shard_size=8)
+    assert resumed.model.images == len(split) - 8                     # only what was missing
+    assert features.LAST_STATS["computed_images"] == len(split) - 8
+    np.testing.assert_allclose(f, _direct(split), atol=1e-5)
+    out = capsys.readouterr().out
+    assert f"8 cached, {len(split) - 8} to compute" in out
+    assert "estimated time left" in out                          # the time estimate
+
+
+def test_key_covers_weights_view_seed_and_split(tmp_path, split):
+    cfg = _cfg(tmp_path)
+    base = features.extract(stub("w1"), split, "train", cfg)
+    other = stub("w2")                                                 # other weights
+    features.extract(other, split, "train", cfg)
+    assert other.model.images == len(split)
+    v1 = stub("w1")
+    aug = features.extract(v1, split, "train", cfg, view=1)            # augmented view
+    assert v1.model.images == len(split) and not np.allclose(aug, base)
+    v2 = stub("w1")
+    aug2 = features.extract(v2, split, "train", cfg, view=2)
+    assert v2.model.images == len(split) and not np.allclose(aug2, aug)
+    # Another seed: the plain view is shared, augmented views are recomputed and differ.
+    cfg7 = _cfg(tmp_path, seed=7)
+    plain7, aug7 = stub("w1"), stub("w1")
+    features.extract(plain7, split, "train", cfg7)
+    a7 = features.extract(aug7, split, "train", cfg7, view=1)
+    assert plain7.model.calls == 0 and aug7.model.images == len(split)
+    assert not np.allclose(a7, aug)
+    # Same view in a fresh cache: identical (deterministic augmentation).
+    fresh = features.extract(stub("w1"), split, "train", _cfg(tmp_path / "b"), view=1)
+    np.testing.assert_array_equal(fresh, aug)
+    # Another split (subset) or image size: other cache entries.
+    small = stub("w1")
+    features.extract(small, split.subset(range(5)), "train", cfg)
+    assert small.model.images == 5
+    big = stub("w1")
+    big.img_size = SIZE * 2
+    features.extract(big, split, "train", cfg)
+    assert big.model.images == len(split)
+
+
+def test_bad_image_in_split_gets_zero_row(tmp_path, split):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff")
+    s = sd.Split(split.paths[:3] + [str(broken)], np.zeros(4, np.int64), [None] * 4)
+    log = images.BadImageLog()
+    with pytest.warns(UserWarning, match="undecodable"):
+        f = features.extract(stub(), s, "odd", _cfg(tmp_path), log=log)
+    assert f.shape == (4, 6) and not f[3].any() and f[:3].any(axis=1).all()
+    assert log.files == [str(broken)]
+
+
+def test_wrong_feature_dim_is_reported(tmp_path, split):
+    with pytest.raises(ValueError, match="feature_dim says 5"):
+        features.extract(stub(dim=5), split, "train", _cfg(tmp_path))
