@@ -1,0 +1,359 @@
+"""Notebook 04's glue: the results store of notebook 03 turned into tables and sentences.
+
+Reads only what 03 stored (:mod:`vitwatch.results`), recomputes no training. Holds:
+
+- :func:`load_store` — dataset description, every run's predictions, the cost table;
+- :func:`results_table` — top-1 / top-5 / macro-F1 with bootstrap CIs per run
+  (:mod:`vitwatch.stats`), beside the seed report's numbers;
+- :func:`paired_comparisons` — ViT vs ResNet on the same test images, per protocol: exact
+  McNemar test and paired bootstrap CI of the accuracy difference;
+- sentence builders (``describe_*``) that state what the numbers say, whatever they are, so
+  that the conclusions of the report stay true when the experiment is rerun.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from vitwatch import results, stats
+
+PROTOCOLS = {"A": "frozen backbone + head (seed's)", "B": "linear probe (cached features)",
+             "C": "fine-tuning", "Z": "zero-training ImageNet-1k head"}
+BACKBONES = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
+             "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)"}
+# The seed report: validation accuracy, frozen backbone + softmax head (protocol A).
+SEED_REFERENCE = {"vit_s16": 0.834, "vit_s16_hub": 0.834, "resnet50": 0.763}
+
+
+def backbone_label(name: str) -> str:
+    return BACKBONES.get(name, name)
+
+
+@dataclass
+class Store:
+    """Everything 04 reads: ``dataset`` (dataset.json), ``runs`` name -> (meta, arrays),
+    ``cost`` (cost.json, {} when absent), ``profile``."""
+    dataset: dict
+    runs: dict[str, tuple[dict, dict]]
+    cost: dict = field(default_factory=dict)
+    profile: str = "smoke"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset["class_names"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.dataset["test_labels"], dtype=np.int64)
+
+    def probs(self, run: str) -> np.ndarray:
+        return self.runs[run][1]["test_probs"]
+
+    def preds(self, run: str) -> np.ndarray:
+        return self.probs(run).argmax(axis=1)
+
+    def correct(self, run: str) -> np.ndarray:
+        return self.preds(run) == self.labels
+
+    def names(self, backbone: str | None = None, protocol: str | None = None) -> list[str]:
+        return [r for r, (m, _) in self.runs.items()
+                if (backbone is None or m["backbone"] == backbone)
+                and (protocol is None or m["protocol"] == protocol)]
+
+    def best_run(self, backbone: str, protocols=("A", "B", "C")) -> str | None:
+        """The run of ``backbone`` with the best validation accuracy among ``protocols``."""
+        cands = [r for r in self.names(backbone) if self.runs[r][0]["protocol"] in protocols]
+        if not cands:
+            return None
+        return max(cands, key=lambda r: (self.runs[r][0].get("val_top1") or 0.0, r))
+
+
+def load_store(cfg) -> Store:
+    """Load the results store at ``cfg.results_dir``; a clear error when 03 has not run."""
+    names = results.list_runs(cfg)
+    if not names:
+        raise FileNotFoundError(
+            f"results store {cfg.results_dir} holds no finished run: execute notebook 03 "
+            f"(profile {cfg.profile!r}) first; notebook 04 only reads its results")
+    dataset = results.load_dataset(cfg)
+    labels = np.asarray(dataset["test_labels"])
+    runs = {}
+    for name in names:
+        meta, arrays = results.load(cfg, name)
+        probs = arrays["test_probs"]
+        if probs.shape != (labels.size, len(dataset["class_names"])):
+            raise ValueError(f"results store: {name}.npz test_probs has shape {probs.shape}, "
+                             f"dataset.json describes {labels.size} test images x "
+                             f"{len(dataset['class_names'])} classes")
+        if not np.array_equal(arrays["test_labels"], labels):
+            raise ValueError(f"results store: {name}.npz test_labels differ from dataset.json: "
+                             "runs must be evaluated on the same test images, in order")
+        runs[name] = (meta, arrays)
+    try:
+        cost = results.load_cost(cfg)
+    except FileNotFoundError:
+        cost = {}
+    return Store(dataset, runs, cost, cfg.profile)
+
+
+# --- tables ----------------------------------------------------------------------------------
+def results_table(store: Store, n_boot: int, seed: int = 0):
+    """One row per run: backbone, protocol, top-1, top-5, macro-F1, each with a 95 % CI."""
+    import pandas as pd
+    rows = []
+    for run, (meta, arrays) in store.runs.items():
+        m = stats.bootstrap_metrics(arrays["test_probs"], store.labels, n_boot, seed)
+        row = {"run": run, "backbone": meta["backbone"], "protocol": meta["protocol"]}
+        for k, (v, lo, hi) in m.items():
+            row.update({k: v, f"{k}_lo": lo, f"{k}_hi": hi})
+        row["val_top1"] = meta.get("val_top1")
+        row["seed_reference"] = (SEED_REFERENCE.get(meta["backbone"])
+                                 if meta["protocol"] == "A" else None)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    order = {p: i for i, p in enumerate(PROTOCOLS)}
+    df["_o"] = df["protocol"].map(lambda p: order.get(p, 9))
+    return df.sort_values(["_o", "backbone"]).drop(columns="_o").reset_index(drop=True)
+
+
+def _pct(v, lo=None, hi=None) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    if lo is None:
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def format_results(df):
+    """The results table as a reader sees it: percentages with their CIs."""
+    import pandas as pd
+    out = pd.DataFrame({
+        "backbone": df["backbone"].map(backbone_label),
+        "protocol": df["protocol"].map(lambda p: f"{p}: {PROTOCOLS.get(p, p)}"),
+        **{name: [_pct(r[k], r[f"{k}_lo"], r[f"{k}_hi"]) for _, r in df.iterrows()]
+           for k, name in (("top1", "top-1 % [95 % CI]"), ("top5", "top-5 %"),
+                           ("macro_f1", "macro-F1 %"))},
+        "val. top-1 %": df["val_top1"].map(_pct),
+        "seed (val.) %": df["seed_reference"].map(_pct),
+    })
+    return out
+
+
+def paired_comparisons(store: Store, vit: str = "vit_s16", cnn: str = "resnet50",
+                       n_boot: int = 1000, seed: int = 0):
+    """Per protocol where both ran: accuracies, difference with its CI, exact McNemar."""
+    import pandas as pd
+    rows = []
+    for p in PROTOCOLS:
+        a, b = store.names(vit, p), store.names(cnn, p)
+        if not (a and b):
+            continue
+        ca, cb = store.correct(a[0]), store.correct(b[0])
+        d, lo, hi = stats.paired_bootstrap_diff(ca, cb, n_boot, seed)
+        mc = stats.mcnemar_exact(ca, cb)
+        rows.append({"protocol": p, "vit": a[0], "cnn": b[0], "vit_top1": ca.mean(),
+                     "cnn_top1": cb.mean(), "diff": d, "diff_lo": lo, "diff_hi": hi,
+                     "vit_only": mc["a_only"], "cnn_only": mc["b_only"],
+                     "p_value": mc["p_value"]})
+    return pd.DataFrame(rows)
+
+
+# --- sentences -------------------------------------------------------------------------------
+def smoke_warning(profile: str) -> str:
+    if profile == "smoke":
+        return ("*Smoke profile: synthetic images and tiny random-weight models; every number "
+                "below is meaningless and only shows that the analysis runs.* ")
+    return ""
+
+
+def describe_comparison(row, alpha: float = 0.05) -> str:
+    """One sentence on ViT vs ResNet under one protocol, true whatever the numbers."""
+    p = row["protocol"]
+    d = 100 * row["diff"]
+    lo, hi = 100 * row["diff_lo"], 100 * row["diff_hi"]
+    who = "ViT-S/16" if d > 0 else "ResNet-50"
+    sig = row["p_value"] < alpha and (lo > 0 or hi < 0)
+    verdict = ("a difference the paired tests call significant" if sig else
+               "a difference the paired tests cannot tell from chance")
+    return (f"Protocol {p} ({PROTOCOLS.get(p, p)}): ViT-S/16 {100 * row['vit_top1']:.1f} % vs "
+            f"ResNet-50 {100 * row['cnn_top1']:.1f} %; {who} ahead by {abs(d):.1f} points "
+            f"(95 % CI of ViT minus ResNet [{lo:+.1f}, {hi:+.1f}]), "
+            f"{row['vit_only']} images right for ViT only and {row['cnn_only']} for ResNet "
+            f"only, McNemar p = {row['p_value']:.2g}: {verdict} at the 5 % level.")
+
+
+def describe_seed(df) -> str:
+    """How protocol A compares with the seed's 83.4 / 76.3 (validation accuracy)."""
+    parts = []
+    for _, r in df[df["protocol"] == "A"].iterrows():
+        ref = r["seed_reference"]
+        if ref is None or (isinstance(ref, float) and np.isnan(ref)):
+            continue
+        inside = r["top1_lo"] <= ref <= r["top1_hi"]
+        parts.append(f"{backbone_label(r['backbone'])}: {100 * r['top1']:.1f} % on test vs "
+                     f"the seed's {100 * ref:.1f} % on validation ("
+                     + ("within" if inside else "outside") + " our 95 % CI)")
+    if not parts:
+        return "Protocol A did not run, so the seed's numbers cannot be checked here."
+    return "Against the seed report (protocol A): " + "; ".join(parts) + "."
+
+
+def describe_localisation(summary) -> str:
+    """summary: map -> (mean, lo, hi) share of mass inside the boxes."""
+    parts = [f"{m} {100 * v[0]:.0f} % [{100 * v[1]:.0f}, {100 * v[2]:.0f}]"
+             for m, v in summary.items()]
+    text = "Share of the map's mass inside the boxes (mean, 95 % CI): " + "; ".join(parts) + "."
+    vit, cnn, prior = (summary.get(k) for k in ("ViT rollout", "ResNet-50 Grad-CAM",
+                                                 "centre prior"))
+    if vit and prior:
+        beat = "beats" if vit[1] > prior[2] else ("falls below" if vit[2] < prior[1] else
+                                                  "cannot be told apart from")
+        text += f" The ViT's rollout {beat} the centre prior"
+        if cnn:
+            beat = ("more" if vit[0] > cnn[0] else "less")
+            text += f", and puts {beat} of its mass on the dog than ResNet-50's Grad-CAM"
+        text += "."
+    return text
+
+
+# --- images and models -----------------------------------------------------------------------
+def load_images(paths, img_size: int) -> np.ndarray:
+    """uint8 (n, S, S, 3) of test images (resized as every backbone sees them)."""
+    from vitwatch.data import images
+    out = []
+    for p in paths:
+        img = images.load_image(p, img_size)
+        if img is None:
+            raise ValueError(f"test image {p} cannot be decoded although 03 evaluated it")
+        out.append(img)
+    return np.stack(out)
+
+
+def vit_model(backbone):
+    """The :class:`vitwatch.models.vit.VisionTransformer` inside a registry backbone."""
+    for cand in (backbone.model, getattr(backbone, "vit", None),
+                 *getattr(backbone.model, "layers", [])):
+        if cand is not None and hasattr(cand, "forward") and hasattr(cand, "blocks"):
+            return cand
+    raise ValueError(f"backbone {backbone.name!r} holds no VisionTransformer with forward(): "
+                     "attention maps need vitwatch's own ViT (vit_s16)")
+
+
+def subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """A seeded, sorted random subset of ``n`` test-image positions."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_total, size=min(n, n_total), replace=False))
+
+
+def attention_statistics(model, x, batch_size: int):
+    """Run the ViT over preprocessed images ``x`` (n, S, S, 3) batch by batch, keeping only
+    the summaries (the attention of every block for 200 images would take GBs):
+
+    ``rollout`` (n, g, g): class-token row of the attention rollout;
+    ``last_cls`` (n, H, g, g): class-token attention of each head in the last block;
+    ``distance`` (L, H): mean attention distance in pixels, averaged over images;
+    ``logits`` or features of the model for each image.
+    """
+    from vitwatch import attention
+    from tqdm import tqdm
+    g = model.grid_size
+    # at most 16 images at once: the attention of ViT-S/16's 12 blocks is 30 MB per image
+    batch_size = max(1, min(batch_size, 16))
+    rollouts, last, dist, outs = [], [], [], []
+    for i in tqdm(range(0, len(x), batch_size), desc="ViT attention", leave=False):
+        out = model.forward(x[i:i + batch_size])
+        att = [np.asarray(a) for a in out["attention"]]             # L x (B, H, N, N)
+        joint = attention.rollout(att)                              # (B, N, N)
+        rollouts.append(joint[:, 0, 1:].reshape(-1, g, g))          # (B, g, g)
+        last.append(attention.cls_attention_maps(att[-1], g))       # (B, H, g, g)
+        dist.append(attention.mean_attention_distance(att, g, model.patch_size) * len(att[0]))
+        outs.append(np.asarray(out["logits"] if out["logits"] is not None
+                               else out["features"]))
+    return {"rollout": np.concatenate(rollouts), "last_cls": np.concatenate(last),
+            "distance": np.sum(dist, axis=0) / len(x), "outputs": np.concatenate(outs)}
+
+
+def accuracy_by_box_fraction(store: Store, runs: Mapping[str, str], fractions,
+                             edges=(0.0, 0.25, 0.5, 0.75, 1.0001), n_boot: int = 1000,
+                             seed: int = 0):
+    """Accuracy of each run (backbone -> run name) per bin of box area share, with CIs."""
+    import pandas as pd
+    fractions = np.asarray(fractions)
+    rows = []
+    for lo_e, hi_e in zip(edges[:-1], edges[1:]):
+        sel = (fractions >= lo_e) & (fractions < hi_e)
+        if not sel.any():
+            continue
+        label = f"{100 * lo_e:.0f}–{min(100, 100 * hi_e):.0f} %"
+        for backbone, run in runs.items():
+            acc, lo, hi = stats.bootstrap_mean(store.correct(run)[sel], n_boot, seed)
+            rows.append({"backbone": backbone, "run": run, "bin": label, "acc": acc,
+                         "lo": lo, "hi": hi, "n": int(sel.sum())})
+    return pd.DataFrame(rows)
+
+
+def cka_matrix(vit, vit_prep, cnn_stages, cnn_prep, paths, vit_size: int, cnn_size: int,
+               batch_size: int):
+    """Minibatch linear CKA between every layer of [ViT blocks..., ResNet stages...].
+
+    Returns an (L + S, L + S) matrix: the ViT-ViT, ResNet-ResNet and cross blocks of Raghu
+    et al. (2021), Fig. 1 and 2. Batches with fewer than 4 images are dropped (the unbiased
+    HSIC needs n > 3).
+    """
+    from tqdm import tqdm
+    from vitwatch import representations
+    bs = max(batch_size, 4)
+    acc = None
+    for i in tqdm(range(0, len(paths), bs), desc="CKA", leave=False):
+        chunk = paths[i:i + bs]
+        if len(chunk) < 4:
+            break
+        xv = np.asarray(vit_prep(load_images(chunk, vit_size).astype("float32")))
+        xc = np.asarray(cnn_prep(load_images(chunk, cnn_size).astype("float32")))
+        acts = representations.vit_block_outputs(vit, xv)            # L x (B, N, C)
+        acts += [np.asarray(a) for a in cnn_stages(xc)]              # S x (B, h, w, C)
+        if acc is None:
+            acc = representations.MinibatchCKA(len(acts), len(acts))
+        acc.update(acts, acts)
+    if acc is None:
+        raise ValueError(f"CKA needs at least 4 images, got {len(paths)} (n_cka_images)")
+    return acc.result()
+
+
+def gradcam_maps(backbone, x, imagenet_classes=None, batch_size: int = 16):
+    """Grad-CAM maps of a ResNet-50 registry backbone on preprocessed images ``x``.
+
+    Targets the ImageNet-1k logit of each image's true breed (``imagenet_classes``, (n,)) when
+    the backbone exposes a differentiable ImageNet head (``imagenet_logits``); otherwise the
+    squared norm of the pooled features (class-agnostic, like the attention rollout).
+    Returns ``(maps (n, h, w), description)``.
+    """
+    from vitwatch import localisation
+    fn = getattr(backbone, "imagenet_logits", None)
+    usable = (fn is not None and imagenet_classes is not None
+              and np.all(np.asarray(imagenet_classes) >= 0))
+    if usable:
+        head = linear_head(fn, backbone.feature_dim)
+        cam = localisation.GradCAM(backbone.model, head=head)
+        maps = [cam(x[i:i + batch_size], imagenet_classes[i:i + batch_size])
+                for i in range(0, len(x), batch_size)]
+        return np.concatenate(maps), "Grad-CAM of the true breed's ImageNet-1k logit"
+    cam = localisation.GradCAM(backbone.model)
+    maps = [cam(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(maps), "class-agnostic Grad-CAM (squared norm of pooled features)"
+
+
+def linear_head(logits_fn, dim: int):
+    """A differentiable copy of a linear head given as a NumPy function of features.
+
+    The registry's ``imagenet_logits`` computes ``f @ W + b`` in NumPy, which a gradient tape
+    cannot follow; probing it with the zero vector and the unit vectors recovers ``b`` and
+    ``W`` exactly, and the copy runs in TensorFlow.
+    """
+    import tensorflow as tf
+    bias = np.asarray(logits_fn(np.zeros((1, dim), np.float32)))[0]           # (K,)
+    kernel = np.asarray(logits_fn(np.eye(dim, dtype=np.float32))) - bias       # (D, K)
+    k, b = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
+    return lambda f: tf.matmul(f, k) + b

@@ -1,0 +1,349 @@
+"""Figures of notebook 04 (the analysis): results with CIs, paired differences, errors, attention,
+localisation, cost, leakage, CKA.
+
+Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis`,
+:mod:`vitwatch.stats`, :mod:`vitwatch.attention`, :mod:`vitwatch.localisation` and
+:mod:`vitwatch.representations`, and returns a matplotlib figure with a title and labelled axes;
+the notebook shows it and saves it with :func:`vitwatch.plotting.save_figure`. Attention figures
+follow the layout of keras-io's ``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import color_for
+
+LABELS = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
+          "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)"}
+MAP_COLORS = {"ViT rollout": "#1f77b4", "ResNet-50 Grad-CAM": "#d62728",
+              "centre prior": "#7f7f7f", "uniform": "#bbbbbb"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _short(name: str, n: int = 22) -> str:
+    return name if len(name) <= n else name[: n - 1] + "…"
+
+
+# --- results ---------------------------------------------------------------------------------
+def results_forest(df, metric: str = "top1", title: str = "Test accuracy with 95 % CIs"):
+    """One row per run: the metric with its bootstrap CI; seed's numbers as open diamonds."""
+    n = len(df)
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * n + 1.3))
+    y = np.arange(n)[::-1]
+    for yi, (_, r) in zip(y, df.iterrows()):
+        c = color_for(r["backbone"])
+        ax.errorbar(100 * r[metric], yi, xerr=[[100 * (r[metric] - r[f"{metric}_lo"])],
+                                               [100 * (r[f"{metric}_hi"] - r[metric])]],
+                    fmt="o", color=c, capsize=3)
+        ref = r.get("seed_reference")
+        if ref is not None and not (isinstance(ref, float) and np.isnan(ref)):
+            ax.plot(100 * ref, yi, "D", mfc="none", mec="k", ms=6)
+    ax.set_yticks(y, [f"{r['protocol']} · {_label(r['backbone'])}" for _, r in df.iterrows()])
+    ax.plot([], [], "D", mfc="none", mec="k", label="seed report (validation, protocol A)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.6 / max(n, 1)))
+    ax.set(xlabel=f"{metric.replace('top', 'top-')} accuracy on the test set (%)",
+           ylabel="protocol · backbone", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(pc, title: str = "ViT-S/16 minus ResNet-50, paired on test images"):
+    """Accuracy difference per protocol with its paired bootstrap CI and McNemar p-value."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(pc) + 1.5))
+    y = np.arange(len(pc))[::-1]
+    for yi, (_, r) in zip(y, pc.iterrows()):
+        d = 100 * r["diff"]
+        ax.errorbar(d, yi, xerr=[[d - 100 * r["diff_lo"]], [100 * r["diff_hi"] - d]],
+                    fmt="s", color=color_for("vit") if d >= 0 else color_for("resnet"),
+                    capsize=4)
+        ax.annotate(f"p = {r['p_value']:.2g}", (100 * r["diff_hi"], yi),
+                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, [f"protocol {p}" for p in pc["protocol"]])
+    ax.set(xlabel="accuracy difference, ViT − ResNet (points, 95 % CI)", ylabel="protocol",
+           title=title)
+    ax.margins(x=0.25)
+    fig.tight_layout()
+    return fig
+
+
+# --- errors ----------------------------------------------------------------------------------
+def per_class_extremes(per_class, n: int = 10, title: str = "Best and worst breeds"):
+    """Per-class accuracy (recall) of the ``n`` best and ``n`` worst classes."""
+    d = per_class.sort_values("recall")
+    n = min(n, max(1, len(d) // 2))
+    worst, best = d.head(n), d.tail(n)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.28 * n + 1.6), sharex=True)
+    for ax, part, name, c in ((axes[0], worst, "worst", "#d62728"),
+                              (axes[1], best, "best", "#2ca02c")):
+        ax.barh([_short(s) for s in part["class"]], 100 * part["recall"], color=c)
+        ax.set(title=f"{n} {name}", xlabel="per-class accuracy (%)")
+    axes[0].set_ylabel("breed")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(cm, order, class_names, title: str = "Confusion matrix, classes clustered"):
+    """Row-normalised confusion matrix (log colour scale) with rows/columns in ``order``."""
+    from matplotlib.colors import LogNorm
+    cm = np.asarray(cm, dtype=float)[np.ix_(order, order)]
+    rows = cm.sum(1, keepdims=True)
+    p = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(order)
+    size = 7.5 if k > 30 else 5.5
+    fig, ax = plt.subplots(figsize=(size, size))
+    floor = max(1e-3, 0.5 / max(rows.max(), 1))
+    im = ax.imshow(np.clip(p, floor, 1), norm=LogNorm(floor, 1), cmap="magma_r",
+                   interpolation="nearest")
+    names = [_short(class_names[i], 18) for i in order]
+    if k <= 40:
+        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), names, fontsize=6)
+    else:
+        step = int(np.ceil(k / 40))
+        ax.set_yticks(range(0, k, step), names[::step], fontsize=5)
+        ax.set_xticks([])
+    ax.set(xlabel="predicted breed (same order)", ylabel="true breed", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="share of the true breed's images")
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
+               ncols: int = 6, boxes: Sequence[np.ndarray] | None = None):
+    """A gallery of images with a caption each (optionally a box drawn on each)."""
+    n = len(images)
+    if n == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.set_title(title)
+        ax.text(0.5, 0.5, "no image to show", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols, 1.95 * nrows + 0.4),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i])
+        ax.set_title(titles[i], fontsize=6.5)
+        if boxes is not None:
+            for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
+                                           ec="yellow", lw=1.2))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- inside the ViT --------------------------------------------------------------------------
+def _overlay(ax, image, saliency, alpha=0.55):
+    from skimage.transform import resize
+    s = np.asarray(saliency, dtype=float)
+    s = (s - s.min()) / (np.ptp(s) + 1e-12)
+    ax.imshow(image)
+    ax.imshow(resize(s, image.shape[:2], order=1), cmap="inferno", alpha=alpha)
+    ax.axis("off")
+
+
+def head_attention(image, maps, title: str = "Class-token attention per head, last block"):
+    """The image, then the class token's attention of each head as an image (H, g, g)."""
+    h = len(maps)
+    fig, axes = plt.subplots(1, h + 1, figsize=(1.8 * (h + 1), 2.2))
+    axes[0].imshow(image)
+    axes[0].set_title("input", fontsize=8)
+    axes[0].axis("off")
+    for i, (ax, m) in enumerate(zip(axes[1:], maps)):
+        ax.imshow(m, cmap="inferno")
+        ax.set_title(f"head {i + 1}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[1].set_ylabel("patch row")
+    axes[1].set_xlabel("patch column")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def rollout_gallery(images, maps, titles, title: str = "Attention rollout",
+                    ncols: int = 4):
+    """Pairs (image, rollout overlay), captioned with true / predicted breeds."""
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(1.6 * 2 * ncols, 1.9 * nrows + 0.5),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        axes[r, 2 * c].imshow(images[i])
+        axes[r, 2 * c].set_title(titles[i], fontsize=6.5)
+        _overlay(axes[r, 2 * c + 1], images[i], maps[i])
+        axes[r, 2 * c + 1].set_title("rollout", fontsize=6.5)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_distance(dist, title: str = "Mean attention distance per head and layer"):
+    """Dosovitskiy et al. (2021), Fig. 7 right: one dot per head, layers on the x axis."""
+    dist = np.asarray(dist)                                         # (L, H)
+    layers, heads = dist.shape
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for h in range(heads):
+        ax.scatter(np.arange(1, layers + 1), dist[:, h], s=14, alpha=0.8,
+                   label=f"head {h + 1}")
+    ax.plot(np.arange(1, layers + 1), dist.mean(1), "k-", lw=1, label="mean over heads")
+    ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)",
+           title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+# --- localisation ----------------------------------------------------------------------------
+def localisation(df, title: str = "Share of the map's mass inside the dog's boxes"):
+    """Distribution of mass-inside per map family (box plot + points); pointing-game hits."""
+    names = [m for m in ("ViT rollout", "ResNet-50 Grad-CAM", "centre prior", "uniform")
+             if m in set(df["map"])] + sorted(set(df["map"]) - set(MAP_COLORS))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6),
+                                  gridspec_kw={"width_ratios": [2, 1]})
+    data = [df.loc[df["map"] == m, "mass_inside"].to_numpy() for m in names]
+    bp = ax.boxplot(data, vert=True, patch_artist=True, widths=0.55, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=15)
+    for patch, m in zip(bp["boxes"], names):
+        patch.set(facecolor=MAP_COLORS.get(m, "#cccccc"), alpha=0.5)
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, 1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=5, color="k", alpha=0.4)
+    ax.set(ylabel="share of map mass inside the boxes", xlabel="map", title="Mass inside")
+    hits = df.dropna(subset=["hit"]).groupby("map")["hit"].mean()
+    hn = [m for m in names if m in hits.index]
+    ax2.bar(hn, 100 * hits[hn].to_numpy(), color=[MAP_COLORS.get(m, "#ccc") for m in hn])
+    ax2.set(ylabel="maximum inside a box (%)", xlabel="map", title="Pointing game",
+            ylim=(0, 100))
+    ax2.tick_params(axis="x", rotation=15)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def localisation_examples(images, boxes, maps: Mapping[str, Sequence[np.ndarray]],
+                          title: str = "Where the models look"):
+    """Rows of images: the photo with its boxes, then one overlay per map family."""
+    n = len(images)
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.4), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i])
+        for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
+            axes[i, 0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
+                                               ec="yellow", lw=1.2))
+        axes[i, 0].axis("off")
+        for j, (name, m) in enumerate(maps.items(), 1):
+            _overlay(axes[i, j], images[i], m[i])
+            for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
+                axes[i, j].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
+                                                   ec="cyan", lw=0.8, ls="--"))
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    axes[0, 0].set_title("image and box", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_box_size(df, title: str = "Accuracy against the share of the frame the dog "
+                                        "covers"):
+    """df: backbone, bin (label), acc, lo, hi, n — one group of bars per bin."""
+    bins = list(dict.fromkeys(df["bin"]))
+    bbs = list(dict.fromkeys(df["backbone"]))
+    w = 0.8 / max(len(bbs), 1)
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    for j, b in enumerate(bbs):
+        d = df[df["backbone"] == b].set_index("bin").reindex(bins)
+        x = np.arange(len(bins)) + (j - (len(bbs) - 1) / 2) * w
+        ax.bar(x, 100 * d["acc"], w, color=color_for(b), alpha=0.8, label=_label(b))
+        ax.errorbar(x, 100 * d["acc"], yerr=[100 * (d["acc"] - d["lo"]),
+                                             100 * (d["hi"] - d["acc"])],
+                    fmt="none", ecolor="k", capsize=2, lw=0.8)
+    counts = df.groupby("bin", sort=False)["n"].first().reindex(bins)
+    ax.set_xticks(range(len(bins)), [f"{b}\n(n = {c})" for b, c in zip(bins, counts)])
+    ax.set(xlabel="box area / image area", ylabel="test accuracy (%)", title=title,
+           ylim=(0, 105))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+# --- cost, leakage, representations ----------------------------------------------------------
+def cost(df, title: str = "Accuracy against compute"):
+    """df: backbone, gmacs, images_per_second, top1, protocol (best run per backbone)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.5), sharey=True)
+    for _, r in df.iterrows():
+        c = color_for(r["backbone"])
+        for ax, key in zip(axes, ("gmacs", "images_per_second")):
+            if r.get(key) is None or (isinstance(r[key], float) and np.isnan(r[key])):
+                continue
+            ax.scatter(r[key], 100 * r["top1"], s=60, color=c)
+            ax.annotate(f"{_label(r['backbone'])} ({r['protocol']})", (r[key], 100 * r["top1"]),
+                        xytext=(5, 4), textcoords="offset points", fontsize=7)
+    axes[0].set(xlabel="GMACs per image", ylabel="test top-1 (%)", title="Against MACs")
+    axes[1].set(xlabel="measured throughput (images / s)", title="Against throughput")
+    for ax in axes:
+        ax.margins(0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def leakage(df, title: str = "Zero-training baseline vs trained heads"):
+    """df: backbone, protocol, top1, top1_lo, top1_hi — grouped bars per backbone."""
+    bbs = list(dict.fromkeys(df["backbone"]))
+    prots = sorted(set(df["protocol"]))
+    w = 0.8 / len(prots)
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    hatches = {"Z": "//", "A": "", "B": "..", "C": "xx"}
+    for j, p in enumerate(prots):
+        d = df[df["protocol"] == p].set_index("backbone").reindex(bbs)
+        x = np.arange(len(bbs)) + (j - (len(prots) - 1) / 2) * w
+        ax.bar(x, 100 * d["top1"], w, color=[color_for(b) for b in bbs], alpha=0.75,
+               hatch=hatches.get(p, ""), edgecolor="k", label=f"protocol {p}")
+        ax.errorbar(x, 100 * d["top1"], yerr=[100 * (d["top1"] - d["top1_lo"]),
+                                              100 * (d["top1_hi"] - d["top1"])],
+                    fmt="none", ecolor="k", capsize=2, lw=0.8)
+    ax.set_xticks(range(len(bbs)), [_label(b) for b in bbs])
+    ax.set(xlabel="backbone", ylabel="test top-1 (%)", title=title, ylim=(0, 105))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def cka(matrix, row_labels, col_labels, title: str = "Linear CKA, ViT blocks vs ResNet stages",
+        xlabel: str = "ResNet-50 stage", ylabel: str = "ViT block"):
+    """Heatmap of a CKA matrix (rows: first network's layers, bottom = first layer)."""
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * m.shape[1] + 1.5, 0.3 * m.shape[0] + 1.8))
+    im = ax.imshow(m, origin="lower", vmin=0, vmax=1, cmap="magma", aspect="auto")
+    ax.set_xticks(range(m.shape[1]), col_labels, rotation=30, fontsize=7)
+    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=7)
+    for (i, j), v in np.ndenumerate(m):
+        if m.size <= 80:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                    color="w" if v < 0.6 else "k")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.colorbar(im, ax=ax, label="linear CKA")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,173 @@
+"""Representation similarity: linear CKA between the layers of two networks.
+
+Follows Kornblith et al. (2019), "Similarity of Neural Network Representations Revisited"
+(linear centred kernel alignment), and its use by Raghu et al. (2021), "Do Vision Transformers
+See Like Convolutional Neural Networks?", which compares every ViT block with every ResNet stage
+using *minibatch* CKA (Nguyen et al., 2021): the unbiased HSIC estimator of Song et al. (2012)
+averaged over minibatches, so that activations of any size (a ResNet stage at 224 px is
+56 x 56 x 256 per image) never need to be held for all images at once.
+
+- :func:`linear_cka` — the exact full-batch value (Kornblith eq. 4), for small inputs and tests.
+- :class:`MinibatchCKA` — streams batches of activations of two lists of layers, accumulates
+  the unbiased HSIC of every pair, returns the (La, Lb) CKA matrix.
+- :func:`vit_block_outputs`, :func:`resnet_stage_outputs` — the activations compared: the
+  token sequence after each transformer block ``(B, N, C)``, the output of each ResNet stage
+  ``(B, h, w, C)``; both flattened per image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+RESNET50_STAGES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                   "conv5_block3_out")
+
+
+def _flat(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(x.shape[0], -1)                                  # (B, D)
+
+
+def gram_linear(x) -> np.ndarray:
+    """Linear kernel ``X X^T`` of flattened activations: (B, ...) -> (B, B) float64.
+
+    float32 activations stay float32 for the product (a ResNet stage at 224 px is 0.8 M values
+    per image; float64 copies of a batch would take GBs).
+    """
+    x = np.asarray(x)
+    x = x.reshape(x.shape[0], -1)                                      # (B, D)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
+    return (x @ x.T).astype(np.float64)
+
+
+def linear_cka(x, y) -> float:
+    """Linear CKA of two activations on the same n images (biased HSIC, Kornblith eq. 4).
+
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` on column-centred X, Y; 1 for identical
+    representations, invariant to orthogonal transforms and isotropic scaling.
+    """
+    x, y = _flat(x), _flat(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"CKA needs the same images in both: {x.shape[0]} != {y.shape[0]}")
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    # Gram form (n x n) is cheaper than the feature form when D >> n.
+    kx, ky = x @ x.T, y @ y.T
+    num = np.sum(kx * ky)
+    den = np.sqrt(np.sum(kx * kx) * np.sum(ky * ky))
+    return float(num / den) if den > 0 else 0.0
+
+
+def hsic_unbiased(k, l) -> float:
+    """Unbiased HSIC estimator (Song et al., 2012) of two (n, n) Gram matrices, n > 3."""
+    n = k.shape[0]
+    if n < 4:
+        raise ValueError(f"unbiased HSIC needs at least 4 images per batch, got {n}")
+    k = k.copy()
+    l = l.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    kl = k @ l
+    term = (np.trace(kl) + k.sum() * l.sum() / ((n - 1) * (n - 2))
+            - 2.0 * kl.sum() / (n - 2))
+    return float(term / (n * (n - 3)))
+
+
+class MinibatchCKA:
+    """Accumulates minibatch linear CKA between layers ``a[i]`` and ``b[j]``.
+
+    >>> acc = MinibatchCKA(n_a=12, n_b=4)
+    >>> for batch in ...: acc.update(vit_acts, resnet_acts)   # lists of (B, ...) arrays
+    >>> acc.result()                                          # (12, 4)
+    """
+
+    def __init__(self, n_a: int, n_b: int):
+        self.n_a, self.n_b = n_a, n_b
+        self.cross = np.zeros((n_a, n_b))
+        self.self_a = np.zeros(n_a)
+        self.self_b = np.zeros(n_b)
+        self.batches = 0
+
+    def update(self, acts_a, acts_b) -> None:
+        if len(acts_a) != self.n_a or len(acts_b) != self.n_b:
+            raise ValueError(f"expected {self.n_a} and {self.n_b} layers, got "
+                             f"{len(acts_a)} and {len(acts_b)}")
+        ka = [gram_linear(x) for x in acts_a]                          # each (B, B)
+        kb = [gram_linear(x) for x in acts_b]
+        for i, k in enumerate(ka):
+            self.self_a[i] += hsic_unbiased(k, k)
+            for j, l in enumerate(kb):
+                self.cross[i, j] += hsic_unbiased(k, l)
+        for j, l in enumerate(kb):
+            self.self_b[j] += hsic_unbiased(l, l)
+        self.batches += 1
+
+    def result(self) -> np.ndarray:
+        if not self.batches:
+            raise ValueError("MinibatchCKA.result() before any update()")
+        den = np.sqrt(np.clip(np.outer(self.self_a, self.self_b), 1e-30, None))
+        return self.cross / den                                        # (La, Lb)
+
+
+def self_similarity(acts) -> np.ndarray:
+    """(L, L) linear CKA between all layers of one network on one set of images."""
+    grams = [gram_linear(x) for x in acts]
+    n = len(grams)
+    out = np.eye(n)
+    centred = []
+    for k in grams:
+        h = np.eye(k.shape[0]) - 1.0 / k.shape[0]
+        centred.append(h @ k @ h)
+    for i in range(n):
+        for j in range(i + 1, n):
+            num = np.sum(centred[i] * centred[j])
+            den = np.sqrt(np.sum(centred[i] ** 2) * np.sum(centred[j] ** 2))
+            out[i, j] = out[j, i] = num / den if den > 0 else 0.0
+    return out
+
+
+# --- activations -----------------------------------------------------------------------------
+def vit_block_outputs(model, x) -> list[np.ndarray]:
+    """Token sequence after each transformer block, a list of ``(B, N, C)`` arrays.
+
+    Runs ``model.embed`` then ``model.blocks`` one by one (the layout of
+    :class:`vitwatch.models.vit.VisionTransformer`); ``x`` is preprocessed, (B, S, S, 3).
+    """
+    if not (hasattr(model, "embed") and hasattr(model, "blocks")):
+        raise ValueError(f"vit_block_outputs: model {getattr(model, 'name', model)!r} has no "
+                         "embed()/blocks (expected a vitwatch.models.vit.VisionTransformer)")
+    h = model.embed(np.asarray(x, dtype=np.float32))                   # (B, N, C)
+    outs = []
+    for block in model.blocks:
+        h = block(h)                                                   # (B, N, C)
+        outs.append(np.asarray(h))
+    return outs
+
+
+def find_layer(model, name: str):
+    """A layer by name, searched recursively in nested Keras models."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers"):
+            try:
+                return find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError(f"layer {name!r} not found in model {model.name!r}")
+
+
+def stage_model(model, names=RESNET50_STAGES):
+    """A Keras model returning the named intermediate outputs of a (possibly nested) model."""
+    import keras
+    inner = model
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            try:
+                find_layer(layer, names[0])
+                inner = layer
+                break
+            except ValueError:
+                pass
+    outputs = [find_layer(inner, n).output for n in names]
+    return keras.Model(inner.inputs[0], outputs, name=f"{inner.name}_stages")
