@@ -1,0 +1,11 @@
+"""The backbones of the report: our Keras ViT, the TF Hub ViT, ResNet-50, and their registry.
+
+- ``vit``: a readable Keras 3 ViT returning features, logits and every block's attention;
+  reads and writes Google's .npz checkpoints (google-research/vision_transformer).
+- ``hub``: the seed's TF Hub route in Keras 3 (``hub.resolve`` + ``keras.layers.TFSMLayer``).
+- ``resnet``: ``keras.applications.ResNet50`` with caffe preprocessing.
+- ``registry``: ``backbone(name, cfg) -> Backbone`` for ``vit_s16``, ``vit_s16_hub``,
+  ``resnet50``, ``vit_s16_i21k``; ``required_resources(cfg)`` for the preflight.
+- ``offline``: the generated tiny checkpoint and SavedModel of the smoke profile and tests.
+"""
+from vitwatch.models import hub, offline, registry, resnet, vit  # noqa: F401

@@ -1,0 +1,231 @@
+"""Backbones by name: turns a validated config into a ready, frozen feature extractor.
+
+Names (CONTRIBUTING.md): ``vit_s16`` (our Keras ViT on Google's AugReg i21k->i1k checkpoint),
+``vit_s16_hub`` (the same checkpoint as the seed's TF Hub SavedModel, through TFSMLayer),
+``resnet50`` (Keras applications, ImageNet-1k), ``vit_s16_i21k`` (ImageNet-21k only: the
+leakage control, whose weights never saw ImageNet-1k labels). Which weights each one loads is
+set by the config (``vit_variant``, ``vit_checkpoint``, ``vit_i21k_checkpoint``,
+``hub_handle``, ``resnet_weights``, ``img_size``); in the smoke profile they resolve to the tiny
+artifacts of :mod:`vitwatch.models.offline`. Every download goes through
+:mod:`vitwatch.downloads`, whose preflight takes :func:`required_resources`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from vitwatch import downloads
+from vitwatch.models import hub, offline, resnet, vit
+
+NAMES = ("vit_s16", "vit_s16_hub", "resnet50", "vit_s16_i21k")
+GMACS_224 = {"resnet50": 3.86}
+
+
+@dataclass
+class Backbone:
+    """A frozen feature extractor and what the experiment needs to know about it.
+
+    ``model``: preprocessed images (B, S, S, 3) -> features (B, feature_dim); a Keras model
+    (``predict_on_batch``, or a layer of a bigger model; set ``model.trainable = True`` to
+    fine-tune). ``preprocess``: float32 RGB 0..255 -> model input. ``imagenet_logits``:
+    features (N, D), or raw 0..255 images (N, S, S, 3), -> ImageNet-1k logits (N, 1000), or
+    None when the weights carry no ImageNet-1k head. ``cache_key`` changes whenever the
+    weights, variant, resolution or preprocessing change. ``params``: parameters of the
+    feature extractor (no ImageNet head); ``gmacs``: multiply-accumulates per image at
+    ``img_size``; ``source``: the checkpoint file, SavedModel folder or weights name.
+    """
+    name: str
+    model: keras.Model
+    preprocess: Callable
+    img_size: int
+    feature_dim: int
+    cache_key: str
+    imagenet_logits: Callable | None = None
+    description: str = ""
+    params: int = 0
+    gmacs: float | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def features(self, images) -> np.ndarray:
+        """Convenience: raw 0..255 images (B, S, S, 3) -> features (B, D) as NumPy."""
+        return np.asarray(self.model.predict_on_batch(self.preprocess(images)))
+
+
+# --- weights identity -----------------------------------------------------------------------
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path) -> str:
+    """Short sha256 of a file, or of every file of a folder (a SavedModel); memoised."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _DIGESTS:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        _DIGESTS[stamp] = h.hexdigest()[:16]
+    return _DIGESTS[stamp]
+
+
+def _key(*parts) -> str:
+    return "-".join(str(p).replace("/", "").replace(" ", "") for p in parts)
+
+
+# --- checkpoints and handles ----------------------------------------------------------------
+
+def _resource_for(spec: str) -> str | None:
+    """Name of the downloads.RESOURCES entry a parameter value designates (name or URL)."""
+    if spec in downloads.RESOURCES:
+        return spec
+    return next((r.name for r in downloads.RESOURCES.values() if r.url == spec), None)
+
+
+def vit_checkpoint_path(spec: str, cfg, param: str = "vit_checkpoint", i21k=False) -> Path:
+    """Resolve a checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or a
+    local .npz path."""
+    if spec == "generated":
+        return offline.vit_checkpoint(cfg.cache_dir, cfg.vit_variant, cfg.img_size,
+                                      seed=cfg.seed + (1 if i21k else 0),
+                                      num_classes=0 if i21k else 1000)
+    name = _resource_for(spec)
+    if name is not None:
+        return downloads.fetch(name, cfg.cache_dir)
+    if spec.startswith(("http://", "https://", "gs://")):
+        known = ", ".join(r for r in downloads.RESOURCES if r.startswith("vit_"))
+        raise ValueError(f"parameter {param}={spec!r}: unknown URL; use a name of "
+                         f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
+                         "give its local path")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
+    return path
+
+
+def _read_head(path) -> tuple[np.ndarray, np.ndarray] | None:
+    with np.load(path) as f:
+        prefix = "opt/target/" if "opt/target/head/kernel" in f.files else ""
+        if prefix + "head/kernel" not in f.files:
+            return None
+        kernel, bias = f[prefix + "head/kernel"], f[prefix + "head/bias"]
+    return (kernel.astype("float32"), bias.astype("float32")) if kernel.shape[1] == 1000 else None
+
+
+def _logits_fn(model, preprocess, head):
+    if head is None:
+        return None
+    kernel, bias = head
+
+    def imagenet_logits(features_or_images):
+        x = np.asarray(features_or_images)
+        if x.ndim == 4:                                            # raw images
+            x = np.asarray(model.predict_on_batch(preprocess(x)))  # (N, D)
+        return x.astype("float32") @ kernel + bias                 # (N, 1000)
+    return imagenet_logits
+
+
+# --- builders ---------------------------------------------------------------------------------
+
+def _vit(name, cfg, spec, param, i21k=False):
+    if not spec:
+        raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
+    path = vit_checkpoint_path(spec, cfg, param, i21k)
+    model = vit.build(cfg.vit_variant, num_classes=0, img_size=cfg.img_size, name=name)
+    try:
+        vit.load_npz(model, path)
+    except ValueError as exc:
+        raise ValueError(f"parameter {param}={spec!r} does not fit vit_variant="
+                         f"{cfg.vit_variant!r}: {exc}") from None
+    head = _read_head(path)
+    return dict(model=model, preprocess=vit.preprocess, img_size=cfg.img_size,
+                feature_dim=model.embed_dim, head=head, source=str(path),
+                key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", file_digest(path)),
+                description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})")
+
+
+def _hub(name, cfg):
+    if not cfg.hub_handle:
+        raise ValueError(f"backbone {name!r} needs parameter hub_handle (it is empty: skip it)")
+    if cfg.hub_handle == "generated":
+        path = offline.hub_savedmodel(cfg.cache_dir, cfg.vit_variant, cfg.img_size, cfg.seed)
+        what = f"generated tiny ViT-{cfg.vit_variant}"
+    else:
+        handle = downloads.RESOURCES.get(cfg.hub_handle, cfg.hub_handle)
+        handle = getattr(handle, "url", handle)                 # a RESOURCES name -> its URL
+        path, what = hub.resolve(handle, cache_dir=cfg.cache_dir), handle
+    model = hub.load_hub_backbone(str(path), trainable=False)
+    img_size = model.input_shape[1]
+    return dict(model=model, preprocess=vit.preprocess, img_size=img_size,
+                feature_dim=model.output_shape[-1], head=None, source=str(path),
+                key=_key(name, img_size, "pm1", file_digest(path)),
+                description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})")
+
+
+def _resnet(name, cfg):
+    full = resnet.build(cfg.resnet_weights, cfg.img_size, include_top=True,
+                        cache_dir=cfg.cache_dir, seed=cfg.seed)
+    model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
+    if cfg.resnet_weights == "imagenet":
+        weights = file_digest(downloads.fetch("resnet50_imagenet", cfg.cache_dir))
+    else:
+        weights = f"random{cfg.seed}"
+    return dict(model=model, preprocess=resnet.preprocess, img_size=cfg.img_size,
+                feature_dim=2048, head=resnet.imagenet_head(full), source=cfg.resnet_weights,
+                key=_key(name, cfg.img_size, "caffe", weights),
+                description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)")
+
+
+def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
+    """Build backbone ``name`` for config ``cfg``: frozen unless ``trainable``."""
+    if name == "vit_s16":
+        parts = _vit(name, cfg, cfg.vit_checkpoint, "vit_checkpoint")
+    elif name == "vit_s16_i21k":
+        parts = _vit(name, cfg, cfg.vit_i21k_checkpoint, "vit_i21k_checkpoint", i21k=True)
+    elif name == "vit_s16_hub":
+        parts = _hub(name, cfg)
+    elif name == "resnet50":
+        parts = _resnet(name, cfg)
+    else:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(NAMES)}")
+    model = parts["model"]
+    model.trainable = trainable
+    S = parts["img_size"]
+    return Backbone(name=name, model=model, preprocess=parts["preprocess"], img_size=S,
+                    feature_dim=int(parts["feature_dim"]), cache_key=parts["key"],
+                    imagenet_logits=_logits_fn(model, parts["preprocess"], parts["head"]),
+                    description=parts["description"], params=int(model.count_params()),
+                    gmacs=_gmacs(name, cfg, model, S), source=parts["source"])
+
+
+def _gmacs(name, cfg, model, img_size) -> float:
+    """GMACs per image: counted from the architecture for ViTs, the published 3.86 at 224 px
+    scaled by the pixel count for ResNet-50 (REFERENCE.md)."""
+    if name == "resnet50":
+        return GMACS_224[name] * (img_size / 224) ** 2
+    generated = cfg.hub_handle == "generated" if name == "vit_s16_hub" else True
+    variant = cfg.vit_variant if generated else "S/16"
+    return vit.gmacs(**vit.VARIANTS[variant], img_size=img_size)
+
+
+def required_resources(cfg) -> list[str]:
+    """Names of downloads.RESOURCES the backbones of ``cfg`` need (for the preflight)."""
+    names = []
+    for spec in (cfg.vit_checkpoint, cfg.vit_i21k_checkpoint):
+        if spec and spec != "generated" and _resource_for(spec):
+            names.append(_resource_for(spec))
+    if cfg.hub_handle and cfg.hub_handle != "generated" and _resource_for(cfg.hub_handle):
+        names.append(_resource_for(cfg.hub_handle))
+    if cfg.resnet_weights == "imagenet":
+        names.append("resnet50_imagenet")
+    return list(dict.fromkeys(names))

@@ -1,0 +1,129 @@
+"""Backbones by name, on the artifacts the smoke profile generates (no network)."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+
+from vitwatch import config, downloads
+from vitwatch.models import offline, registry, vit
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    return config.from_profile("smoke", cache_dir=str(tmp_path_factory.mktemp("cache")),
+                               img_size=32)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+
+
+def test_three_backbones_of_smoke(cfg, images):
+    keys = set()
+    for name, dim in [("vit_s16", 64), ("vit_s16_hub", 64), ("resnet50", 2048)]:
+        b = registry.backbone(name, cfg)
+        assert (b.name, b.img_size, b.feature_dim) == (name, 32, dim)
+        f = b.features(images)
+        assert f.shape == (3, dim) and np.isfinite(f).all()
+        assert b.model.trainable_weights == []              # frozen by default
+        assert b.params == b.model.count_params() > 0 and b.gmacs > 0
+        keys.add(b.cache_key)
+        if name != "vit_s16_hub":
+            logits = b.imagenet_logits(f)
+            assert logits.shape == (3, 1000)
+            np.testing.assert_allclose(b.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
+        else:
+            assert b.imagenet_logits is None                # feature-extractor SavedModel
+    assert len(keys) == 3
+
+
+def test_hub_and_npz_routes_agree_on_the_generated_weights(cfg, images):
+    """The same generated weights read by two independent loaders give the same features."""
+    ours = registry.backbone("vit_s16", cfg).features(images)
+    hub = registry.backbone("vit_s16_hub", cfg).features(images)
+    np.testing.assert_allclose(ours, hub, atol=1e-5)
+
+
+def test_generated_artifacts_are_cached_and_atomic(cfg):
+    ckpt = offline.vit_checkpoint(cfg.cache_dir, "testing", 32, 0)
+    saved = offline.hub_savedmodel(cfg.cache_dir, "testing", 32, 0)
+    stamp = (ckpt.stat().st_mtime_ns, (saved / "saved_model.pb").stat().st_mtime_ns)
+    registry.backbone("vit_s16_hub", cfg)
+    assert stamp == (ckpt.stat().st_mtime_ns, (saved / "saved_model.pb").stat().st_mtime_ns)
+    assert not [p for p in ckpt.parent.iterdir() if ".tmp" in p.name]
+    keys = set(np.load(ckpt).files)
+    assert "Transformer/encoderblock_3/MultiHeadDotProductAttention_1/query/kernel" in keys
+
+
+def test_cache_key_changes_with_what_changes_the_features(cfg):
+    base = registry.backbone("vit_s16", cfg).cache_key
+    other_seed = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32, seed=1)
+    other_size = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=48)
+    assert registry.backbone("vit_s16", other_seed).cache_key != base     # other weights
+    assert registry.backbone("vit_s16", other_size).cache_key != base     # other resolution
+    assert registry.backbone("vit_s16", cfg).cache_key == base            # stable
+    i21k = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
+                               vit_i21k_checkpoint="generated")
+    b = registry.backbone("vit_s16_i21k", i21k)
+    assert b.cache_key != base and b.imagenet_logits is None
+
+
+def test_named_checkpoint_goes_through_downloads(cfg, monkeypatch, images):
+    path = offline.vit_checkpoint(cfg.cache_dir, "testing", 32, 5)
+    asked = []
+    monkeypatch.setattr(downloads, "fetch",
+                        lambda name, cache_dir, **kw: asked.append(name) or path)
+    named = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
+                                vit_checkpoint="vit_s16_i21k_ft_i1k")
+    b = registry.backbone("vit_s16", named)
+    assert asked == ["vit_s16_i21k_ft_i1k"]
+    local = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
+                                vit_checkpoint=str(path))
+    np.testing.assert_allclose(registry.backbone("vit_s16", local).features(images),
+                               b.features(images), atol=1e-6)
+
+
+def test_bad_parameters_are_named(cfg, tmp_path):
+    def with_(**kw):
+        return config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32, **kw)
+
+    with pytest.raises(FileNotFoundError, match="vit_checkpoint"):
+        registry.backbone("vit_s16", with_(vit_checkpoint=str(tmp_path / "none.npz")))
+    with pytest.raises(ValueError, match="vit_checkpoint.*unknown URL"):
+        registry.backbone("vit_s16", with_(vit_checkpoint="https://example.org/x.npz"))
+    path = offline.vit_checkpoint(cfg.cache_dir, "testing", 32, 0)
+    with pytest.raises(ValueError, match="vit_variant='S/16'"):
+        registry.backbone("vit_s16", with_(vit_checkpoint=str(path), vit_variant="S/16"))
+    with pytest.raises(ValueError, match="vit_i21k_checkpoint"):
+        registry.backbone("vit_s16_i21k", with_())
+    with pytest.raises(ValueError, match="hub_handle"):
+        registry.backbone("vit_s16_hub", with_(hub_handle=""))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        registry.backbone("vit_l16", cfg)
+
+
+def test_required_resources_per_profile():
+    smoke, quick, full = (config.from_profile(p) for p in ("smoke", "quick", "full"))
+    assert registry.required_resources(smoke) == []
+    assert registry.required_resources(quick) == ["vit_s16_i21k_ft_i1k", "hub_vit_s16_fe",
+                                                  "resnet50_imagenet"]
+    assert registry.required_resources(full) == ["vit_s16_i21k_ft_i1k", "vit_s16_i21k",
+                                                 "hub_vit_s16_fe", "resnet50_imagenet"]
+    assert all(n in downloads.RESOURCES for n in registry.required_resources(full))
+
+
+def test_trainable_backbone_fine_tunes_inside_a_keras_model(cfg, images):
+    b = registry.backbone("vit_s16", cfg, trainable=True)
+    assert isinstance(b.model, vit.VisionTransformer)
+    inputs = keras.Input((32, 32, 3))
+    clf = keras.Model(inputs, keras.layers.Dense(3)(b.model(inputs)))
+    clf.compile(optimizer=keras.optimizers.SGD(0.1),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.asarray(b.preprocess(images))
+    before = b.model.blocks[0].fc1.get_weights()[0].copy()
+    clf.train_on_batch(x, np.arange(3))
+    assert np.abs(b.model.blocks[0].fc1.get_weights()[0] - before).max() > 0
