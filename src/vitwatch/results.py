@@ -1,0 +1,191 @@
+"""The results store: what notebook 03 measures and notebook 04 reads, without recomputing.
+
+Layout (one folder per profile, ``cfg.results_dir``, default ``reports/<profile>/results/``)::
+
+    dataset.json        class names, synsets, test paths / labels / boxes, split sizes, bad images
+    cost.json           per backbone: params, gmacs, images_per_second (measured in 03)
+    <run>.npz           test_probs (N, K) float32, test_labels (N,), val_probs, val_labels, ...
+    <run>.json          backbone, protocol, top1, top5, val_top1, history, hyperparameters,
+                        timings, trainable_params, profile, seed, machine
+
+Run names are ``<protocol>_<backbone>`` (``A_vit_s16``, ``B_resnet50``, ``Z_vit_s16``, ...).
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+a run's ``.npz`` is written before its ``.json``: a run counts as finished only when its JSON
+exists. :func:`has` compares the stored hyperparameters with the requested ones, so a notebook
+interrupted halfway resumes by skipping exactly the runs that finished with the same settings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+_RUN = re.compile(r"^[A-Z]_[a-z0-9_]+$")
+REQUIRED_ARRAYS = ("test_probs", "test_labels", "val_probs", "val_labels")
+REQUIRED_META = ("backbone", "protocol", "top1", "top5", "val_top1", "history",
+                 "hyperparameters", "timings", "trainable_params")
+
+
+def results_dir(cfg) -> Path:
+    return Path(cfg.results_dir)
+
+
+def _check_name(run_name: str) -> None:
+    if not _RUN.match(run_name):
+        raise ValueError(f"results: run name {run_name!r} must look like 'A_vit_s16' "
+                         "(protocol letter, underscore, backbone name)")
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars / arrays and tuples -> plain JSON types (recursively)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def normalize(obj: Any) -> Any:
+    """The value as it reads back from JSON (tuples -> lists, numpy -> Python)."""
+    return json.loads(json.dumps(_jsonable(obj), sort_keys=True))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    data = json.dumps(_jsonable(obj), indent=1, sort_keys=True).encode()
+    _atomic_write(Path(path), lambda f: f.write(data))
+    return Path(path)
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results store: {path} not found (run notebook 03 first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"results store: {path} is not valid JSON: {exc}") from None
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+def save(cfg, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    """Write ``<run_name>.npz`` then ``<run_name>.json``; return the JSON path."""
+    _check_name(run_name)
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    missing += [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"results.save({run_name!r}): missing {', '.join(missing)}")
+    out = results_dir(cfg)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    _atomic_write(out / f"{run_name}.npz", lambda f: np.savez_compressed(f, **arrays))
+    meta = dict(meta)
+    meta.setdefault("run", run_name)
+    meta.setdefault("profile", getattr(cfg, "profile", None))
+    meta.setdefault("seed", getattr(cfg, "seed", None))
+    if "machine" not in meta:
+        from vitwatch import config
+        meta["machine"] = config.machine_summary()
+    return write_json(out / f"{run_name}.json", meta)
+
+
+def load(cfg, run_name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of one run; a clear error if it is missing or incomplete."""
+    _check_name(run_name)
+    out = results_dir(cfg)
+    meta = read_json(out / f"{run_name}.json")
+    npz = out / f"{run_name}.npz"
+    if not npz.is_file():
+        raise FileNotFoundError(f"results store: {npz} missing although its JSON exists")
+    with np.load(npz, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+def list_runs(cfg) -> list[str]:
+    """Names of the finished runs (those with both files), sorted."""
+    out = results_dir(cfg)
+    if not out.is_dir():
+        return []
+    return sorted(p.stem for p in out.glob("*.json")
+                  if _RUN.match(p.stem) and (out / f"{p.stem}.npz").is_file())
+
+
+def has(cfg, run_name: str, hyperparameters: Mapping[str, Any] | None = None) -> bool:
+    """True when the run finished, with the same ``hyperparameters`` if they are given."""
+    _check_name(run_name)
+    if run_name not in list_runs(cfg):
+        return False
+    if hyperparameters is None:
+        return True
+    try:
+        meta = read_json(results_dir(cfg) / f"{run_name}.json")
+    except ValueError:
+        return False
+    return normalize(meta.get("hyperparameters")) == normalize(hyperparameters)
+
+
+def table(cfg) -> list[dict]:
+    """One row per stored run (run, backbone, protocol, top1, top5, val_top1) for a DataFrame."""
+    rows = []
+    for name in list_runs(cfg):
+        meta = read_json(results_dir(cfg) / f"{name}.json")
+        rows.append({k: meta.get(k) for k in ("run", "backbone", "protocol", "top1", "top5",
+                                              "val_top1", "trainable_params")})
+        rows[-1]["run"] = name
+    return rows
+
+
+# --- dataset and cost ---------------------------------------------------------------------
+
+def save_dataset(cfg, data) -> Path:
+    """``dataset.json`` from a ``DogsData`` (fields: CONTRIBUTING.md, built by
+    ``DogsData.dataset_record()``), plus the profile it was made under."""
+    info = dict(data.dataset_record())
+    info["test_boxes"] = [np.asarray(b, dtype=float).reshape(-1, 4).tolist()
+                          for b in data.test.boxes]
+    info["profile"] = getattr(cfg, "profile", None)
+    return write_json(results_dir(cfg) / "dataset.json", info)
+
+
+def load_dataset(cfg) -> dict:
+    return read_json(results_dir(cfg) / "dataset.json")
+
+
+def save_cost(cfg, cost: Mapping[str, Mapping[str, Any]]) -> Path:
+    """``cost.json``: ``{backbone: {params, gmacs, images_per_second, ...}}``; merges with the
+    backbones already stored."""
+    path = results_dir(cfg) / "cost.json"
+    merged = read_json(path) if path.is_file() else {}
+    merged.update(_jsonable(cost))
+    return write_json(path, merged)
+
+
+def load_cost(cfg) -> dict:
+    return read_json(results_dir(cfg) / "cost.json")

@@ -1,0 +1,721 @@
+"""The training protocols of notebook 03: one small function per protocol, one result type.
+
+- **A**, the seed's protocol: frozen backbone + one softmax ``Dense`` layer (the "head"),
+  augmented images streamed through the backbone every epoch, Adam, best epoch on validation.
+  The same recipe as the Keras transfer-learning guide (``base_model.trainable = False``,
+  ``base_model(x, training=False)``): "fixed feature" transfer.
+- **B**, a linear probe on cached features: the backbone runs once per image (plus a few
+  augmented views of train), then the same head trains in seconds; its L2 strength is chosen
+  on validation, as in the linear evaluations of [Kolesnikov et al., 2020] and
+  [Dosovitskiy et al., 2021].
+- **C**, fine-tuning: the last ``cfg.finetune_blocks`` blocks unfrozen, AdamW, linear warm-up
+  then cosine decay, gradient clipping, early stopping on validation with the best weights
+  restored ([Steiner et al., 2022]). The head starts from protocol B's probe when available
+  (LP-FT, [Kumar et al., 2022]). ``tf.distribute.MirroredStrategy`` when several GPUs are seen.
+- **Z**, no training: the backbone's own ImageNet-1k classifier restricted to the dog classes.
+
+Honest evaluation everywhere: every choice (epoch, L2, early stop) is made on validation; the
+test split is predicted once, by the final model. Every protocol returns a :class:`RunResult`
+that :mod:`vitwatch.results` stores for notebook 04.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+PROTOCOLS = {
+    "A": "frozen backbone + softmax head, augmentation (the seed's)",
+    "B": "linear probe on cached features",
+    "C": "fine-tuning",
+    "Z": "zero-training ImageNet-1k head",
+}
+HEAD_BATCH = 128              # protocol B: batch size of the head on cached features
+FINETUNE_WEIGHT_DECAY = 0.05  # protocol C: AdamW decoupled weight decay
+FINETUNE_CLIPNORM = 1.0       # protocol C: global gradient-norm clipping
+
+
+# --- results and metrics ------------------------------------------------------------------
+
+def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Share of rows whose true label is among the ``k`` largest scores."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, probs.shape[1])
+    topk = np.argpartition(-probs, k - 1, axis=1)[:, :k]           # (N, k)
+    return float(np.mean(np.any(topk == labels[:, None], axis=1)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class RunResult:
+    """What a protocol produces; ``save``/``load`` map it onto the results store."""
+    protocol: str
+    backbone: str
+    val_probs: np.ndarray                 # (N_val, K) float32
+    val_labels: np.ndarray                # (N_val,) int
+    test_probs: np.ndarray                # (N_test, K) float32
+    test_labels: np.ndarray               # (N_test,) int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    trainable_params: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)       # best_epoch, l2 scan, ...
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # head weights, ...
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.protocol}_{self.backbone}"
+
+    @property
+    def top1(self) -> float:
+        return topk_accuracy(self.test_probs, self.test_labels, 1)
+
+    @property
+    def top5(self) -> float:
+        return topk_accuracy(self.test_probs, self.test_labels, 5)
+
+    @property
+    def val_top1(self) -> float:
+        return topk_accuracy(self.val_probs, self.val_labels, 1)
+
+    def save(self, cfg) -> None:
+        from vitwatch import results
+        arrays = {"test_probs": self.test_probs.astype(np.float32),
+                  "test_labels": self.test_labels.astype(np.int64),
+                  "val_probs": self.val_probs.astype(np.float32),
+                  "val_labels": self.val_labels.astype(np.int64),
+                  "test_preds": self.test_probs.argmax(1).astype(np.int64), **self.arrays}
+        meta = {"backbone": self.backbone, "protocol": self.protocol,
+                "protocol_description": PROTOCOLS[self.protocol],
+                "top1": self.top1, "top5": self.top5, "val_top1": self.val_top1,
+                "history": self.history, "hyperparameters": self.hyperparameters,
+                "timings": self.timings, "trainable_params": int(self.trainable_params),
+                "extra": self.extra}
+        results.save(cfg, self.run_name, arrays, meta)
+
+    @classmethod
+    def load(cls, cfg, run_name: str) -> "RunResult":
+        from vitwatch import results
+        meta, arrays = results.load(cfg, run_name)
+        main = ("test_probs", "test_labels", "val_probs", "val_labels", "test_preds")
+        return cls(meta["protocol"], meta["backbone"], arrays["val_probs"], arrays["val_labels"],
+                   arrays["test_probs"], arrays["test_labels"], meta["history"],
+                   meta["hyperparameters"], meta["timings"], meta["trainable_params"],
+                   meta.get("extra", {}), {k: v for k, v in arrays.items() if k not in main})
+
+
+# --- resumption -----------------------------------------------------------------------------
+
+def data_fingerprint(data) -> str:
+    """A short hash of the split files and labels: changes when the data changes."""
+    h = hashlib.sha1()
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        h.update(name.encode())
+        h.update("\n".join(str(p) for p in split.paths).encode())
+        h.update(np.asarray(split.labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
+    """Everything that changes a run's result: the key :func:`run_or_load` compares."""
+    hp = {"protocol": protocol, "backbone": backbone.name, "weights": backbone.cache_key,
+          "data": data_fingerprint(data), "img_size": backbone.img_size, "seed": cfg.seed}
+    if protocol == "A":
+        hp.update(head_epochs=cfg.head_epochs, head_lr=cfg.head_lr, augment=cfg.augment,
+                  batch_size=cfg.batch_size)
+    elif protocol == "B":
+        hp.update(probe_views=cfg.probe_views, probe_l2_grid=list(cfg.probe_l2_grid),
+                  probe_epochs=cfg.probe_epochs, head_lr=cfg.head_lr, head_batch=HEAD_BATCH)
+    elif protocol == "C":
+        hp.update(finetune_epochs=cfg.finetune_epochs, finetune_lr=cfg.finetune_lr,
+                  finetune_blocks=cfg.finetune_blocks, batch_size=cfg.batch_size,
+                  finetune_warmup_epochs=cfg.finetune_warmup_epochs,
+                  finetune_patience=cfg.finetune_patience, augment=cfg.augment,
+                  weight_decay=FINETUNE_WEIGHT_DECAY, clipnorm=FINETUNE_CLIPNORM)
+    elif protocol != "Z":
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return hp
+
+
+def run_or_load(cfg, protocol: str, backbone, data, fn: Callable[[], RunResult],
+                extra_key: dict | None = None, log: Callable[[str], None] = print) -> RunResult:
+    """Load the stored run if it finished with the same hyperparameters, else run and save it.
+
+    The key is :func:`hyperparameters` plus ``extra_key`` (e.g. the probe a fine-tuning run
+    starts from). This is what makes an interrupted ``make report`` resume where it stopped.
+    """
+    from vitwatch import results
+    hp = {**hyperparameters(protocol, backbone, data, cfg), **(extra_key or {})}
+    name = f"{protocol}_{backbone.name}"
+    if results.has(cfg, name, hp):
+        log(f"{name}: found in the results store with the same hyperparameters; not rerun")
+        return RunResult.load(cfg, name)
+    run = fn()
+    run.hyperparameters = results.normalize(hp)
+    run.save(cfg)
+    return run
+
+
+# --- the head -------------------------------------------------------------------------------
+
+def softmax_head(feature_dim: int, num_classes: int, l2: float = 0.0, name: str = "head"):
+    """One softmax ``Dense`` layer: ``feature_dim * num_classes + num_classes`` parameters
+    (384 x 120 + 120 = 46,200 on ViT-S/16)."""
+    import keras
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+    return keras.Sequential([keras.Input((feature_dim,)),
+                             keras.layers.Dense(num_classes, activation="softmax",
+                                                kernel_regularizer=reg, name=f"{name}_dense")],
+                            name=name)
+
+
+def count_params(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def _evaluate(head, x, y) -> tuple[float, float, np.ndarray]:
+    """(loss, accuracy, probs) of the head on feature arrays (cross-entropy, no L2 term)."""
+    probs = np.asarray(head(np.asarray(x, np.float32), training=False), np.float32)  # (N, K)
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.log(p_true).mean()), float((probs.argmax(1) == y).mean()), probs
+
+
+class _Best:
+    """Keeps the weights of the best epoch on validation (accuracy, then loss)."""
+
+    def __init__(self):
+        self.key, self.epoch, self.weights = None, -1, None
+
+    def update(self, epoch: int, val_acc: float, val_loss: float, model) -> None:
+        key = (val_acc, -val_loss)
+        if self.key is None or key > self.key:
+            self.key, self.epoch, self.weights = key, epoch, model.get_weights()
+
+
+class HeadTrainer:
+    """The softmax head with Adam and one compiled training step on feature batches.
+
+    A plain ``tf.function`` step rather than ``Model.fit``: the head is so small that Keras'
+    per-epoch machinery would cost more than the training itself. The loss minimised is the
+    cross-entropy plus the head's L2 penalty; the loss reported is the cross-entropy alone, as
+    on validation.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, lr: float, l2: float = 0.0):
+        import keras
+        import tensorflow as tf
+        self.head = softmax_head(feature_dim, num_classes, l2)
+        self.optimizer = keras.optimizers.Adam(lr)
+        self.optimizer.build(self.head.trainable_variables)
+        head, opt = self.head, self.optimizer
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                probs = head(x, training=True)                          # (B, K)
+                ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
+                loss = ce + tf.add_n(head.losses) if head.losses else ce
+            grads = tape.gradient(loss, head.trainable_variables)
+            opt.apply_gradients(zip(grads, head.trainable_variables))
+            hit = tf.cast(tf.equal(tf.argmax(probs, 1, output_type=y.dtype), y), tf.float32)
+            return ce, tf.reduce_mean(hit)
+
+        self._step = step
+
+    def train_batch(self, x, y) -> tuple[float, float]:
+        """One Adam step on a batch; returns (cross-entropy, accuracy) of the batch."""
+        ce, acc = self._step(np.asarray(x, np.float32), np.asarray(y, np.int64))
+        return float(ce), float(acc)
+
+    def evaluate(self, x, y) -> tuple[float, float, np.ndarray]:
+        return _evaluate(self.head, x, y)
+
+
+def fit_head(train_x, train_y, val_x, val_y, num_classes: int, *, epochs: int, lr: float,
+             l2: float = 0.0, batch_size: int = HEAD_BATCH, seed: int = 0):
+    """Train a softmax head on feature arrays (Adam, shuffled mini-batches); return
+    ``(head, history, best_epoch)``, the head holding the weights of its best epoch on
+    validation."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    train_x, val_x = np.asarray(train_x, np.float32), np.asarray(val_x, np.float32)
+    train_y, val_y = np.asarray(train_y, np.int64), np.asarray(val_y, np.int64)
+    trainer = HeadTrainer(train_x.shape[1], num_classes, lr, l2)
+    rng = np.random.default_rng(seed)
+    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best = _Best()
+    for epoch in range(epochs):
+        order = rng.permutation(len(train_y))
+        logs = [(len(idx), trainer.train_batch(train_x[idx], train_y[idx]))
+                for idx in np.array_split(order, max(1, math.ceil(len(order) / batch_size)))]
+        _record(history, logs, trainer.evaluate(val_x, val_y)[:2])
+        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
+    trainer.head.set_weights(best.weights)
+    return trainer.head, history, best.epoch
+
+
+def _record(history: dict, logs: list[tuple[int, tuple[float, float]]], val) -> None:
+    """Append one epoch: train loss/accuracy averaged over batches (weighted by size), val."""
+    n = sum(b for b, _ in logs)
+    history["loss"].append(sum(b * l for b, (l, _) in logs) / n)
+    history["accuracy"].append(sum(b * a for b, (_, a) in logs) / n)
+    history["val_loss"].append(val[0])
+    history["val_accuracy"].append(val[1])
+
+
+# --- backbone forward passes ----------------------------------------------------------------
+
+def make_forward(backbone):
+    """A compiled ``uint8 images (B, S, S, 3) -> features (B, D)`` of the frozen backbone."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(images):
+        x = backbone.preprocess(tf.cast(images, tf.float32))
+        out = backbone.model(x, training=False)                       # (B, D)
+        return next(iter(out.values())) if isinstance(out, dict) else out  # TFSMLayer: dict
+
+    return lambda images: forward(tf.convert_to_tensor(images)).numpy()
+
+
+def _batches(split, img_size, batch_size, augment, seed, shuffle=False):
+    from vitwatch.data import stanford_dogs
+    return stanford_dogs.batches(split, img_size, batch_size, augment=augment, seed=seed,
+                                 shuffle=shuffle)
+
+
+def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool = True,
+              unit: str = "batch"):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit=unit, mininterval=2.0)
+
+
+class _Extractor:
+    """Cached features of one backbone, and the seconds computing them took, counted even
+    when they come from the cache (``features.LAST_STATS["compute_seconds"]``), so that a
+    protocol's cost does not depend on which protocol happened to run first."""
+
+    def __init__(self, backbone, data, cfg):
+        self.backbone, self.data, self.cfg = backbone, data, cfg
+        self.compute_seconds = 0.0
+
+    def __call__(self, split_name: str, view: int = 0) -> np.ndarray:
+        from vitwatch import features
+        x = features.extract(self.backbone, getattr(self.data, split_name), split_name,
+                             self.cfg, view=view)
+        self.compute_seconds += float(features.LAST_STATS.get("compute_seconds") or 0.0)
+        return np.asarray(x, np.float32)
+
+    def eval_splits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Plain-view validation and test features."""
+        return self("val"), self("test")
+
+
+def _check_rows(x: np.ndarray, split, name: str) -> None:
+    if len(x) != len(split.labels):
+        raise ValueError(f"features of split {name!r}: {len(x)} rows for {len(split.labels)} "
+                         "labels (bad images must be dropped from the split when it is loaded)")
+
+
+# --- protocol Z -------------------------------------------------------------------------------
+
+def protocol_z(backbone, data, cfg) -> RunResult:
+    """No training: ImageNet-1k logits restricted to the dog classes, then a softmax."""
+    if backbone.imagenet_logits is None:
+        raise ValueError(f"backbone {backbone.name!r} has no ImageNet-1k head: no protocol Z")
+    idx = np.asarray(data.imagenet_indices)
+    extractor = _Extractor(backbone, data, cfg)
+    val_x, test_x = extractor.eval_splits()
+    _check_rows(val_x, data.val, "val"), _check_rows(test_x, data.test, "test")
+    val_probs = softmax(np.asarray(backbone.imagenet_logits(val_x))[:, idx])   # (N, K)
+    test_probs = softmax(np.asarray(backbone.imagenet_logits(test_x))[:, idx])
+    n = len(val_x) + len(test_x)
+    return RunResult("Z", backbone.name, val_probs, np.asarray(data.val.labels),
+                     test_probs, np.asarray(data.test.labels),
+                     timings={"backbone_forward_images": n, "train_seconds": 0.0,
+                              "extract_seconds": extractor.compute_seconds},
+                     extra={"imagenet_indices": idx.tolist()})
+
+
+# --- protocol A -------------------------------------------------------------------------------
+
+def protocol_a(backbone, data, cfg, progress: bool = True) -> RunResult:
+    """The seed's protocol: each epoch streams freshly augmented train images through the frozen
+    backbone into the softmax head (Adam); the epoch with the best validation accuracy is kept."""
+    import keras
+    keras.utils.set_random_seed(cfg.seed)
+    k = len(data.class_names)
+    extractor = _Extractor(backbone, data, cfg)
+    val_x, test_x = extractor.eval_splits()           # frozen backbone: computed once, cached
+    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
+    train_y = np.asarray(data.train.labels)
+    trainer = HeadTrainer(backbone.feature_dim, k, cfg.head_lr)
+    forward = make_forward(backbone)
+    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best, seen, t0 = _Best(), 0, time.perf_counter()
+    steps = math.ceil(len(train_y) / cfg.batch_size)
+    for epoch in range(cfg.head_epochs):
+        logs = []
+        batches = _batches(data.train, backbone.img_size, cfg.batch_size, cfg.augment,
+                           seed=cfg.seed * 1000 + epoch + 1, shuffle=True)
+        for images, idx in _progress(batches, steps, f"A {backbone.name} epoch {epoch + 1}",
+                                     progress):
+            feats = forward(images)                                      # (B, D)
+            logs.append((len(idx), trainer.train_batch(feats, train_y[idx])))
+            seen += len(idx)
+        _record(history, logs, trainer.evaluate(val_x, val_y)[:2])
+        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
+    train_seconds = time.perf_counter() - t0
+    head = trainer.head
+    head.set_weights(best.weights)
+    _, _, val_probs = _evaluate(head, val_x, val_y)
+    _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
+    kernel, bias = head.get_weights()
+    return RunResult("A", backbone.name, val_probs, val_y, test_probs, test_y, history,
+                     timings={"backbone_forward_images": seen + len(val_x) + len(test_x),
+                              "train_seconds": train_seconds,
+                              "extract_seconds": extractor.compute_seconds,
+                              "images_per_second": seen / max(train_seconds, 1e-9)},
+                     trainable_params=count_params(head.trainable_weights),
+                     extra={"best_epoch": best.epoch},
+                     arrays={"head_kernel": kernel, "head_bias": bias})
+
+
+# --- protocol B -------------------------------------------------------------------------------
+
+def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
+    """Linear probe: features cached once (``cfg.probe_views`` views of train: the plain image,
+    then augmented ones), the softmax head trained for each L2 of ``cfg.probe_l2_grid``; the
+    L2 with the best validation accuracy wins."""
+    if not cfg.probe_l2_grid:
+        raise ValueError("parameter 'probe_l2_grid' is empty: give at least one L2 strength")
+    if cfg.probe_views < 1:
+        raise ValueError(f"parameter 'probe_views' must be >= 1, got {cfg.probe_views}")
+    k = len(data.class_names)
+    extractor = _Extractor(backbone, data, cfg)
+    views = [extractor("train", view=v) for v in range(cfg.probe_views)]
+    train_x = np.concatenate(views)                                      # (V * N, D)
+    train_y = np.tile(np.asarray(data.train.labels), cfg.probe_views)
+    val_x, test_x = extractor.eval_splits()
+    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
+    _check_rows(views[0], data.train, "train"), _check_rows(val_x, data.val, "val")
+    t0 = time.perf_counter()
+    scan, best = {}, None
+    for l2 in _progress(cfg.probe_l2_grid, len(cfg.probe_l2_grid), f"B {backbone.name}",
+                        progress, unit="L2 value"):
+        head, history, epoch = fit_head(train_x, train_y, val_x, val_y, k,
+                                        epochs=cfg.probe_epochs, lr=cfg.head_lr, l2=float(l2),
+                                        seed=cfg.seed)
+        val_loss, val_acc, val_probs = _evaluate(head, val_x, val_y)
+        scan[str(l2)] = {"val_accuracy": val_acc, "val_loss": val_loss, "best_epoch": epoch}
+        if best is None or (val_acc, -val_loss) > best[0]:
+            best = ((val_acc, -val_loss), float(l2), head, history, epoch, val_probs)
+    train_seconds = time.perf_counter() - t0
+    _, l2, head, history, epoch, val_probs = best
+    _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
+    kernel, bias = head.get_weights()
+    n = len(train_x) + len(val_x) + len(test_x)
+    return RunResult("B", backbone.name, val_probs, val_y, test_probs, test_y, history,
+                     timings={"backbone_forward_images": n, "train_seconds": train_seconds,
+                              "extract_seconds": extractor.compute_seconds},
+                     trainable_params=count_params(head.trainable_weights),
+                     extra={"l2": l2, "l2_scan": scan, "best_epoch": epoch},
+                     arrays={"head_kernel": kernel, "head_bias": bias})
+
+
+# --- protocol C -------------------------------------------------------------------------------
+
+def strategy():
+    """``MirroredStrategy`` over every visible GPU when there are several, else the default."""
+    import tensorflow as tf
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _blocks(model) -> tuple[list, list]:
+    """``(blocks, after)``: the backbone's blocks in order (each a list of layers), and the
+    layers after the last one (final norm). Knows our ViT (``model.blocks``, ``model.norm``),
+    Keras functional models whose layers are named ``convN_blockM_*`` (ResNet-50: 16 residual
+    blocks), and models wrapping one of those."""
+    import re
+    if getattr(model, "blocks", None):
+        after = [getattr(model, n) for n in ("norm",) if getattr(model, n, None) is not None]
+        return [[b] for b in model.blocks], after
+    layers = list(getattr(model, "layers", []))
+    groups: dict[str, list] = {}
+    last = -1
+    for i, layer in enumerate(layers):
+        m = re.match(r"^(conv\d+_block\d+)_", layer.name)
+        if m:
+            groups.setdefault(m.group(1), []).append(layer)
+            last = i
+    if groups:
+        return list(groups.values()), layers[last + 1:]
+    for layer in layers:                      # a wrapper: look one level down
+        if getattr(layer, "layers", None) or getattr(layer, "blocks", None):
+            found = _blocks(layer)
+            if found[0]:
+                return found
+    return [], []
+
+
+def unfreeze(model, n_blocks: int) -> int:
+    """Make the last ``n_blocks`` blocks (and the layers after them) trainable, freeze the
+    rest; -1 = everything. Works on variables, so that weights owned by the model itself
+    (class token, position embeddings) are frozen too. Returns the trainable parameter count.
+    Non-trainable state (BatchNorm statistics) is never made trainable."""
+    import keras
+    model.trainable = True
+    if not hasattr(model, "_vitwatch_trainable"):   # remember what was trainable at first
+        model._vitwatch_trainable = {id(v) for v in model.weights if v.trainable}
+    keep = model._vitwatch_trainable
+    if n_blocks != -1:
+        blocks, after = _blocks(model)
+        if not blocks:
+            raise ValueError(f"parameter 'finetune_blocks'={n_blocks}: cannot find the blocks "
+                             f"of backbone model {model.name!r}; use -1 to fine-tune all of it")
+        if not 0 <= n_blocks <= len(blocks):
+            raise ValueError(f"parameter 'finetune_blocks' must be -1 or 0..{len(blocks)} for "
+                             f"{model.name!r}, got {n_blocks}")
+        kept = [l for group in blocks[len(blocks) - n_blocks:] for l in group]
+        kept += after if n_blocks > 0 else []
+        keep = keep & {id(v) for layer in kept for v in layer.weights}
+    for v in model.weights:
+        v.trainable = id(v) in keep
+    # BatchNorm stays frozen and in inference mode: Keras 3 runs a BatchNormalization layer
+    # with batch statistics whenever it is trainable and training=True, whatever training=False
+    # was given when the functional model was built (the Keras transfer-learning guide's advice).
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return count_params(model.trainable_weights)
+
+
+def _image_dataset(split, backbone, batch_size: int, augment: bool, seed: int,
+                   repeat: bool = False, shuffle: bool = False):
+    """A ``tf.data`` pipeline of ``(preprocessed images, labels)``; a new augmentation draw and
+    order at each pass over the split (each epoch); endless when ``repeat``."""
+    import tensorflow as tf
+    labels = np.asarray(split.labels)
+    s = backbone.img_size
+    calls = {"n": 0}
+
+    def gen():
+        calls["n"] += 1
+        for images, idx in _batches(split, s, batch_size, augment, seed * 1000 + calls["n"],
+                                    shuffle):
+            yield images, labels[idx]
+
+    sig = (tf.TensorSpec((None, s, s, 3), tf.uint8), tf.TensorSpec((None,), tf.int64))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    ds = ds.map(lambda x, y: (backbone.preprocess(tf.cast(x, tf.float32)), y))
+    return (ds.repeat() if repeat else ds).prefetch(2)
+
+
+def predict(model, split, backbone, batch_size: int) -> np.ndarray:
+    """Probabilities ``(N, K)`` of a whole-image model on a split (eval view, no augmentation),
+    through one compiled function shared by every split."""
+    import tensorflow as tf
+    fn = getattr(model, "_vitwatch_predict", None)
+    if fn is None:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._vitwatch_predict = fn
+    out = np.zeros((len(split.labels), model.output_shape[-1]), np.float32)
+    for images, idx in _batches(split, backbone.img_size, batch_size, False, 0):
+        x = backbone.preprocess(tf.cast(images, tf.float32))
+        out[idx] = np.asarray(fn(x))                                   # (B, K)
+    return out
+
+
+def _validation_pass(model, split, backbone, batch_size: int, verbose: bool):
+    """A callback adding ``val_loss`` / ``val_accuracy`` to each epoch's logs (read by
+    EarlyStopping and the history), computed by :func:`predict`, the very function that
+    evaluates the final model: one compiled graph instead of Keras' separate test step."""
+    import keras
+    labels = np.asarray(split.labels)
+
+    class ValidationPass(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = predict(model, split, backbone, batch_size)              # (N, K)
+            p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+            logs["val_loss"] = float(-np.log(p_true).mean())
+            logs["val_accuracy"] = float((probs.argmax(1) == labels).mean())
+            if verbose:
+                per_epoch = (time.perf_counter() - self.t0) / (epoch + 1)
+                left = per_epoch * (self.params.get("epochs", epoch + 1) - epoch - 1)
+                print(f"epoch {epoch + 1}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate")
+                    + f" ({per_epoch:.0f} s/epoch, at most {left / 60:.1f} min left)",
+                    flush=True)
+
+    return ValidationPass()
+
+
+def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
+               verbose: bool = True) -> RunResult:
+    """Fine-tuning. ``build_backbone()`` makes the backbone (inside the distribution strategy's
+    scope, so that its variables can be mirrored); ``head_weights`` = ``(kernel, bias)`` of a
+    trained probe (LP-FT) or None for a fresh head."""
+    import keras
+    keras.utils.set_random_seed(cfg.seed)
+    k = len(data.class_names)
+    strat = strategy()
+    replicas = strat.num_replicas_in_sync
+    batch = cfg.batch_size * replicas
+    steps = math.ceil(len(data.train.labels) / batch)
+    total = max(1, cfg.finetune_epochs * steps)
+    warmup = min(total - 1, int(round(cfg.finetune_warmup_epochs * steps)))
+    with strat.scope():
+        backbone = build_backbone()
+        unfreeze(backbone.model, cfg.finetune_blocks)
+        head = softmax_head(backbone.feature_dim, k)
+        if head_weights is not None:
+            head.set_weights([np.asarray(w) for w in head_weights])
+        inputs = keras.Input((backbone.img_size, backbone.img_size, 3))
+        feats = backbone.model(inputs, training=False)  # BatchNorm stays in inference mode
+        model = keras.Model(inputs, head(feats), name=f"finetune_{backbone.name}")
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, total - warmup), warmup_target=cfg.finetune_lr,
+            warmup_steps=warmup)
+        model.compile(keras.optimizers.AdamW(schedule, weight_decay=FINETUNE_WEIGHT_DECAY,
+                                             global_clipnorm=FINETUNE_CLIPNORM),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+    train_ds = _image_dataset(data.train, backbone, batch, cfg.augment, cfg.seed, repeat=True,
+                              shuffle=True)
+    stop = keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.finetune_patience,
+                                         restore_best_weights=True)
+    t0 = time.perf_counter()
+    fit = model.fit(train_ds, epochs=cfg.finetune_epochs, steps_per_epoch=steps,
+                    callbacks=[_validation_pass(model, data.val, backbone, batch, verbose), stop],
+                    shuffle=False, verbose=0)  # the pipeline shuffles
+    train_seconds = time.perf_counter() - t0
+    epochs_run = len(fit.history["loss"])
+    history = {key: [float(v) for v in fit.history[key]]
+               for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    t0 = time.perf_counter()
+    val_probs = predict(model, data.val, backbone, batch)
+    test_probs = predict(model, data.test, backbone, batch)              # test: once
+    eval_seconds = time.perf_counter() - t0
+    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
+    n_train, n_val = len(data.train.labels), len(val_y)
+    return RunResult(
+        "C", backbone.name, val_probs, val_y, test_probs, test_y, history,
+        timings={"backbone_forward_images": epochs_run * (n_train + n_val) + n_val
+                 + len(test_y), "backbone_backward_images": epochs_run * n_train,
+                 "train_seconds": train_seconds, "extract_seconds": eval_seconds,
+                 "images_per_second": epochs_run * (n_train + n_val) / max(train_seconds, 1e-9)},
+        trainable_params=count_params(model.trainable_weights),
+        extra={"best_epoch": int(stop.best_epoch) if stop.best_epoch is not None else
+               epochs_run - 1, "epochs_run": epochs_run, "stopped_early":
+               epochs_run < cfg.finetune_epochs, "use_probe_head": head_weights is not None,
+               "replicas": replicas, "global_batch_size": batch, "warmup_steps": warmup,
+               "total_steps": total})
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+def count_gmacs(model, img_size: int) -> float | None:
+    """Multiply-accumulates of one forward pass at ``img_size`` (TF profiler FLOPs / 2), in
+    billions; None when the profiler cannot count this model."""
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+    try:
+        fn = tf.function(lambda x: model(x, training=False))
+        graph = fn.get_concrete_function(
+            tf.TensorSpec((1, img_size, img_size, 3), tf.float32)).graph
+        opts = option_builder.ProfileOptionBuilder.float_operation()
+        opts["output"] = "none"
+        flops = model_analyzer.profile(graph, options=opts).total_float_ops
+    except Exception:                                                 # noqa: BLE001
+        return None
+    return flops / 2e9 if flops else None
+
+
+def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str, Any]:
+    """Parameters, GMACs and measured forward throughput (images/s, after one warm-up batch)
+    of a backbone on this machine."""
+    forward = make_forward(backbone)
+    s = backbone.img_size
+    images = np.random.default_rng(0).integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
+    forward(images)                                                    # trace + warm up
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        forward(images)
+    seconds = time.perf_counter() - t0
+    published = getattr(backbone, "gmacs", None)
+    return {"params": count_params(backbone.model.weights),
+            "gmacs": published if published is not None else count_gmacs(backbone.model, s),
+            "gmacs_source": "registry" if published is not None else "TF profiler",
+            "images_per_second": batch_size * n_batches / seconds,
+            "img_size": s, "batch_size": batch_size}
+
+
+def backbone_costs(cfg, backbones: dict, log: Callable[[str], None] = print) -> dict:
+    """``cost.json`` of the results store, measured for backbones not yet in it (or whose
+    weights changed), then returned: backbone -> params, gmacs, images_per_second, ..."""
+    from vitwatch import results
+    path = results.results_dir(cfg) / "cost.json"
+    stored = results.load_cost(cfg) if path.is_file() else {}
+    todo = {n: b for n, b in backbones.items()
+            if stored.get(n, {}).get("cache_key") != b.cache_key}
+    for name, b in todo.items():
+        log(f"measuring the cost of {name} ...")
+        stored[name] = {**measure_cost(b, cfg.batch_size), "cache_key": b.cache_key}
+    if todo:
+        results.save_cost(cfg, {n: stored[n] for n in todo})
+    return {n: stored[n] for n in backbones}
+
+
+class full_precision:
+    """Context manager: no TF32 matrix products inside (GPUs round float32 matmul inputs to
+    10-bit mantissas by default), for comparisons at float32 tolerance."""
+
+    def __enter__(self):
+        import tensorflow as tf
+        self._was = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        return self
+
+    def __exit__(self, *exc):
+        import tensorflow as tf
+        tf.config.experimental.enable_tensor_float_32_execution(self._was)
+        return False
+
+
+def seed_accuracy() -> dict[str, float]:
+    """The seed report's validation accuracies (fractions), by backbone name."""
+    from vitwatch import published
+    vit, resnet = published.REFERENCE_EXPERIMENT
+    return {"vit_s16": vit["stanford_dogs_val"] / 100, "resnet50": resnet["stanford_dogs_val"] / 100}
+
+
+def summary(runs: dict[str, RunResult]) -> list[dict[str, Any]]:
+    """One row per run: accuracies (val, test top-1/top-5) and compute, for a DataFrame."""
+    rows = []
+    for name, r in runs.items():
+        t = r.timings
+        rows.append({"run": name, "protocol": r.protocol, "backbone": r.backbone,
+                     "val_top1": r.val_top1, "top1": r.top1, "top5": r.top5,
+                     "trainable_params": int(r.trainable_params),
+                     "forward_images": int(t.get("backbone_forward_images", 0)),
+                     "backward_images": int(t.get("backbone_backward_images", 0)),
+                     "train_seconds": float(t.get("train_seconds", 0.0)),
+                     "extract_seconds": float(t.get("extract_seconds", 0.0))})
+    return rows

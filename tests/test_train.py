@@ -1,0 +1,217 @@
+"""The training protocols learn on the synthetic Stanford Dogs, evaluate honestly, and resume.
+
+Small and fast: the smoke profile's synthetic data (10 breeds, chance = 10 %) through the real
+loader and feature cache, with a tiny random convolutional backbone standing in for the
+registry's backbones (the notebook's smoke run exercises those).
+"""
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+import pytest
+
+from vitwatch import config, features, results, train
+from vitwatch.data import stanford_dogs
+
+CHANCE = 0.1
+
+
+@dataclasses.dataclass
+class TinyBackbone:
+    name: str
+    model: keras.Model
+    preprocess: Callable
+    img_size: int
+    feature_dim: int
+    cache_key: str
+    imagenet_logits: Callable | None = None
+
+
+def _preprocess(x):
+    return x / 127.5 - 1.0
+
+
+def tiny_backbone(img_size=64, seed=0, name="resnet50"):
+    """Random conv features: colour and shape survive pooling, so a linear head can learn."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((img_size, img_size, 3)),
+        keras.layers.Conv2D(32, 5, strides=2, activation="relu", name="conv1"),
+        keras.layers.Conv2D(48, 3, strides=2, activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D()], name="tiny")
+    model.trainable = False
+    return TinyBackbone(name, model, _preprocess, img_size, 48, f"tiny-{seed}")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    cfg = config.from_profile("smoke", cache_dir=str(root / "cache"),
+                              results_dir=str(root / "results"), figures_dir=str(root / "fig"),
+                              head_epochs=5, head_lr=0.01, probe_epochs=30)
+    return cfg, stanford_dogs.load(cfg)
+
+
+def _check_probs(run, data):
+    assert run.test_probs.shape == (len(data.test), data.num_classes)
+    assert run.val_probs.shape == (len(data.val), data.num_classes)
+    np.testing.assert_allclose(run.test_probs.sum(1), 1.0, atol=1e-4)
+    assert np.all(np.isfinite(run.test_probs))
+    np.testing.assert_array_equal(run.test_labels, data.test.labels)
+
+
+def test_topk_accuracy():
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    labels = np.array([1, 2, 0])
+    assert train.topk_accuracy(probs, labels, 1) == pytest.approx(1 / 3)
+    assert train.topk_accuracy(probs, labels, 2) == pytest.approx(2 / 3)
+    assert train.topk_accuracy(probs, labels, 5) == 1.0       # k larger than K: all
+
+
+def test_softmax_head_parameter_count():
+    assert train.softmax_head(384, 120).count_params() == 46_200   # the seed's head
+    assert train.softmax_head(2048, 120).count_params() == 245_880
+
+
+def test_protocol_a_learns(setup):
+    cfg, data = setup
+    run = train.protocol_a(tiny_backbone(), data, cfg, progress=False)
+    _check_probs(run, data)
+    assert set(run.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == cfg.head_epochs for v in run.history.values())
+    best = run.extra["best_epoch"]
+    assert run.history["val_accuracy"][best] == max(run.history["val_accuracy"])
+    assert run.val_top1 == pytest.approx(run.history["val_accuracy"][best])  # best restored
+    assert run.trainable_params == 48 * 10 + 10
+    assert run.timings["backbone_forward_images"] == \
+        cfg.head_epochs * len(data.train) + len(data.val) + len(data.test)
+    assert run.top1 > 3 * CHANCE, run.top1
+
+
+def test_protocol_b_learns_and_picks_l2_on_validation(setup):
+    cfg, data = setup
+    run = train.protocol_b(tiny_backbone(), data, cfg, progress=False)
+    _check_probs(run, data)
+    scan = run.extra["l2_scan"]
+    assert set(scan) == {str(l2) for l2 in cfg.probe_l2_grid}
+    best_val = max(s["val_accuracy"] for s in scan.values())
+    assert scan[str(run.extra["l2"])]["val_accuracy"] == best_val
+    assert run.timings["backbone_forward_images"] == \
+        cfg.probe_views * len(data.train) + len(data.val) + len(data.test)
+    assert run.top1 > 4 * CHANCE, run.top1
+
+
+def test_protocol_c_learns(setup):
+    cfg, data = setup
+    cfg_c = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                                finetune_epochs=3, finetune_lr=3e-3, finetune_blocks=-1,
+                                finetune_patience=3)
+    built = []
+
+    def build():
+        built.append(tiny_backbone(seed=1))
+        return built[-1]
+    run = train.protocol_c(build, data, cfg_c, verbose=0)
+    _check_probs(run, data)
+    assert len(built) == 1
+    assert run.trainable_params == built[0].model.count_params() + 48 * 10 + 10
+    assert len(run.history["loss"]) == run.extra["epochs_run"] <= 3
+    assert run.extra["warmup_steps"] > 0
+    assert run.top1 > 3 * CHANCE, run.top1
+
+
+def test_unfreeze_last_blocks():
+    from vitwatch.models import vit
+    model = vit.build("testing", num_classes=0, img_size=32)
+    model.trainable = False
+    n = train.unfreeze(model, 1)
+    expected = model.blocks[-1].count_params() + model.norm.count_params()
+    assert n == expected == train.count_params(model.trainable_weights)
+    assert train.unfreeze(model, -1) == model.count_params()        # all, cls/pos included
+    assert train.unfreeze(model, 0) == 0
+    with pytest.raises(ValueError, match="finetune_blocks"):
+        train.unfreeze(model, 5)
+
+
+def test_unfreeze_resnet_keeps_batchnorm_frozen():
+    model = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg",
+                                        input_shape=(32, 32, 3))
+    blocks, _ = train._blocks(model)
+    assert len(blocks) == 16                                          # residual blocks
+    n = train.unfreeze(model, 1)
+    convs = [l for l in blocks[-1] if isinstance(l, keras.layers.Conv2D)]
+    assert n == sum(l.count_params() for l in convs)                 # BN gamma/beta frozen
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and not any(l.trainable for l in bns)
+
+
+def test_protocol_z_uses_only_the_dog_logits(setup):
+    cfg, data = setup
+    b = tiny_backbone()
+    k = data.num_classes
+    # An "ImageNet head": a trained probe on the dog columns, and larger random logits on
+    # the 990 other columns, which must be ignored.
+    tr = features.extract(b, data.train, "train", cfg)
+    va = features.extract(b, data.val, "val", cfg)
+    head, _, _ = train.fit_head(tr, data.train.labels, va, data.val.labels, k, epochs=30,
+                                lr=0.01)
+    kernel, bias = head.get_weights()
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(48, 1000)).astype(np.float32) * 10
+    idx = np.asarray(data.imagenet_indices)
+
+    def imagenet_logits(feats):
+        logits = feats @ noise + 100.0                                 # (N, 1000)
+        logits[:, idx] = np.log(np.asarray(head(feats))) + 0.0         # (N, K) dog columns
+        return logits
+    b.imagenet_logits = imagenet_logits
+    run = train.protocol_z(b, data, cfg)
+    _check_probs(run, data)
+    te = features.extract(b, data.test, "test", cfg)
+    np.testing.assert_allclose(run.test_probs, np.asarray(head(te)), atol=1e-5)
+    assert run.history == {} and run.trainable_params == 0
+    assert run.top1 > 3 * CHANCE
+
+
+def test_second_run_recomputes_nothing(setup, monkeypatch):
+    cfg, data = setup
+    b = tiny_backbone()
+    calls = []
+
+    def run_b():
+        calls.append(1)
+        return train.protocol_b(b, data, cfg, progress=False)
+    first = train.run_or_load(cfg, "B", b, data, run_b)
+    assert calls == [1] and results.has(cfg, "B_resnet50")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed")
+    monkeypatch.setattr(features, "extract", boom)                   # no backbone pass either
+    again = train.run_or_load(cfg, "B", b, data, boom)
+    np.testing.assert_array_equal(again.test_probs, first.test_probs)
+    assert again.top1 == first.top1 and again.extra["l2"] == first.extra["l2"]
+    assert again.history == first.history
+    np.testing.assert_array_equal(again.arrays["head_kernel"], first.arrays["head_kernel"])
+
+    # a changed hyperparameter or other weights: the run is redone
+    monkeypatch.undo()
+    cfg2 = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                               probe_epochs=2)
+    train.run_or_load(cfg2, "B", b, data,
+                      lambda: calls.append(2) or train.protocol_b(b, data, cfg2, progress=0))
+    assert calls == [1, 2]
+    meta, _ = results.load(cfg, "B_resnet50")
+    assert meta["hyperparameters"]["probe_epochs"] == 2 and meta["protocol"] == "B"
+
+
+def test_bad_parameters_are_named(setup):
+    cfg, data = setup
+    bad = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                              probe_l2_grid=[])
+    with pytest.raises(ValueError, match="probe_l2_grid"):
+        train.protocol_b(tiny_backbone(), data, bad)
+    with pytest.raises(ValueError, match="ImageNet-1k head"):
+        train.protocol_z(tiny_backbone(), data, cfg)
+    with pytest.raises(ValueError, match="protocol"):
+        train.hyperparameters("D", tiny_backbone(), data, cfg)
