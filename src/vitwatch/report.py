@@ -82,9 +82,13 @@ def _package_files() -> list[Path]:
 
 def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3") -> float:
     """Run one notebook with papermill; raise ReportError naming the notebook and cell on failure."""
+    import logging
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    # profiles hold every notebook's parameters: "unknown parameter" warnings are expected noise
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     t0 = time.time()
     env_before = os.environ.get("VITWATCH_ROOT")
     os.environ["VITWATCH_ROOT"] = str(config.project_root())
