@@ -82,7 +82,9 @@ PARAMS: dict[str, Param] = {
     "small_dataset": Param(str, "digits", "dataset trained from scratch", ("digits", "cifar10")),
     "small_train_sizes": Param(list, [100, 200, 400, 800], "training-set sizes (log-spaced)"),
     "small_seeds": Param(int, 2, "seeds per training-set size"),
-    "small_epochs": Param(int, 10, "epochs per from-scratch run"),
+    "small_epochs": Param(int, 12, "step budget of every from-scratch run, in passes over the largest size"),
+    "small_models": Param(list, ["resnet", "vit", "vit_spt_lsa"], "models of notebook 05 (vitwatch.models.small.ARCHS)"),
+    "small_test_size": Param(int, 0, "test images used by notebook 05 (stratified subset; 0 = the whole test split)"),
 }
 
 

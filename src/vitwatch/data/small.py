@@ -1,8 +1,9 @@
 """Small real image datasets for the from-scratch experiment of notebook 05.
 
-- ``digits``: scikit-learn's handwritten digits (UCI "Optical Recognition of Handwritten
-  Digits"; 1,797 grey 8x8 images, 10 classes), shipped inside scikit-learn, so it works offline
-  and in the ``smoke`` profile. A fixed stratified split (random_state 0) keeps 25 % as test.
+- ``digits``: scikit-learn's handwritten digits ([Alpaydin & Kaynak, 1998], UCI "Optical
+  Recognition of Handwritten Digits"; 1,797 grey 8x8 images, 10 classes), shipped inside
+  scikit-learn, so it works offline and in the ``smoke`` profile. A fixed stratified split
+  (random_state 0) keeps 25 % as test.
 - ``cifar10``: CIFAR-10 [Krizhevsky, 2009] through ``keras.datasets.cifar10`` (50,000 / 10,000
   colour 32x32 images, 10 classes). Reachability is checked first through
   ``vitwatch.downloads`` (resource ``cifar10``), so that offline it fails at once with a clear
@@ -59,13 +60,23 @@ def required_resources(cfg) -> list[str]:
 
 
 def load(cfg) -> SmallData:
-    """The dataset named by ``cfg.small_dataset``."""
+    """The dataset named by ``cfg.small_dataset``, its test split cut to ``cfg.small_test_size``
+    images (a fixed stratified subset) when that is > 0."""
     if cfg.small_dataset == "digits":
-        return load_digits()
-    if cfg.small_dataset == "cifar10":
-        return load_cifar10(cfg.cache_dir)
-    raise ValueError(f"parameter 'small_dataset' must be one of {DATASETS}, "
-                     f"got {cfg.small_dataset!r}")
+        data = load_digits()
+    elif cfg.small_dataset == "cifar10":
+        data = load_cifar10(cfg.cache_dir)
+    else:
+        raise ValueError(f"parameter 'small_dataset' must be one of {DATASETS}, "
+                         f"got {cfg.small_dataset!r}")
+    n_test = getattr(cfg, "small_test_size", 0)
+    if n_test < 0:
+        raise ValueError(f"parameter 'small_test_size' must be >= 0, got {n_test}")
+    if 0 < n_test < len(data.y_test):
+        keep = np.sort(subset(data.y_test, n_test, seed=0))
+        data.x_test, data.y_test = data.x_test[keep], data.y_test[keep]
+        data.source += f"; test cut to a fixed stratified {n_test} images"
+    return data
 
 
 def load_digits(test_fraction: float = 0.25) -> SmallData:
@@ -84,9 +95,10 @@ def load_digits(test_fraction: float = 0.25) -> SmallData:
 
 
 def _keras_cifar_cached() -> bool:
+    """True when ``keras.datasets.cifar10`` will not download: Keras keeps the archive as
+    ``<KERAS_HOME or ~/.keras>/datasets/cifar-10-batches-py-target_archive`` (checked by hash)."""
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    base = home / "datasets" / "cifar-10-batches-py-target"
-    return any(p.exists() for p in (base, Path(f"{base}_extracted")))
+    return (home / "datasets" / "cifar-10-batches-py-target_archive").is_file()
 
 
 def load_cifar10(cache_dir: str | os.PathLike) -> SmallData:
@@ -109,7 +121,8 @@ def load_cifar10(cache_dir: str | os.PathLike) -> SmallData:
     if x_tr.ndim != 4 or x_tr.shape[1:] != (32, 32, 3):
         raise ValueError(f"keras.datasets.cifar10 returned images of shape {x_tr.shape[1:]}, "
                          "expected (32, 32, 3) (image_data_format must be channels_last)")
-    y_tr, y_te = np.asarray(y_tr).reshape(-1).astype(np.int64), np.asarray(y_te).reshape(-1).astype(np.int64)
+    y_tr = np.asarray(y_tr).reshape(-1).astype(np.int64)
+    y_te = np.asarray(y_te).reshape(-1).astype(np.int64)
     return SmallData("cifar10", x_tr, y_tr, x_te, y_te, CIFAR10_CLASSES,
                      f"CIFAR-10 [Krizhevsky, 2009], 32x32 colour, {len(y_tr)} train / "
                      f"{len(y_te)} test (official split)")
