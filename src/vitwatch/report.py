@@ -90,8 +90,11 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3") -> f
     # profiles hold every notebook's parameters: "unknown parameter" warnings are expected noise
     logging.getLogger("papermill").setLevel(logging.ERROR)
     t0 = time.time()
-    env_before = os.environ.get("VITWATCH_ROOT")
-    os.environ["VITWATCH_ROOT"] = str(config.project_root())
+    # the kernel inherits this environment: it must find the project and draw figures inline
+    # (an MPLBACKEND=Agg set for scripts or tests would silently drop every figure)
+    env = {"VITWATCH_ROOT": str(config.project_root()), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
                             cwd=str(nb.parent), progress_bar=sys.stderr.isatty(), log_output=False,
@@ -103,8 +106,11 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3") -> f
     except Exception as exc:  # kernel died, timeout, missing kernel...
         raise ReportError(f"notebook {nb.name} could not be executed: {type(exc).__name__}: {exc}") from None
     finally:
-        if env_before is None:
-            os.environ.pop("VITWATCH_ROOT", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return time.time() - t0
 
 
