@@ -6,7 +6,8 @@ Reads only what 03 stored (:mod:`vitwatch.results`), recomputes no training. Hol
 - :func:`results_table` — top-1 / top-5 / macro-F1 with bootstrap CIs per run
   (:mod:`vitwatch.stats`), beside the seed report's numbers;
 - :func:`paired_comparisons` — ViT vs ResNet on the same test images, per protocol: exact
-  McNemar test and paired bootstrap CI of the accuracy difference;
+  McNemar test and paired bootstrap CI of the accuracy difference (:func:`format_pairs` for
+  display);
 - sentence builders (``describe_*``) that state what the numbers say, whatever they are, so
   that the conclusions of the report stay true when the experiment is rerun.
 """
@@ -160,6 +161,22 @@ def paired_comparisons(store: Store, vit: str = "vit_s16", cnn: str = "resnet50"
     return pd.DataFrame(rows)
 
 
+def format_pairs(pc):
+    """The paired comparisons as a reader sees them: percentages, points, readable p-values."""
+    import pandas as pd
+    return pd.DataFrame({
+        "protocol": pc["protocol"].map(lambda p: f"{p}: {PROTOCOLS.get(p, p)}"),
+        "ViT-S/16 top-1 %": pc["vit_top1"].map(_pct),
+        "ResNet-50 top-1 %": pc["cnn_top1"].map(_pct),
+        "ViT minus ResNet, points [95 % CI]": [
+            f"{100 * r['diff']:+.1f} [{100 * r['diff_lo']:+.1f}, {100 * r['diff_hi']:+.1f}]"
+            for _, r in pc.iterrows()],
+        "b: ViT only": pc["vit_only"].astype(int),
+        "c: ResNet only": pc["cnn_only"].astype(int),
+        "McNemar p": pc["p_value"].map(lambda v: f"{v:.2g}"),
+    })
+
+
 # --- sentences -------------------------------------------------------------------------------
 def smoke_warning(profile: str) -> str:
     if profile == "smoke":
@@ -173,12 +190,13 @@ def describe_comparison(row, alpha: float = 0.05) -> str:
     p = row["protocol"]
     d = 100 * row["diff"]
     lo, hi = 100 * row["diff_lo"], 100 * row["diff_hi"]
-    who = "ViT-S/16" if d > 0 else "ResNet-50"
+    lead = (f"ViT-S/16 ahead by {abs(d):.1f} points" if d > 0 else
+            f"ResNet-50 ahead by {abs(d):.1f} points" if d < 0 else "level")
     sig = row["p_value"] < alpha and (lo > 0 or hi < 0)
     verdict = ("a difference the paired tests call significant" if sig else
                "a difference the paired tests cannot tell from chance")
-    return (f"Protocol {p} ({PROTOCOLS.get(p, p)}): ViT-S/16 {100 * row['vit_top1']:.1f} % vs "
-            f"ResNet-50 {100 * row['cnn_top1']:.1f} %; {who} ahead by {abs(d):.1f} points "
+    return (f"Protocol {p}, {PROTOCOLS.get(p, p)}: ViT-S/16 {100 * row['vit_top1']:.1f} % vs "
+            f"ResNet-50 {100 * row['cnn_top1']:.1f} %; {lead} "
             f"(95 % CI of ViT minus ResNet [{lo:+.1f}, {hi:+.1f}]), "
             f"{row['vit_only']} images right for ViT only and {row['cnn_only']} for ResNet "
             f"only, McNemar p = {row['p_value']:.2g}: {verdict} at the 5 % level.")
@@ -212,8 +230,13 @@ def describe_localisation(summary) -> str:
                                                   "cannot be told apart from")
         text += f" The ViT's rollout {beat} the centre prior"
         if cnn:
-            beat = ("more" if vit[0] > cnn[0] else "less")
-            text += f", and puts {beat} of its mass on the dog than ResNet-50's Grad-CAM"
+            # separate intervals, or the point estimates only with "about as much"
+            text += (", and puts more of its mass on the dog than ResNet-50's Grad-CAM"
+                     if vit[1] > cnn[2] else
+                     ", and puts less of its mass on the dog than ResNet-50's Grad-CAM"
+                     if vit[2] < cnn[1] else
+                     ", and its share cannot be told apart from that of ResNet-50's "
+                     "Grad-CAM (overlapping intervals)")
         text += "."
     return text
 

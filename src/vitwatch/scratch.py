@@ -391,8 +391,8 @@ def describe(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> li
             if ref in mean:
                 d = mean[variant] - mean[ref]
                 parts.append(f"above the {'plain ViT' if ref == vit else label(ref)} at "
-                             f"{int((d > 0).sum())} of {len(sizes)} sizes (by "
-                             f"{100 * d.mean():+.1f} points on average)")
+                             f"{int((d > 0).sum())} of {len(sizes)} sizes (mean difference "
+                             f"{100 * d.mean():+.1f} points)")
         if parts:
             out.append(f"{label(variant)} is " + ", and ".join(parts) + ".")
     return out

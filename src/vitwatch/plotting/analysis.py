@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 
 from . import color_for
@@ -222,7 +223,7 @@ def localisation(df, title: str = "Share of the map's mass inside the dog's boxe
                                   gridspec_kw={"width_ratios": [2, 1]})
     data = [df.loc[df["map"] == m, "mass_inside"].to_numpy() for m in names]
     bp = ax.boxplot(data, vert=True, patch_artist=True, widths=0.55, showfliers=False)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=15)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=15, ha="right")
     for patch, m in zip(bp["boxes"], names):
         patch.set(facecolor=MAP_COLORS.get(m, "#cccccc"), alpha=0.5)
     rng = np.random.default_rng(0)
@@ -234,7 +235,7 @@ def localisation(df, title: str = "Share of the map's mass inside the dog's boxe
     ax2.bar(hn, 100 * hits[hn].to_numpy(), color=[MAP_COLORS.get(m, "#ccc") for m in hn])
     ax2.set(ylabel="maximum inside a box (%)", xlabel="map", title="Pointing game",
             ylim=(0, 100))
-    ax2.tick_params(axis="x", rotation=15)
+    ax2.set_xticks(range(len(hn)), hn, rotation=25, ha="right")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -320,13 +321,18 @@ def leakage(df, title: str = "Zero-training baseline vs trained heads"):
         d = df[df["protocol"] == p].set_index("backbone").reindex(bbs)
         x = np.arange(len(bbs)) + (j - (len(prots) - 1) / 2) * w
         ax.bar(x, 100 * d["top1"], w, color=[color_for(b) for b in bbs], alpha=0.75,
-               hatch=hatches.get(p, ""), edgecolor="k", label=f"protocol {p}")
+               hatch=hatches.get(p, ""), edgecolor="k")
         ax.errorbar(x, 100 * d["top1"], yerr=[100 * (d["top1"] - d["top1_lo"]),
                                               100 * (d["top1_hi"] - d["top1"])],
                     fmt="none", ecolor="k", capsize=2, lw=0.8)
     ax.set_xticks(range(len(bbs)), [_label(b) for b in bbs])
     ax.set(xlabel="backbone", ylabel="test top-1 (%)", title=title, ylim=(0, 105))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    # the bars take the backbone's colour; the legend explains the hatching only
+    names = {"Z": "Z: no training", "A": "A: seed's head", "B": "B: linear probe",
+             "C": "C: fine-tuning"}
+    handles = [Patch(facecolor="white", edgecolor="k", hatch=hatches.get(p, ""),
+                     label=names.get(p, f"protocol {p}")) for p in prots]
+    ax.legend(handles=handles, title="protocol", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 

@@ -323,18 +323,26 @@ def patch_grid(image: np.ndarray, patch_size: int, title: str = "", number: bool
     return fig
 
 
-def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title: str = ""):
-    """The first ``n_show`` flattened patches ``(N, P*P*3)`` shown as a sequence of tiles."""
+def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title: str = "",
+                   highlight=()):
+    """The first ``n_show`` flattened patches ``(N, P*P*3)`` shown as a sequence of tiles;
+    the tiles whose indices are in ``highlight`` get a red frame."""
     n = min(n_show, len(patches))
-    fig, axes = plt.subplots(1, n, figsize=(0.55 * n + 0.6, 1.5))
+    fig, axes = plt.subplots(1, n, figsize=(10, 1.25))
     for k, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(patches[k].reshape(patch_size, patch_size, 3))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(str(k), fontsize=7)
-    fig.suptitle(title or f"The image as a sequence: patches 0-{n - 1} of {len(patches)} "
-                          "(token index below)", fontsize=10)
-    fig.supxlabel("position in the sequence", fontsize=9)
+        ax.set_xlabel(str(k), fontsize=9)
+        if k in highlight:
+            for side in ax.spines.values():
+                side.set_visible(True)
+                side.set_edgecolor("tab:red")
+                side.set_linewidth(2.5)
+    fig.suptitle(title or f"The image as a sequence: patches 0-{n - 1} of {len(patches)}",
+                 fontsize=11)
+    fig.supxlabel("position in the sequence (token index)", fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, wspace=0.15, top=0.8, bottom=0.3)
     return fig
 
 
@@ -370,7 +378,12 @@ def position_similarity(sim: np.ndarray, title: str = ""):
     tiles = sim.reshape(gh * gw, gh, gw)
     mosaic = _mosaic(tiles, gw, pad=1)
     fig, ax = plt.subplots(figsize=(6.2, 5.6))
-    im = ax.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1)
+    # The paper's colour scale runs from -1 to 1; when every similarity is positive (an
+    # untrained model, or a strong shared component) a scale starting near the minimum keeps
+    # the structure visible. The colour bar states the range either way.
+    low = float(np.nanmin(sim))
+    vmin = -1.0 if low < 0 else min(0.9, np.floor(10 * low) / 10)
+    im = ax.imshow(mosaic, cmap="viridis", vmin=vmin, vmax=1)
     step = gh + 1
     ax.set_xticks(np.arange(gw) * step + gw / 2 - 0.5)
     ax.set_xticklabels(range(1, gw + 1), fontsize=7)

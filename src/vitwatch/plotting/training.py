@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 import numpy as np
 
 from . import color_for
@@ -41,7 +41,8 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
         epochs = np.arange(1, len(h["loss"]) + 1)
         for ax, key in ((ax_acc, "accuracy"), (ax_loss, "loss")):
             ax.plot(epochs, 100 * np.asarray(h[key]) if key == "accuracy" else h[key],
-                    "--", color=c, alpha=0.7, label=f"{label(name)}, train")
+                    "--", color=c, alpha=0.7, marker="x", ms=4,
+                    label=f"{label(name)}, train")
             val = np.asarray(h[f"val_{key}"]) * (100 if key == "accuracy" else 1)
             ax.plot(epochs, val, "-", color=c, marker="o", ms=3,
                     label=f"{label(name)}, validation")
@@ -53,8 +54,11 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     ax_loss.set_yscale("log")
     ax_loss.set(title="Loss (cross-entropy)", xlabel="epoch", ylabel="loss (log scale)")
+    n_epochs = max(len(h["loss"]) for h in histories.values())
     for ax in (ax_acc, ax_loss):
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        # whole epochs only, even for a one-epoch run (no 0.96, 0.98, ... ticks)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, n_epochs + 0.5)
     ax_loss.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     fig.tight_layout()
