@@ -405,16 +405,22 @@ def verdict(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> str
         return "Without both the CNN and the plain ViT, the comparison with the paper is moot."
     gap = (mean[cnn] - mean[vit]).to_numpy()            # > 0: the CNN is ahead
     narrows = abs(gap[-1]) < abs(gap[0])
+    low = summary.pivot(index="n_train", columns="arch", values="ci_low").sort_index()
+    high = summary.pivot(index="n_train", columns="arch", values="ci_high").sort_index()
+    separated = int(((low[cnn] > high[vit]) | (low[vit] > high[cnn])).sum())
+    certainty = (f" (the 95 % intervals are separate at {separated} of {len(gap)} sizes; "
+                 "where they overlap, the ranking is not established)" if separated < len(gap)
+                 else " (the 95 % intervals are separate at every size)")
     if (gap > 0).all():
         return ("As in the low-data end of the paper's curves (ImageNet-1k pre-training in "
-                "Figure 3, the 9M-image JFT subset in Figure 4), the CNN beats the ViT at every "
-                "size tried here" + (", and the gap narrows as data grows, the trend that the "
-                "paper extrapolates to a crossover at tens of millions of images."
-                if narrows else "; the gap does not narrow within this range, so these runs "
-                "give no sign of the crossover the paper reaches with far more data."))
+                "Figure 3, the 9M-image JFT subset in Figure 4), the CNN is ahead of the ViT on "
+                "average at every size tried here" + certainty + (", and the gap narrows as data "
+                "grows, the trend that the paper extrapolates to a crossover at tens of millions "
+                "of images." if narrows else "; the gap does not narrow within this range, so "
+                "these runs give no sign of the crossover the paper reaches with far more data."))
     if (gap <= 0).all():
         return ("Unlike the low-data end of the paper's curves, the plain ViT is not behind the "
-                "CNN here at any size: with this recipe and these small models the paper's "
+                "CNN on average at any size" + certainty + ": with this recipe and these small models the paper's "
                 "small-data disadvantage does not appear.")
     if gap[0] > 0 >= gap[-1]:
         return ("The CNN leads with little data and the ViT catches up as data grows, the "
