@@ -106,3 +106,18 @@ def test_full_profile_offline_stops_before_work_naming_urls(tmp_path, monkeypatc
     assert "http://vision.stanford.edu/aditya86/ImageNetDogs/images.tar" in message
     assert "storage.googleapis.com/vit_models" in message
     assert "PROFILE=smoke" in message
+
+
+def test_long_profiles_echo_notebook_output_to_the_terminal(tmp_path, capfd):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'smoke'\nunused = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('epoch 1/3: loss 0.42')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "00_echo.ipynb"
+    nbformat.write(nb, str(src))
+    report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke", "seed": 3}, stream=True)
+    err = capfd.readouterr().err
+    assert "epoch 1/3: loss 0.42" in err
+    assert "Passed unknown parameter" not in err
+    report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"}, stream=False)
+    assert "epoch 1/3" not in capfd.readouterr().err

@@ -21,7 +21,8 @@ def _report(args) -> int:
     from . import report
 
     try:
-        report.build(args.profile, force=args.force, pdf=not args.no_pdf, only=args.only, kernel=args.kernel)
+        report.build(args.profile, force=args.force, pdf=not args.no_pdf, only=args.only, kernel=args.kernel,
+                     stream=args.verbose)
     except (report.ReportError, ValueError) as exc:
         print(f"vitwatch report: {exc}", file=sys.stderr)
         return 1
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     p.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. --only 00 01")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    p.add_argument("--verbose", action="store_true", default=None,
+                   help="echo the notebooks' output (progress bars, logs); default: on for quick/full")
     p.set_defaults(func=_report)
     p = sub.add_parser("preflight", help="check that the downloads a profile needs are cached or reachable")
     p.add_argument("--profile", default="full")

@@ -80,15 +80,39 @@ def _package_files() -> list[Path]:
                   and "__pycache__" not in p.parts)
 
 
-def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3") -> float:
-    """Run one notebook with papermill; raise ReportError naming the notebook and cell on failure."""
+def _papermill_logger(stream: bool):
+    """papermill's logger: its expected 'unknown parameter' warnings dropped (profiles hold every
+    notebook's parameters); with ``stream``, the notebooks' own output (progress bars with time
+    left, per-epoch logs) is echoed to the terminal as it comes."""
     import logging
 
+    log = logging.getLogger("papermill")
+    if not any(isinstance(f, _DropUnknownParameter) for f in log.filters):
+        log.addFilter(_DropUnknownParameter())
+    handler = next((h for h in log.handlers if getattr(h, "_vitwatch", False)), None)
+    if stream and handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._vitwatch = True
+        log.addHandler(handler)
+    elif not stream and handler is not None:
+        log.removeHandler(handler)
+    log.setLevel(logging.INFO if stream else logging.WARNING)
+    log.propagate = False
+    return log
+
+
+class _DropUnknownParameter:
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith("Passed unknown parameter")
+
+
+def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False) -> float:
+    """Run one notebook with papermill; raise ReportError naming the notebook and cell on failure."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    # profiles hold every notebook's parameters: "unknown parameter" warnings are expected noise
-    logging.getLogger("papermill").setLevel(logging.ERROR)
+    _papermill_logger(stream)
     t0 = time.time()
     # the kernel inherits this environment: it must find the project and draw figures inline
     # (an MPLBACKEND=Agg set for scripts or tests would silently drop every figure)
@@ -97,7 +121,7 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3") -> f
     os.environ.update(env)
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
-                            cwd=str(nb.parent), progress_bar=sys.stderr.isatty(), log_output=False,
+                            cwd=str(nb.parent), progress_bar=sys.stderr.isatty() and not stream, log_output=stream,
                             request_save_on_cell_execute=True)
     except PapermillExecutionError as exc:
         raise ReportError(
@@ -123,8 +147,13 @@ def _git_commit(root: Path) -> str | None:
 
 
 def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_dir: str | Path | None = None,
-          kernel: str = "python3", force: bool = False, pdf: bool = True, only: list[str] | None = None) -> dict:
-    """Execute every notebook under ``profile`` and render the report; return a summary dict."""
+          kernel: str = "python3", force: bool = False, pdf: bool = True, only: list[str] | None = None,
+          stream: bool | None = None) -> dict:
+    """Execute every notebook under ``profile`` and render the report; return a summary dict.
+
+    ``stream``: echo the notebooks' output (progress bars, logs) to the terminal; by default on
+    for the long profiles (everything but smoke).
+    """
     from . import render
 
     root = config.project_root()
@@ -152,7 +181,7 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_d
         else:
             stamp.unlink(missing_ok=True)
             print(f"[{i}/{len(books)}] {nb.name}: running ...", flush=True)
-            seconds = execute(nb, target, parameters, kernel)
+            seconds = execute(nb, target, parameters, kernel, stream=profile_name != "smoke" if stream is None else stream)
             stamp.write_text(key)
             timings[nb.name] = round(seconds, 1)
             print(f"[{i}/{len(books)}] {nb.name}: done in {seconds:.0f} s", flush=True)
