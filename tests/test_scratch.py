@@ -151,6 +151,13 @@ def test_vit_with_spt_lsa_beats_chance(digits):
     assert out["steps"] == 80 and out["epochs_of_subset"] == pytest.approx(12.8)
 
 
+def test_fewer_than_ten_steps(digits):
+    """A tiny budget (small_epochs=1, sizes <= batch) gives a shorter loss curve, no crash."""
+    trainer = scratch.make_trainer("resnet", digits, scratch.Recipe(batch_size=64, steps=3))
+    out = scratch.train_one(digits, trainer, 50, seed=0)
+    assert out["steps"] == 3 and len(out["loss_curve"]) == 3
+
+
 def test_cifar_scale_trainer_with_flips_runs():
     """The CIFAR-10 path (32x32x3, shifts of 4, flips) on random images: finite losses."""
     rec = scratch.Recipe(batch_size=8, steps=3, shift=4, flip=True)

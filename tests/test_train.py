@@ -215,3 +215,11 @@ def test_bad_parameters_are_named(setup):
         train.protocol_z(tiny_backbone(), data, cfg)
     with pytest.raises(ValueError, match="protocol"):
         train.hyperparameters("D", tiny_backbone(), data, cfg)
+
+
+def test_every_backbone_has_its_own_colour():
+    """03's comparison figures plot the four backbones together (full: with vit_s16_i21k)."""
+    from vitwatch import plotting
+    from vitwatch.models import registry
+    colours = [plotting.color_for(n) for n in registry.NAMES]
+    assert len(set(colours)) == len(colours)

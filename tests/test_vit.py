@@ -102,6 +102,12 @@ def test_load_npz_names_missing_and_misshaped_keys(tmp_path):
     np.savez(tmp_path / "extra.npz", **w, **{"pre_logits/kernel": np.zeros((64, 64))})
     with pytest.raises(ValueError, match="pre_logits"):
         vit.load_npz(model, tmp_path / "extra.npz")
+    # ... but a headless model (features only) stops before pre_logits and the head
+    headless = vit.VisionTransformer(**{**json.loads(str(f["config"])), "num_classes": 0})
+    vit.load_npz(headless, tmp_path / "extra.npz")
+    np.savez(tmp_path / "extra2.npz", **w, **{"Transformer/unknown/kernel": np.zeros((2,))})
+    with pytest.raises(ValueError, match="Transformer/unknown"):
+        vit.load_npz(headless, tmp_path / "extra2.npz")
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         vit.load_npz(model, tmp_path / "nope.npz")
 

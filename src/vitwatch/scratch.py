@@ -206,14 +206,15 @@ def train_one(data: small_data.SmallData, trainer: Trainer, n_train: int, seed: 
         raise FloatingPointError(f"{trainer.arch} n={n_train} seed={seed}: the loss diverged")
     rec = trainer.rec
     tenth = max(1, rec.steps // 10)
+    points = min(10, rec.steps)            # loss curve: 10 means of a tenth (fewer steps: each)
     return {
         "test_accuracy": trainer.accuracy(_normalise(data.x_test, mean, std), data.y_test),
         "train_accuracy": trainer.accuracy(x, y),
         "final_loss": float(losses[-tenth:].mean()),
         "train_seconds": train_seconds, "seconds_per_step": train_seconds / rec.steps,
         "steps": rec.steps, "epochs_of_subset": rec.steps * rec.batch_size / n_train,
-        "loss_curve": [float(v) for v in losses.reshape(-1)[:tenth * 10]
-                       .reshape(10, -1).mean(axis=1)],
+        "loss_curve": [float(v) for v in losses.reshape(-1)[:tenth * points]
+                       .reshape(points, -1).mean(axis=1)],
         "params": small_models.count_params(trainer.model),
         "macs": small_models.count_macs(trainer.model),
     }

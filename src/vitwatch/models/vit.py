@@ -290,8 +290,9 @@ def load_npz(model: VisionTransformer, path) -> VisionTransformer:
 
     The position embeddings are resampled when the checkpoint was trained at another
     resolution. ``num_classes=0`` models ignore the checkpoint's head; a head of another size
-    is an error naming the key. Unused extra keys (e.g. ``pre_logits``) are an error too,
-    because silently ignoring a layer would change the features.
+    is an error naming the key. Unused extra keys are an error too, because silently ignoring
+    a layer would change the outputs (a headless model ignores ``pre_logits``, which only feeds
+    the head).
     """
     path = Path(path)
     if not path.is_file():
@@ -315,7 +316,10 @@ def load_npz(model: VisionTransformer, path) -> VisionTransformer:
         if tuple(w[key].shape) != tuple(shape):
             raise ValueError(f"{path}: key {key!r} has shape {tuple(w[key].shape)}, "
                              f"{model.name} expects {tuple(shape)}")
-    extra = sorted(k for k in w if k not in expected and not k.startswith("head/"))
+    # A headless model stops at the class-token features: the head and any pre-logits layer
+    # (ImageNet-21k checkpoints of the original paper have one) come after them.
+    after_features = ("head/",) if model.head is not None else ("head/", "pre_logits/")
+    extra = sorted(k for k in w if k not in expected and not k.startswith(after_features))
     if extra:
         raise ValueError(f"{path}: keys this ViT has no layer for: {', '.join(extra[:5])}")
 

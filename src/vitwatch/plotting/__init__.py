@@ -33,13 +33,17 @@ STYLE = {
 matplotlib.rcParams.update(STYLE)
 
 # One colour per backbone, used in every figure that compares them.
-COLORS = {"vit": "#1f77b4", "vit_hub": "#17becf", "resnet": "#d62728", "other": "#7f7f7f"}
+# The ImageNet-21k-only ViT (leakage control) gets its own: it is plotted next to ours.
+COLORS = {"vit": "#1f77b4", "vit_hub": "#17becf", "vit_i21k": "#9467bd", "resnet": "#d62728",
+          "other": "#7f7f7f"}
 
 
 def color_for(name: str) -> str:
     n = name.lower()
     if "hub" in n:
         return COLORS["vit_hub"]
+    if "i21k" in n:
+        return COLORS["vit_i21k"]
     if "vit" in n:
         return COLORS["vit"]
     if "resnet" in n or "cnn" in n:
