@@ -4,8 +4,6 @@ Small and fast: the smoke profile's synthetic data (10 breeds, chance = 10 %) th
 loader and feature cache, with a tiny random convolutional backbone standing in for the
 registry's backbones (the notebook's smoke run exercises those).
 """
-import dataclasses
-from typing import Callable
 
 import keras
 import numpy as np
@@ -13,19 +11,9 @@ import pytest
 
 from vitwatch import config, features, results, train
 from vitwatch.data import stanford_dogs
+from vitwatch.models import registry
 
 CHANCE = 0.1
-
-
-@dataclasses.dataclass
-class TinyBackbone:
-    name: str
-    model: keras.Model
-    preprocess: Callable
-    img_size: int
-    feature_dim: int
-    cache_key: str
-    imagenet_logits: Callable | None = None
 
 
 def _preprocess(x):
@@ -41,7 +29,7 @@ def tiny_backbone(img_size=64, seed=0, name="resnet50"):
         keras.layers.Conv2D(48, 3, strides=2, activation="relu", name="conv2"),
         keras.layers.GlobalAveragePooling2D()], name="tiny")
     model.trainable = False
-    return TinyBackbone(name, model, _preprocess, img_size, 48, f"tiny-{seed}")
+    return registry.Backbone(name, model, _preprocess, img_size, 48, f"tiny-{seed}")
 
 
 @pytest.fixture(scope="module")
