@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import fileio
 from .data import images, stanford_dogs
 
 PIPELINE_VERSION = 1        # bump when decoding / resizing / augmentation change
@@ -68,18 +68,6 @@ def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_"
                    for ch in f"{key['backbone']}-{split_name}-view{view}")
     return Path(cfg.cache_dir).expanduser() / "features" / f"{safe}-{digest}"
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _forward(backbone, x: np.ndarray) -> np.ndarray:
@@ -128,7 +116,7 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
     folder.mkdir(parents=True, exist_ok=True)
     if not meta:
         meta = {"key": key, "complete": False, "compute_seconds": 0.0, "computed_images": 0}
-        _write_json_atomic(meta_path, meta)
+        fileio.write_json(meta_path, meta, indent=1)
 
     ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
     shard = lambda s, e: folder / f"shard_{s:07d}_{e:07d}.npy"     # noqa: E731
@@ -179,20 +167,20 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
                 warnings.warn(f"features {label}: {len(bad)} undecodable image(s) got zero "
                               f"features: {bad[:5]}")
                 bar.update(len(bad))
-            _save_atomic(shard(s, e), feats)
+            fileio.save_npy(shard(s, e), feats)
             compute_seconds += time.perf_counter() - t0
     finally:
         bar.close()
         if computed:
             meta["compute_seconds"] = meta.get("compute_seconds", 0.0) + compute_seconds
             meta["computed_images"] = meta.get("computed_images", 0) + computed
-            _write_json_atomic(meta_path, meta)
+            fileio.write_json(meta_path, meta, indent=1)
 
     feats = np.concatenate([np.load(shard(s, e)) for s, e in ranges]) if ranges else \
         np.zeros((0, dim or 0), np.float32)
-    _save_atomic(final, feats)
+    fileio.save_npy(final, feats)
     meta.update(complete=True, shape=list(feats.shape))
-    _write_json_atomic(meta_path, meta)
+    fileio.write_json(meta_path, meta, indent=1)
     for s, e in ranges:
         shard(s, e).unlink(missing_ok=True)
     _stats(split_name, n, computed, t_start, meta, folder)

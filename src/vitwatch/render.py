@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 import yaml
-from bs4 import BeautifulSoup, NavigableString
+from bs4 import BeautifulSoup
 
 ASSETS = Path(__file__).parent / "assets"
 REMOVE_CELL_TAGS = {"remove-cell", "injected-parameters", "parameters"}
@@ -204,7 +204,7 @@ def _insert_front(soup, meta: dict, smoke: bool, toc) -> None:
     slot = soup.find(id="vw-front")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta["facts"].items())
     banner = f'<div class="vw-banner">{SMOKE_BANNER}</div>' if smoke else ""
-    items, stack = [], 0
+    items = []
     for num, title, anchor, level in toc:
         items.append((level, f'<li><a href="#{anchor}"><span class="vw-num">{num}</span>{html.escape(title.removeprefix(num).strip())}</a>'))
     toc_html = _nested_list(items) + '<ol><li><a href="#vw-references"><span class="vw-num"></span>References</a></li></ol>'

@@ -18,13 +18,13 @@ interrupted halfway resumes by skipping exactly the runs that finished with the 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from . import fileio
 
 _RUN = re.compile(r"^[A-Z]_[a-z0-9_]+$")
 REQUIRED_ARRAYS = ("test_probs", "test_labels", "val_probs", "val_labels")
@@ -62,25 +62,8 @@ def normalize(obj: Any) -> Any:
     return json.loads(json.dumps(_jsonable(obj), sort_keys=True))
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_json(path: Path, obj: Any) -> Path:
-    data = json.dumps(_jsonable(obj), indent=1, sort_keys=True).encode()
-    _atomic_write(Path(path), lambda f: f.write(data))
-    return Path(path)
+    return fileio.write_json(path, _jsonable(obj), indent=1, sort_keys=True)
 
 
 def read_json(path: Path) -> Any:
@@ -104,7 +87,7 @@ def save(cfg, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str
         raise ValueError(f"results.save({run_name!r}): missing {', '.join(missing)}")
     out = results_dir(cfg)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    _atomic_write(out / f"{run_name}.npz", lambda f: np.savez_compressed(f, **arrays))
+    fileio.save_npz(out / f"{run_name}.npz", compressed=True, **arrays)
     meta = dict(meta)
     meta.setdefault("run", run_name)
     meta.setdefault("profile", getattr(cfg, "profile", None))

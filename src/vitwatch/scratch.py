@@ -16,7 +16,6 @@ killed run resumes where it stopped and a changed setting reruns only what it ch
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time

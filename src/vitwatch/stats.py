@@ -180,7 +180,7 @@ def confusion_matrix(labels, preds, n_classes: int) -> np.ndarray:
                        minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def per_class_metrics(labels, preds, class_names) -> "pandas.DataFrame":
+def per_class_metrics(labels, preds, class_names) -> "pd.DataFrame":
     """One row per class: precision, recall (= per-class accuracy), F1, support.
 
     Undefined ratios (no prediction of a class, no image of a class) are 0, as sklearn's

@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .. import downloads
+from .. import downloads, fileio
 from . import images
 
 ARCHIVES = ("dogs_images", "dogs_lists", "dogs_annotation")   # names in downloads.RESOURCES
@@ -328,9 +328,7 @@ class _Scanner:
 
     def save(self) -> None:
         if self.dirty:
-            tmp = self.path.with_name(f"{SCAN_FILE}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(self.results))
-            os.replace(tmp, self.path)
+            fileio.write_json(self.path, self.results)
 
 
 def _select(rels: list[str], labels: np.ndarray, per_class: int, rng: np.random.Generator,

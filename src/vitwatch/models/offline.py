@@ -16,12 +16,12 @@ not trained: every number computed from them is meaningless, and the report says
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from vitwatch import fileio
 from vitwatch.models import vit
 
 FORMAT = "v1"      # bump when the generator changes, so caches are regenerated
@@ -86,10 +86,7 @@ def vit_checkpoint(cache_dir, variant: str = "testing", img_size: int = 64, seed
         return path
     model = vit.build(variant, num_classes=num_classes, img_size=img_size)
     weights = random_weights(model, seed)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **weights)
-    tmp.replace(path)
-    return path
+    return fileio.save_npz(path, **weights)
 
 
 def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64,

@@ -12,7 +12,6 @@ artifacts of :mod:`vitwatch.models.offline`. Every download goes through
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

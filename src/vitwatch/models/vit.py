@@ -28,6 +28,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from .. import fileio
+
 # Variants: ViT paper Table 1 (B) and AugReg (S); `testing` is a tiny config for tests and the
 # smoke profile (fast at img_size 64, 8x8 = 64 patches), as in vit_jax/configs/models.py.
 VARIANTS: dict[str, dict[str, int]] = {
@@ -376,9 +378,4 @@ def to_npz_dict(model: VisionTransformer) -> dict[str, np.ndarray]:
 
 def save_npz(model: VisionTransformer, path) -> Path:
     """Write the model in Google's .npz layout (atomically: a temp file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **to_npz_dict(model))
-    tmp.replace(path)
-    return path
+    return fileio.save_npz(path, **to_npz_dict(model))
