@@ -198,8 +198,12 @@ def describe_comparison(row, alpha: float = 0.05) -> str:
     return (f"Protocol {p}, {PROTOCOLS.get(p, p)}: ViT-S/16 {100 * row['vit_top1']:.1f} % vs "
             f"ResNet-50 {100 * row['cnn_top1']:.1f} %; {lead} "
             f"(95 % CI of ViT minus ResNet [{lo:+.1f}, {hi:+.1f}]), "
-            f"{row['vit_only']} images right for ViT only and {row['cnn_only']} for ResNet "
+            f"{_images(row['vit_only'])} right for ViT only and {row['cnn_only']} for ResNet "
             f"only, McNemar p = {row['p_value']:.2g}: {verdict} at the 5 % level.")
+
+
+def _images(n: int) -> str:
+    return f"{n} image" + ("" if n == 1 else "s")
 
 
 def describe_seed(df) -> str:

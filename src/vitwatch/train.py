@@ -562,7 +562,8 @@ def _validation_pass(model, split, backbone, batch_size: int, verbose: bool):
                 left = per_epoch * (self.params.get("epochs", epoch + 1) - epoch - 1)
                 print(f"epoch {epoch + 1}: " + ", ".join(
                     f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate")
-                    + f" ({per_epoch:.0f} s/epoch, at most {left / 60:.1f} min left)",
+                    + f" ({per_epoch:.0f} s/epoch"
+                    + (f", at most {left / 60:.1f} min left)" if left > 0 else ")"),
                     flush=True)
 
     return ValidationPass()
