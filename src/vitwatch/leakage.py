@@ -1,0 +1,111 @@
+"""Accuracy on the test images ImageNet-1k trained on ("seen") and on the others ("unseen").
+
+Which test images are which comes from :mod:`vitwatch.data.imagenet_overlap` (file-name IDs
+matched against ILSVRC-2012's training list). Both parts are scored for every run of the results
+store, each with a percentile-bootstrap 95 % interval over its own images, and the ViT-CNN
+comparison is paired (same images) within each part. A lead that shrinks on unseen images is
+the signature of memorised pre-training images; a lead that holds is not explained by them.
+No checkpoint here is a clean control: ImageNet-1k is a subset of ImageNet-21k [Steiner et al.,
+2022, Sect. 3.1], so the ImageNet-21k-only checkpoints saw the same images too.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vitwatch import stats
+
+
+def _interval(correct: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    if correct.size == 0:
+        return (np.nan, np.nan, np.nan)
+    return stats.bootstrap_mean(correct.astype(np.float64), n_boot, seed)
+
+
+def split_accuracy(store, seen: np.ndarray, n_boot: int = 1000, seed: int = 0):
+    """One row per run: top-1 on seen and unseen test images with 95 % CIs, and the gap
+    (seen - unseen) with a CI from independent resamples of the two parts."""
+    import pandas as pd
+
+    seen = np.asarray(seen, dtype=bool)
+    if seen.shape != store.labels.shape:
+        raise ValueError(f"seen mask has shape {seen.shape}; the results store has "
+                         f"{store.labels.size} test images")
+    rows = []
+    for run, (meta, _) in store.runs.items():
+        c = store.correct(run)
+        s, lo_s, hi_s = _interval(c[seen], n_boot, seed)
+        u, lo_u, hi_u = _interval(c[~seen], n_boot, seed + 1)
+        gap = lo_g = hi_g = np.nan
+        if seen.any() and (~seen).any():
+            rng = np.random.default_rng(seed + 2)
+            cs, cu = c[seen].astype(np.float64), c[~seen].astype(np.float64)
+            reps = (cs[rng.integers(0, cs.size, (n_boot, cs.size))].mean(axis=1)
+                    - cu[rng.integers(0, cu.size, (n_boot, cu.size))].mean(axis=1))
+            gap = cs.mean() - cu.mean()
+            lo_g, hi_g = stats.percentile_ci(reps)
+        rows.append({"run": run, "backbone": meta["backbone"], "protocol": meta["protocol"],
+                     "n_seen": int(seen.sum()), "n_unseen": int((~seen).sum()),
+                     "seen": s, "seen_lo": lo_s, "seen_hi": hi_s,
+                     "unseen": u, "unseen_lo": lo_u, "unseen_hi": hi_u,
+                     "gap": gap, "gap_lo": lo_g, "gap_hi": hi_g})
+    return pd.DataFrame(rows)
+
+
+def paired_by_part(store, seen: np.ndarray, vit: str, cnn: str, n_boot: int = 1000,
+                   seed: int = 0):
+    """Per protocol where both ran, and per part (all, seen, unseen): ViT minus CNN top-1 on
+    the same images, with its paired-bootstrap 95 % CI."""
+    import pandas as pd
+
+    seen = np.asarray(seen, dtype=bool)
+    rows = []
+    for p in sorted({m["protocol"] for m, _ in store.runs.values()}):
+        a, b = store.names(vit, p), store.names(cnn, p)
+        if not (a and b):
+            continue
+        ca, cb = store.correct(a[0]), store.correct(b[0])
+        for part, mask in (("all", np.ones_like(seen)), ("seen", seen), ("unseen", ~seen)):
+            if not mask.any():
+                continue
+            d, lo, hi = stats.paired_bootstrap_diff(ca[mask], cb[mask], n_boot, seed)
+            rows.append({"protocol": p, "part": part, "n": int(mask.sum()), "vit": vit,
+                         "cnn": cnn, "vit_top1": float(ca[mask].mean()),
+                         "cnn_top1": float(cb[mask].mean()), "diff": d, "diff_lo": lo,
+                         "diff_hi": hi})
+    return pd.DataFrame(rows)
+
+
+def _pp(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def describe_overlap(seen: np.ndarray, source: str, generated: bool) -> str:
+    """One sentence: how many test images were ImageNet-1k training images."""
+    n, s = seen.size, int(np.sum(seen))
+    what = ("a generated stand-in of the ILSVRC-2012 training list (smoke profile: the count "
+            "is meaningless)" if generated else f"the ILSVRC-2012 training list ({source})")
+    return (f"Matched by ImageNet image ID against {what}, {s:,} of the {n:,} test images "
+            f"({100 * s / max(n, 1):.1f} %) were ImageNet-1k training images.")
+
+
+def describe_parts(pairs, vit_label: str, cnn_label: str) -> str:
+    """What the paired differences on seen and unseen images say, protocol by protocol."""
+    if pairs is None or len(pairs) == 0:
+        return (f"No protocol ran both {vit_label} and {cnn_label}: the seen/unseen comparison "
+                "is not available.")
+    out = []
+    for p, g in pairs.groupby("protocol", sort=True):
+        parts = {r["part"]: r for _, r in g.iterrows()}
+        if "seen" not in parts or "unseen" not in parts:
+            continue
+        s, u = parts["seen"], parts["unseen"]
+        holds = u["diff_lo"] > 0 or u["diff_hi"] < 0
+        out.append(
+            f"Protocol {p}: {vit_label} minus {cnn_label} is {_pp(s['diff'])} points "
+            f"[{_pp(s['diff_lo'])}, {_pp(s['diff_hi'])}] on seen images and "
+            f"{_pp(u['diff'])} [{_pp(u['diff_lo'])}, {_pp(u['diff_hi'])}] on unseen ones"
+            + ("; the difference on unseen images excludes zero." if holds else
+               "; on unseen images the interval includes zero."))
+    if not out:
+        return "Every test image falls in one part: the seen/unseen comparison is not available."
+    return " ".join(out)
