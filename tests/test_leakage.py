@@ -105,3 +105,19 @@ def test_describe_overlap():
     s = leakage.describe_overlap(np.array([True, False, False, True]), "caffe", False)
     assert "2 of the 4 test images (50.0 %)" in s
     assert "meaningless" in leakage.describe_overlap(np.array([True]), "x", True)
+
+
+def test_for_profile_smoke_standin_and_missing_list(tmp_path):
+    import types
+
+    cfg = types.SimpleNamespace(dataset="synthetic", cache_dir=str(tmp_path), seed=3,
+                                imagenet_train_list="")
+    paths = _paths(50)
+    tl, generated = ov.for_profile(cfg, paths, ["n02085620"])
+    assert generated and 0 < ov.seen_mask(paths, tl).sum() < 50
+    again, _ = ov.for_profile(cfg, paths, ["n02085620"])          # cached, same list
+    assert again.ids == tl.ids
+    real = types.SimpleNamespace(dataset="stanford_dogs", cache_dir=str(tmp_path), seed=0,
+                                 imagenet_train_list=str(tmp_path / "missing.txt"))
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        ov.for_profile(real, paths, ["n02085620"])

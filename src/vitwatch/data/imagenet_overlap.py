@@ -18,6 +18,7 @@ profile generates a stand-in in the same format (:func:`write_standin`).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import tarfile
@@ -122,6 +123,19 @@ def load(cache_dir, list_path: str = "", synsets=None, generated: bool = False) 
     tl = read_train_list(path, synsets)
     check_complete(tl)
     return tl
+
+
+def for_profile(cfg, test_paths, synsets) -> tuple[TrainList, bool]:
+    """The training list of ``cfg``'s profile and whether it is the generated stand-in: with the
+    synthetic data (smoke) a stand-in listing half of the test images, under
+    ``<cache_dir>/generated/``; otherwise ``cfg.imagenet_train_list`` or the public copy."""
+    if cfg.dataset == "synthetic":
+        key = hashlib.sha256("\n".join(map(image_id, test_paths)).encode()).hexdigest()[:12]
+        path = Path(cfg.cache_dir).expanduser() / "generated" / f"ilsvrc12_{cfg.seed}_{key}.tar.gz"
+        if not path.exists():
+            write_standin(path, test_paths, fraction=0.5, seed=cfg.seed)
+        return load(cfg.cache_dir, str(path), synsets, generated=True), True
+    return load(cfg.cache_dir, cfg.imagenet_train_list, synsets), False
 
 
 def seen_mask(test_paths, train: TrainList) -> np.ndarray:

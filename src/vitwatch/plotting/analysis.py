@@ -353,3 +353,29 @@ def cka(matrix, row_labels, col_labels, title: str = "Linear CKA, ViT blocks vs 
     fig.colorbar(im, ax=ax, label="linear CKA")
     fig.tight_layout()
     return fig
+
+
+def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on, and on the rest"):
+    """df from :func:`vitwatch.leakage.split_accuracy`: one row per run, seen (filled) and
+    unseen (open) top-1 with their 95 % CIs."""
+    n = len(df)
+    fig, ax = plt.subplots(figsize=(7.5, 0.4 * n + 1.4))
+    y = np.arange(n)[::-1]
+    for yi, (_, r) in zip(y, df.iterrows()):
+        c = color_for(r["backbone"])
+        for part, dy, face in (("seen", 0.12, c), ("unseen", -0.12, "white")):
+            v = r[part]
+            if np.isnan(v):
+                continue
+            ax.errorbar(100 * v, yi + dy, xerr=[[100 * (v - r[f"{part}_lo"])],
+                                                [100 * (r[f"{part}_hi"] - v)]],
+                        fmt="o", color=c, mfc=face, ms=5, capsize=2, lw=0.9)
+    ax.set_yticks(y, [f"{_label(r['backbone'])}, {r['protocol']}" for _, r in df.iterrows()])
+    ax.set(xlabel="test top-1 (%)", ylabel="backbone, protocol", title=title)
+    ax.legend(handles=[plt.Line2D([], [], marker="o", color="k", ls="", label="seen in "
+                                  "ImageNet-1k train"),
+                       plt.Line2D([], [], marker="o", color="k", mfc="white", ls="",
+                                  label="unseen")], loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
