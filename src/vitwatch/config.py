@@ -48,6 +48,7 @@ PARAMS: dict[str, Param] = {
     # --- data ----------------------------------------------------------------------------
     "dataset": Param(str, "synthetic", "Stanford Dogs or its synthetic offline stand-in", ("stanford_dogs", "synthetic")),
     "dogs_archives_dir": Param(str, "", "folder holding images.tar / lists.tar / annotation.tar fetched by hand"),
+    "imagenet_train_list": Param(str, "", "ILSVRC-2012 training list for the leakage count: caffe_ilsvrc12.tar.gz, train.txt or the train folder ('' = download it; smoke: generated)"),
     "img_size": Param(int, 64, "input resolution of the backbones (224 for the real models)"),
     "train_per_class": Param(int, 0, "images per class kept from the official train split (0 = all)"),
     "test_per_class": Param(int, 0, "images per class kept from the official test split (0 = all)"),
@@ -65,6 +66,8 @@ PARAMS: dict[str, Param] = {
     "head_epochs": Param(int, 3, "protocol A: epochs of the softmax head on the frozen backbone"),
     "head_lr": Param(float, 1e-3, "protocol A: Adam learning rate of the head"),
     "augment": Param(bool, True, "protocol A: random crop / flip augmentation"),
+    "head_seeds": Param(int, 2, "protocols A, B, C: heads trained per run, with seeds seed, seed + 1, ..."),
+    "eval_view": Param(str, "native", "evaluation view of every image: each backbone's aspect-preserving resize + centre crop, or a squash to img_size", ("native", "squash")),
     "probe_views": Param(int, 1, "protocol B: augmented views of train cached (1 = the plain image only)"),
     "probe_l2_grid": Param(list, [1e-4, 1e-3, 1e-2], "protocol B: L2 strengths tried, chosen on validation"),
     "probe_epochs": Param(int, 30, "protocol B: epochs of the head on cached features"),
