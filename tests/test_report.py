@@ -121,3 +121,68 @@ def test_long_profiles_echo_notebook_output_to_the_terminal(tmp_path, capfd):
     assert "Passed unknown parameter" not in err
     report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"}, stream=False)
     assert "epoch 1/3" not in capfd.readouterr().err
+
+
+def test_startup_noise_filter_keeps_errors():
+    import os
+    import io
+
+    noise = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+             "I0000 00:00:1796216049.715930    7609 cudart_stub.cc:31] Could not find cuda drivers\n",
+             "W0000 00:00:1796216049.9    7609 cpu_feature_guard.cc:227] This TensorFlow binary\n"]
+    kept = ["E0000 00:00:1796216070.1    7609 cuda_platform.cc:52] failed call to cuInit\n",
+            "Traceback (most recent call last):\n", "MemoryError: out of memory\n"]
+    assert all(report.is_startup_noise(l) for l in noise)
+    assert not any(report.is_startup_noise(l) for l in kept)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, "".join(noise[:2] + kept + noise[2:]).encode())
+    os.close(write_fd)
+    out = io.StringIO()
+    report.filter_stream(read_fd, out)
+    assert out.getvalue() == "".join(kept)
+
+
+def test_kernels_start_quietly_and_real_errors_still_show(tmp_path, capfd):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os\n"
+            "os.write(2, b'I0000 00:00:1796216049.7    7609 cudart_stub.cc:31] no cuda\\n')\n"
+            "os.write(2, b'E0000 00:00:1796216049.7    7609 real.cc:1] a real C++ error\\n')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "00_quiet.ipynb"
+    nbformat.write(nb, str(src))
+    report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"})
+    err = capfd.readouterr().err
+    assert "real.cc:1] a real C++ error" in err
+    assert "cudart_stub" not in err
+    assert "without encryption" not in err and "KeyboardInterrupt" not in err
+    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] in {"0", "1", "3"}
+
+
+def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monkeypatch, capsys):
+    from vitwatch import render
+
+    nb_dir = tmp_path / "notebooks"
+    shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
+    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Fine"),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    ok.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(ok, str(nb_dir / "00_fine.ipynb"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "vitwatch-report.pdf").write_text("PDF OF AN OLDER BUILD")
+
+    def no_browser(download=None, log=print):
+        raise render.PdfUnavailable("PDF not written: no Chrome/Chromium on this machine.",
+                                    "sudo apt-get install -y chromium")
+
+    monkeypatch.setattr(render, "find_chromium", no_browser)
+    result = report.build("smoke", notebooks_dir=nb_dir, out_dir=out)
+    printed = capsys.readouterr().out
+    assert result["pdf"] is None and result["pdf_command"] == "sudo apt-get install -y chromium"
+    assert "Fine" in (out / "vitwatch-report.html").read_text()
+    assert not (out / "vitwatch-report.pdf").exists()
+    assert printed.count("To add the PDF, run: sudo apt-get install -y chromium") == 1
+    assert json.loads((out / "build.json").read_text())["pdf"] is None
+    assert report.EXIT_NO_PDF == 3

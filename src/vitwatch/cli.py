@@ -1,11 +1,14 @@
 """The ``vitwatch`` command: the Makefile's actions for pip and conda users alike.
 
     vitwatch report --profile smoke      execute every notebook, render HTML + PDF
+                                         (exit 0; 1: a notebook or the build failed;
+                                         3: HTML written, no browser for the PDF)
     vitwatch preflight --profile full    check the downloads a profile needs, and stop
     vitwatch test                        the test suite (pytest)
     vitwatch bench                       the benchmarks
     vitwatch lab                         JupyterLab with the project's kernel
     vitwatch strip                       remove outputs from the source notebooks
+    vitwatch rehearsal                   notebooks 02-05 on the quick path, offline (local mirror)
 """
 from __future__ import annotations
 
@@ -21,11 +24,13 @@ def _report(args) -> int:
     from . import report
 
     try:
-        report.build(args.profile, force=args.force, pdf=not args.no_pdf, only=args.only, kernel=args.kernel,
-                     stream=args.verbose)
+        result = report.build(args.profile, force=args.force, pdf=not args.no_pdf, only=args.only,
+                              kernel=args.kernel, stream=args.verbose)
     except (report.ReportError, ValueError) as exc:
         print(f"vitwatch report: {exc}", file=sys.stderr)
         return 1
+    if not args.no_pdf and not result.get("pdf"):
+        return report.EXIT_NO_PDF           # HTML written, no browser for the PDF (README)
     return 0
 
 
@@ -63,6 +68,13 @@ def _strip(args) -> int:
     return 0
 
 
+def _rehearsal_arguments(p) -> None:
+    from .rehearsal import run
+
+    run.add_arguments(p)
+    p.set_defaults(func=run.command)
+
+
 def _run(cmd: list[str]) -> int:
     os.chdir(config.project_root())
     return subprocess.call(cmd)
@@ -90,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run the benchmarks").set_defaults(
         func=lambda a: _run([sys.executable, "benchmarks/bench_backbones.py"]))
     sub.add_parser("lab", help="start JupyterLab").set_defaults(func=lambda a: _run([sys.executable, "-m", "jupyter", "lab"]))
+    p = sub.add_parser("rehearsal", help="dress rehearsal: notebooks 02-05 on the quick path, "
+                       "downloads served by a local mirror of the real hosts")
+    _rehearsal_arguments(p)
     args = parser.parse_args(argv)
     return args.func(args)
 

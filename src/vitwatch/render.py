@@ -4,16 +4,20 @@ The notebooks are merged in order into one document; nbconvert's lab template (o
 nothing from the network: MathJax 2.7 is copied next to the HTML from ``jupyter-server-mathjax``)
 renders it; the HTML is then finished with BeautifulSoup: title page, smoke banner, numbered
 chapters and sections, table of contents, numbered figure and table captions, citation links and
-the bibliography. The PDF is the HTML printed by a headless Chromium (Debian's ``chromium``).
+the bibliography. The PDF is the HTML printed by a headless Chrome/Chromium: the system's
+(Debian's ``chromium`` in CI), else Playwright's, downloaded on first use (:func:`find_chromium`).
 """
 from __future__ import annotations
 
 import copy
 import datetime as _dt
 import html
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -246,21 +250,110 @@ def _insert_bibliography(soup, cited: set[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- pdf
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Browser discovery, in order: a Chrome/Chromium on the PATH or at a usual install location;
+# Playwright's own Chromium (downloaded for the user when missing and the network allows);
+# otherwise no PDF, and one message saying which command adds it (:class:`PdfUnavailable`).
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
+                       "chrome", "microsoft-edge", "msedge")
+CHROMIUM_PATHS = (
+    "/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium",
+    "/opt/google/chrome/chrome",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    r"C:\Program Files\Google\Chrome\Application\chrome.exe",
+    r"C:\Program Files (x86)\Microsoft\Edge\Application\msedge.exe",
+)
+PLAYWRIGHT_INSTALL_TIMEOUT = 300   # s; offline, the download fails in seconds anyway
+NO_DOWNLOAD_ENV = "VITWATCH_NO_BROWSER_DOWNLOAD"   # set to 1: never download a browser
 
 
-def find_chromium() -> str:
+class PdfUnavailable(RuntimeError):
+    """No browser could print the PDF; ``command`` is the one command that adds it."""
+
+    def __init__(self, reason: str, command: str):
+        super().__init__(f"{reason}\n  To add the PDF, run: {command}")
+        self.reason, self.command = reason, command
+
+
+def system_chromium() -> str | None:
+    """A Chrome/Chromium found on the PATH or at a usual install location, or None."""
     for name in CHROMIUM_CANDIDATES:
         path = shutil.which(name)
         if path:
             return path
-    raise RuntimeError("no Chromium found to print the PDF: install Debian's `chromium` "
-                       "(apt-get install chromium) or Google Chrome; the HTML report was written.")
+    return next((p for p in CHROMIUM_PATHS if Path(p).is_file()), None)
 
 
-def html_to_pdf(html_path: Path, pdf_path: Path, timeout: int = 300) -> None:
+def playwright_chromium(timeout: float = 60) -> str | None:
+    """The Chromium that Playwright installed (``python -m playwright install chromium``), or
+    None when Playwright is missing or its browser is not downloaded. Asked in a subprocess
+    (Playwright starts a Node driver) bounded by ``timeout``."""
+    code = ("from playwright.sync_api import sync_playwright\n"
+            "with sync_playwright() as p:\n    print(p.chromium.executable_path)")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    path = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+    return path if path and Path(path).is_file() else None
+
+
+def install_playwright_chromium(timeout: float = PLAYWRIGHT_INSTALL_TIMEOUT) -> tuple[bool, str]:
+    """Run ``python -m playwright install chromium``; ``(ok, reason)``. Bounded by ``timeout``
+    so that an offline or firewalled machine fails fast."""
+    if importlib.util.find_spec("playwright") is None:
+        return False, "the playwright package is not installed"
+    cmd = [sys.executable, "-m", "playwright", "install", "chromium"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"`{' '.join(cmd[1:])}` did not finish within {timeout:.0f} s"
+    except OSError as exc:
+        return False, f"`{' '.join(cmd[1:])}` could not start: {exc}"
+    if out.returncode != 0:
+        last = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no message"]
+        return False, f"`{' '.join(cmd[1:])}` failed (exit {out.returncode}): {last[0][:300]}"
+    return True, ""
+
+
+def pdf_command() -> str:
+    """The one command that gives this machine a browser for the PDF."""
+    if shutil.which("apt-get"):
+        return "sudo apt-get install -y chromium"
+    if sys.platform == "darwin" and shutil.which("brew"):
+        return "brew install --cask chromium"
+    return f"{Path(sys.executable).name} -m playwright install chromium"
+
+
+def find_chromium(download: bool | None = None, log=print) -> str:
+    """Path of a browser that can print the PDF, downloading Playwright's Chromium if needed.
+
+    ``download``: allow ``python -m playwright install chromium`` (default: unless the
+    environment sets ``VITWATCH_NO_BROWSER_DOWNLOAD=1``). Raises :class:`PdfUnavailable`
+    naming the one command that adds the PDF.
+    """
+    path = system_chromium() or playwright_chromium()
+    if path:
+        return path
+    if download is None:
+        download = os.environ.get(NO_DOWNLOAD_ENV, "") not in {"1", "true", "yes"}
+    reason = "no Chrome/Chromium on this machine"
+    if download:
+        log("no Chrome/Chromium found: downloading Playwright's Chromium (about 150 MB, once) ...")
+        ok, why = install_playwright_chromium()
+        path = playwright_chromium() if ok else None
+        if path:
+            return path
+        reason += f", and Playwright's could not be installed ({why or 'browser not found after install'})"
+    else:
+        reason += f" ({NO_DOWNLOAD_ENV} forbids downloading Playwright's)"
+    raise PdfUnavailable(f"PDF not written: {reason}.", pdf_command())
+
+
+def html_to_pdf(html_path: Path, pdf_path: Path, timeout: int = 300, chromium: str | None = None) -> None:
     """Print ``html_path`` to ``pdf_path`` with headless Chromium (MathJax given time to typeset)."""
-    chromium = find_chromium()
+    chromium = chromium or find_chromium()
     with tempfile.TemporaryDirectory(prefix="vitwatch-chromium-") as profile:
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",

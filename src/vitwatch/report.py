@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,9 +63,14 @@ def preflight(cfg) -> None:
     if names:
         print(f"preflight: checking {len(names)} downloads ({', '.join(names)})", flush=True)
         try:
-            downloads.preflight(names, cfg.cache_dir, cfg.dogs_archives_dir or None)
+            status = downloads.preflight(names, cfg.cache_dir, cfg.dogs_archives_dir or None)
         except downloads.DownloadError as exc:
             raise ReportError(f"profile {cfg.profile!r} cannot start: {exc}") from None
+        for name, state in status.items():
+            optional = state not in ("cached", "reachable") and downloads.RESOURCES[name].optional
+            print(f"  {name}: {state}" + ("; optional: Kaggle Models is tried next, else "
+                                           "the report goes on without it" if optional else ""),
+                  flush=True)
 
 
 def _digest(paths: list[Path], extra: str = "") -> str:
@@ -103,8 +110,105 @@ def _papermill_logger(stream: bool):
 
 
 class _DropUnknownParameter:
+    """Drops papermill's expected warnings, and TensorFlow start-up lines from echoed output."""
+
     def filter(self, record) -> bool:
-        return not str(record.getMessage()).startswith("Passed unknown parameter")
+        message = str(record.getMessage())
+        if message.startswith("Passed unknown parameter"):
+            return False
+        lines = message.splitlines(keepends=True)
+        kept = [line for line in lines if not is_startup_noise(line)]
+        if len(kept) != len(lines):
+            if not "".join(kept).strip():
+                return False
+            record.msg, record.args = "".join(kept).rstrip("\n"), None
+        return True
+
+
+def _quiet_kernel_manager():
+    """A kernel manager that starts kernels without start-up and shutdown noise, at its source.
+
+    - IPC transport (POSIX): ipykernel warns "Kernel is running over TCP without encryption"
+      for every TCP kernel; a kernel on local Unix sockets has nothing to warn about.
+    - No SIGINT before the shutdown request: jupyter_client interrupts every kernel it shuts
+      down, which makes ipykernel log "KeyboardInterrupt caught in kernel" after a notebook
+      that ended normally. A cell that times out is still interrupted (nbclient does it).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            if os.name == "posix":
+                kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+            self._vw_shutting_down = False
+
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False):
+            self._vw_shutting_down = True
+            try:
+                await super()._async_shutdown_kernel(now=now, restart=restart)
+            finally:
+                self._vw_shutting_down = False
+
+        async def _async_interrupt_kernel(self):
+            if not self._vw_shutting_down:
+                await super()._async_interrupt_kernel()
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            # ipykernel echoes everything written to the kernel's file descriptor 2 (C libraries
+            # included) to the terminal: pass it through a filter of start-up lines.
+            if kw.get("stderr") is not None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            read_fd, write_fd = os.pipe()
+            kw["stderr"] = write_fd
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                os.close(write_fd)
+            threading.Thread(target=filter_stream, args=(read_fd, sys.stderr), daemon=True,
+                             name="vitwatch-kernel-stderr").start()
+
+    return QuietKernelManager
+
+
+# TensorFlow/absl start-up lines of a kernel, written before absl::InitializeLog (so that
+# TF_CPP_MIN_LOG_LEVEL cannot silence them): "I0000 00:00:17.. 8721 cudart_stub.cc:31] ...",
+# and absl's own notice. Errors and fatal lines (E..., F...) and everything else pass.
+_STARTUP_NOISE = re.compile(
+    r"^(?:[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] .*"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
+    r"compiler flags\.)$")
+
+
+def is_startup_noise(line: str) -> bool:
+    """True for a TensorFlow/absl start-up info or warning line that nobody can act on."""
+    return bool(_STARTUP_NOISE.match(line.rstrip("\r\n")))
+
+
+def filter_stream(read_fd: int, out) -> None:
+    """Copy lines from file descriptor ``read_fd`` to text stream ``out``, dropping start-up
+    noise (:func:`is_startup_noise`); returns at end of file (the kernel exited)."""
+    with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as src:
+        for line in src:
+            if not is_startup_noise(line):
+                out.write(line)
+                out.flush()
+
+
+def kernel_environment() -> dict[str, str]:
+    """Environment variables the notebooks' kernels get on top of this process's.
+
+    The kernel must find the project and draw figures inline (an ``MPLBACKEND=Agg`` set for
+    scripts or tests would silently drop every figure). TensorFlow's C++ start-up lines
+    (``cudart_stub``, ``cuInit``, ``cpu_feature_guard``, oneDNN) are silenced with
+    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user asked for them (0 or 1); a GPU stays visible
+    (``CUDA_VISIBLE_DEVICES`` is left alone), and Python errors still reach the notebook.
+    """
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
+    return {"VITWATCH_ROOT": str(config.project_root()),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else "3"}
 
 
 def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False) -> float:
@@ -114,15 +218,14 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stre
 
     _papermill_logger(stream)
     t0 = time.time()
-    # the kernel inherits this environment: it must find the project and draw figures inline
-    # (an MPLBACKEND=Agg set for scripts or tests would silently drop every figure)
-    env = {"VITWATCH_ROOT": str(config.project_root()), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = kernel_environment()
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
-                            cwd=str(nb.parent), progress_bar=sys.stderr.isatty() and not stream, log_output=stream,
-                            request_save_on_cell_execute=True)
+                            cwd=str(nb.parent), progress_bar=False, log_output=stream,
+                            request_save_on_cell_execute=True,
+                            kernel_manager_class=_quiet_kernel_manager())
     except PapermillExecutionError as exc:
         raise ReportError(
             f"notebook {nb.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
@@ -171,20 +274,27 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_d
     if only:
         books = [b for b in books if any(b.name.startswith(o) for o in only)]
     package_digest = _digest(_package_files())
+    streaming = profile_name != "smoke" if stream is None else stream
+    previous = _previous_timings(out)
     executed, timings = [], {}
     for i, nb in enumerate(books, 1):
         target = executed_dir / nb.name
         stamp = target.with_suffix(".key")
         key = _digest([nb], json.dumps(parameters, sort_keys=True) + package_digest)
+        head = f"[{i}/{len(books)}] {nb.name}"
         if not force and target.exists() and stamp.exists() and stamp.read_text() == key:
-            print(f"[{i}/{len(books)}] {nb.name}: unchanged since its last successful run, reused", flush=True)
+            print(f"{head}: unchanged since its last successful run, reused", flush=True)
         else:
             stamp.unlink(missing_ok=True)
-            print(f"[{i}/{len(books)}] {nb.name}: running ...", flush=True)
-            seconds = execute(nb, target, parameters, kernel, stream=profile_name != "smoke" if stream is None else stream)
+            # one line per notebook; with the notebooks' own output echoed, a line before too
+            print(f"{head}: running ..." if streaming else f"{head} ...", end="\n" if streaming else " ",
+                  flush=True)
+            seconds = execute(nb, target, parameters, kernel, stream=streaming)
             stamp.write_text(key)
             timings[nb.name] = round(seconds, 1)
-            print(f"[{i}/{len(books)}] {nb.name}: done in {seconds:.0f} s", flush=True)
+            left = _time_left([b.name for b in books[i:]], previous) if profile_name != "smoke" else ""
+            print(f"{head}: done in {_duration(seconds)}{left}" if streaming else
+                  f"done in {_duration(seconds)}{left}", flush=True)
         executed.append(target)
 
     print("rendering HTML ...", flush=True)
@@ -196,20 +306,67 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_d
     if stats["unknown_citations"]:
         print(f"warning: citations missing from the bibliography: {stats['unknown_citations']}", flush=True)
     html_path = out / f"{REPORT_NAME}.html"
+    pdf_path = out / f"{REPORT_NAME}.pdf"
     tmp_html = out / f".{REPORT_NAME}.tmp.html"
     tmp_html.write_text(page, encoding="utf-8")
-    result = {"profile": profile_name, "html": str(html_path), "timings": timings, **stats}
+    result = {"profile": profile_name, "html": str(html_path), "timings": timings,
+              "last_timings": {**previous, **timings}, **stats}
     if pdf:
-        print("printing PDF with headless Chromium ...", flush=True)
         tmp_pdf = out / f".{REPORT_NAME}.tmp.pdf"
         try:
-            render.html_to_pdf(tmp_html, tmp_pdf)
+            browser = render.find_chromium(log=lambda m: print(m, flush=True))
+            print(f"printing PDF with headless Chromium ({browser}) ...", flush=True)
+            render.html_to_pdf(tmp_html, tmp_pdf, chromium=browser)
+        except render.PdfUnavailable as exc:
+            # the HTML is complete: keep it, drop a PDF of an older build, say what adds the PDF
+            pdf_path.unlink(missing_ok=True)
+            result.update(pdf=None, pdf_missing=exc.reason, pdf_command=exc.command)
         except Exception as exc:
             tmp_html.unlink(missing_ok=True)
             raise ReportError(str(exc)) from None
-        os.replace(tmp_pdf, out / f"{REPORT_NAME}.pdf")
-        result["pdf"] = str(out / f"{REPORT_NAME}.pdf")
+        else:
+            os.replace(tmp_pdf, pdf_path)
+            result["pdf"] = str(pdf_path)
     os.replace(tmp_html, html_path)
     (out / "build.json").write_text(json.dumps(result, indent=2))
-    print(f"report written: {html_path}" + (f" and {result['pdf']}" if pdf else ""), flush=True)
+    if result.get("pdf"):
+        print(f"report written: {html_path} and {result['pdf']}", flush=True)
+    elif pdf:
+        print(f"report written: {html_path} (HTML only)\n{result['pdf_missing']}\n"
+              f"  To add the PDF, run: {result['pdf_command']}\n"
+              f"  then run the same report command again: the notebooks are not rerun "
+              f"(exit status {EXIT_NO_PDF}: HTML only)", flush=True)
+    else:
+        print(f"report written: {html_path}", flush=True)
     return result
+
+
+EXIT_NO_PDF = 3   # `vitwatch report` / `make report`: the HTML was written, the PDF was not
+
+
+def _previous_timings(out: Path) -> dict[str, float]:
+    """Seconds each notebook took in the last build in ``out`` (build.json), {} if none."""
+    try:
+        old = json.loads((out / "build.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in {**old.get("timings", {}), **old.get("last_timings", {})}.items()}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _time_left(remaining: list[str], previous: dict[str, float]) -> str:
+    """", about 1.2 h left (last run)" from the previous build's timings of ``remaining``."""
+    if not remaining:
+        return ""
+    known = [previous[n] for n in remaining if n in previous]
+    if len(known) < len(remaining):
+        return f"; {len(remaining)} notebook{'s' if len(remaining) > 1 else ''} left"
+    return f"; about {_duration(sum(known))} left (timings of the last run)"
