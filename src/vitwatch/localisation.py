@@ -7,7 +7,12 @@ Holds the measurements of notebook 04's localisation section:
   that :func:`vitwatch.data.images.load_image` makes by resizing (no crop), and onto any map grid.
 - :func:`mass_inside` — share of a non-negative saliency map's mass inside the union of boxes
   (the "energy-based pointing game" of Wang et al., 2020, Score-CAM); :func:`pointing_hit` —
-  whether the map's maximum falls in a box (Zhang et al., 2018, the pointing game).
+  the pointing game of Zhang et al. (2018, "Top-down neural attention by excitation
+  backprop", IJCV): a hit when the *centre* of the map's peak cell, in image pixels, lies
+  within a tolerance of **15 pixels** of a box (their tolerance).
+- :func:`to_grid` — a map resampled (mass-preserving block average) onto another grid, so
+  that maps of different resolutions (a 14 x 14 rollout, a 7 x 7 Grad-CAM) are scored on one
+  common grid and neither is favoured by its resolution.
 - :func:`centre_prior` — an isotropic Gaussian centred on the frame: the baseline any map must
   beat, since photographers centre the dog.
 - :class:`GradCAM` — Grad-CAM [Selvaraju et al., 2017] for a Keras CNN (ResNet-50: last stage
@@ -96,11 +101,58 @@ def mass_inside(saliency, mask) -> float:
     return float(normalise(upsample(saliency, mask.shape))[mask].sum())
 
 
-def pointing_hit(saliency, mask) -> bool:
-    """True when the map's maximum (upsampled to the mask) lies inside ``mask``."""
-    mask = np.asarray(mask, dtype=bool)
-    s = upsample(saliency, mask.shape)
-    return bool(mask.flat[int(np.argmax(s))])
+POINTING_TOLERANCE = 15.0      # pixels, the tolerance of Zhang et al. (2018)
+
+
+def peak_centre(saliency, frame_hw) -> tuple[float, float]:
+    """(x, y) in pixels of a ``frame_hw`` = (H, W) image: centre of the map's highest cell
+    (first in row-major order on ties). A cell of an (h, w) map covers H / h x W / w pixels."""
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"a saliency map must be (h, w), got shape {s.shape}")
+    i, j = np.unravel_index(int(np.argmax(s)), s.shape)
+    hh, ww = frame_hw
+    return (j + 0.5) * ww / s.shape[1], (i + 0.5) * hh / s.shape[0]
+
+
+def box_distance(point, boxes) -> float:
+    """Euclidean distance in pixels from ``point`` (x, y) to the nearest box (0 inside one)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return float("inf")
+    x, y = point
+    dx = np.maximum.reduce([boxes[:, 0] - x, np.zeros(len(boxes)), x - boxes[:, 2]])
+    dy = np.maximum.reduce([boxes[:, 1] - y, np.zeros(len(boxes)), y - boxes[:, 3]])
+    return float(np.min(np.hypot(dx, dy)))
+
+
+def pointing_hit(saliency, boxes, frame_hw, tolerance: float = POINTING_TOLERANCE) -> bool:
+    """Pointing game [Zhang et al., 2018]: the centre of the map's peak cell lies within
+    ``tolerance`` pixels of a box. ``boxes`` (k, 4) xyxy and ``frame_hw`` (H, W) are in the
+    pixels of the image the map covers (e.g. the original photo, for a squashed input)."""
+    if tolerance < 0:
+        raise ValueError(f"pointing_hit: tolerance must be >= 0 pixels, got {tolerance}")
+    return box_distance(peak_centre(saliency, frame_hw), boxes) <= tolerance
+
+
+def to_grid(saliency, shape: tuple[int, int]) -> np.ndarray:
+    """A (h, w) map on an (H, W) grid by area averaging (coarser) or nearest cells (finer).
+
+    When the grids divide each other, coarsening is an exact block mean, so the share of the
+    mass in any union of coarse cells is preserved (a 14 x 14 rollout -> 7 x 7: 2 x 2 blocks).
+    """
+    from skimage.measure import block_reduce
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"a saliency map must be (h, w), got shape {s.shape}")
+    shape = tuple(int(v) for v in shape)
+    if s.shape == shape:
+        return s
+    if all(a % b == 0 for a, b in zip(s.shape, shape)):
+        return block_reduce(s, (s.shape[0] // shape[0], s.shape[1] // shape[1]), np.mean)
+    from skimage.transform import resize
+    coarser = all(a >= b for a, b in zip(s.shape, shape))
+    return resize(s, shape, order=1 if coarser else 0, mode="edge", anti_aliasing=coarser)
 
 
 def centre_prior(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
@@ -113,13 +165,18 @@ def centre_prior(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
     return g / g.sum()
 
 
-def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112):
+def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112,
+             common_grid: tuple[int, int] | None = None,
+             tolerance: float = POINTING_TOLERANCE):
     """Mass inside the boxes and pointing hits of several families of maps, per image.
 
     ``maps``: name -> (n, h, w) maps (any grid per family); ``boxes_list``: n arrays of (k, 4)
-    original-pixel boxes; ``sizes``: n (width, height) original sizes. Adds the ``centre prior``
-    and ``uniform`` (= box area share) baselines. Returns a long DataFrame with columns
-    ``image``, ``map``, ``mass_inside``, ``hit``, ``box_fraction``.
+    boxes in the pixels of the frame each map covers; ``sizes``: n (width, height) of that frame.
+    ``common_grid`` (h, w): every family is first resampled onto it (:func:`to_grid`), so that
+    all are scored at one resolution. Mass is measured on a ``grid`` x ``grid`` pixel mask; the
+    pointing game in frame pixels with ``tolerance``. Adds the ``centre prior`` (peak at the
+    frame centre) and ``uniform`` (= box area share) baselines. Returns a long DataFrame with
+    columns ``image``, ``map``, ``mass_inside``, ``hit``, ``box_fraction``.
     """
     import pandas as pd
     n = len(boxes_list)
@@ -129,14 +186,17 @@ def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112):
     prior = centre_prior(grid, grid)
     rows = []
     for i in range(n):
+        w, h = sizes[i]
         mask = box_mask(scale_boxes(boxes_list[i], sizes[i], grid), grid, grid)
         frac = float(mask.mean())
-        fams = dict(maps)
-        for name, m in fams.items():
-            rows.append({"image": i, "map": name, "mass_inside": mass_inside(m[i], mask),
-                         "hit": pointing_hit(m[i], mask), "box_fraction": frac})
+        for name, m in maps.items():
+            mi = to_grid(m[i], common_grid) if common_grid is not None else m[i]
+            rows.append({"image": i, "map": name, "mass_inside": mass_inside(mi, mask),
+                         "hit": pointing_hit(mi, boxes_list[i], (h, w), tolerance),
+                         "box_fraction": frac})
+        centre_hit = box_distance((w / 2, h / 2), boxes_list[i]) <= tolerance
         rows.append({"image": i, "map": "centre prior", "mass_inside": float(prior[mask].sum()),
-                     "hit": pointing_hit(prior, mask), "box_fraction": frac})
+                     "hit": bool(centre_hit), "box_fraction": frac})
         rows.append({"image": i, "map": "uniform", "mass_inside": frac,
                      "hit": np.nan, "box_fraction": frac})
     return pd.DataFrame(rows)
