@@ -163,6 +163,12 @@ def load_image(path: str | os.PathLike, img_size: int | None = None,
     truncated, corrupt, not an image, too large) return ``None`` and are recorded in ``log``
     (default: the process-wide :data:`BAD_IMAGES`). Never raises for a bad file.
     """
+    from . import decoded                   # decode once: a registered split's shared cache
+    found, img, reason = decoded.lookup(path, img_size, min_side)
+    if found:
+        if img is None:
+            (BAD_IMAGES if log is None else log).add(path, reason)
+        return img
     try:
         return decode(path, img_size=img_size, min_side=min_side)
     except ValueError as exc:

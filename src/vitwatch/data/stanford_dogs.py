@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from .. import downloads, fileio
-from . import images
+from . import decoded, images
 
 ARCHIVES = ("dogs_images", "dogs_lists", "dogs_annotation")   # names in downloads.RESOURCES
 MARKER = ".complete"            # written last into an extracted folder
@@ -420,7 +420,10 @@ def load(cfg) -> DogsData:
     if cfg.dataset not in ("stanford_dogs", "synthetic"):
         raise ValueError(f"parameter dataset: unknown dataset {cfg.dataset!r}")
     root = prepare(cfg)
-    return parse(root, cfg, source=cfg.dataset)
+    data = parse(root, cfg, source=cfg.dataset)
+    for split in (data.train, data.val, data.test):   # decode once, shared by every view
+        decoded.register(split.paths, 2 * cfg.img_size, cfg.cache_dir)
+    return data
 
 
 # --- batches ---------------------------------------------------------------------------------
