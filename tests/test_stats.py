@@ -162,3 +162,33 @@ def test_bootstrap_mean_matches_t_interval():
     assert lo == pytest.approx(ref[0], abs=0.01) and hi == pytest.approx(ref[1], abs=0.01)
     with pytest.raises(ValueError, match="non-empty"):
         stats.bootstrap_mean([])
+
+
+def test_min_detectable_difference_matches_hand_formula_and_simulated_power():
+    from scipy import stats as sps
+    # large n: delta^2 << psi, so delta ~ (z_0.975 + z_0.8) sqrt(psi / n) = 2.8016 sqrt(psi / n)
+    d = stats.min_detectable_difference(8580, 0.15)
+    assert d == pytest.approx((sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * np.sqrt(0.15 / 8580),
+                              rel=0.01)
+    # solves Connor's (1987) sample-size equation exactly
+    n, psi = 600, 0.2
+    d = stats.min_detectable_difference(n, psi)
+    n_back = (1.959964 * np.sqrt(psi) + 0.841621 * np.sqrt(psi - d ** 2)) ** 2 / d ** 2
+    assert n_back == pytest.approx(n, rel=1e-4)
+    # at that difference the exact McNemar test has about 80 % power (it is slightly
+    # conservative), at half of it far less
+    assert stats.mcnemar_power(n, psi, d, n_sim=4000) == pytest.approx(0.8, abs=0.05)
+    assert stats.mcnemar_power(n, psi, d / 2, n_sim=4000) < 0.4
+    # fewer images or more disagreement: a larger detectable difference
+    assert stats.min_detectable_difference(100, psi) > d > stats.min_detectable_difference(
+        8580, psi)
+    assert stats.min_detectable_difference(n, 0.4) > d
+    assert np.isnan(stats.min_detectable_difference(3, 0.05))
+    with pytest.raises(ValueError, match="discordance"):
+        stats.min_detectable_difference(100, 0.0)
+
+
+def test_mcnemar_power_has_its_size_under_the_null():
+    # the exact test never exceeds its level (up to simulation noise) when diff = 0
+    assert stats.mcnemar_power(300, 0.2, 0.0, n_sim=4000) <= 0.06
+    assert stats.mcnemar_power(300, 0.2, 0.2, n_sim=500) == 1.0           # all one way

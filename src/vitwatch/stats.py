@@ -5,7 +5,9 @@ top-5 and macro-F1 [Efron & Tibshirani, 1993]; the exact McNemar test, a two-sid
 on the discordant pairs [McNemar, 1947]; a paired bootstrap CI of an accuracy difference;
 per-class precision / recall / F1 (as ``sklearn.metrics.precision_recall_fscore_support``);
 a confusion matrix and an ordering of its classes by hierarchical clustering so that confusions
-sit next to each other on the diagonal.
+sit next to each other on the diagonal; the smallest accuracy difference a paired test set can
+detect (:func:`min_detectable_difference`, Connor, 1987) and the simulated power of the exact
+McNemar test.
 
 Conventions: ``probs`` is ``(N, K)`` (scores or probabilities), ``labels`` and ``preds`` are
 ``(N,)`` ints in ``[0, K)``; a "correct" vector is ``(N,)`` bool. Every random function takes a
@@ -250,3 +252,52 @@ def block_score(cm, order) -> float:
         return 0.0
     i, j = np.indices(off.shape)
     return float(off[np.abs(i - j) <= 2].sum() / total)
+
+
+# --- power -----------------------------------------------------------------------------------
+def min_detectable_difference(n: int, discordance: float, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """Smallest accuracy difference a paired comparison on ``n`` test images detects.
+
+    Two classifiers on the same images; ``discordance`` = share of images on which exactly one
+    of them is right (psi). The per-image difference of correctness has mean delta and variance
+    psi - delta^2; a two-sided level-``alpha`` test of delta = 0 (McNemar, normal approximation)
+    reaches ``power`` when [Connor, 1987]
+
+        sqrt(n) delta = z_{1 - alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2).
+
+    Solved for delta in (0, psi]; NaN when even delta = psi (all discordant images going one
+    way) is not detectable. Assumes independent test images and a fixed pair of models.
+    """
+    from scipy.optimize import brentq
+    if n < 1:
+        raise ValueError(f"min_detectable_difference: n must be >= 1 test image, got {n}")
+    if not 0 < discordance <= 1:
+        raise ValueError(f"min_detectable_difference: discordance must lie in (0, 1], "
+                         f"got {discordance}")
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
+    za, zb = _sps.norm.ppf(1 - alpha / 2), _sps.norm.ppf(power)
+    psi = float(discordance)
+
+    def f(d):
+        return za * np.sqrt(psi) + zb * np.sqrt(max(psi - d * d, 0.0)) - d * np.sqrt(n)
+
+    if f(psi) > 0:
+        return float("nan")
+    return float(brentq(f, 0.0, psi, xtol=1e-12))
+
+
+def mcnemar_power(n: int, discordance: float, diff: float, alpha: float = 0.05,
+                  n_sim: int = 4000, seed: int = 0) -> float:
+    """Power of the exact McNemar test (:func:`mcnemar_exact`) by simulation: ``n`` images,
+    a share ``discordance`` of discordant ones, accuracy difference ``diff``."""
+    if not 0 <= abs(diff) <= discordance <= 1:
+        raise ValueError(f"need |diff| <= discordance <= 1, got {diff}, {discordance}")
+    rng = np.random.default_rng(seed)
+    p = [(discordance + diff) / 2, (discordance - diff) / 2, 1 - discordance]
+    counts = rng.multinomial(n, p, size=n_sim)                        # (n_sim, 3)
+    b, c = counts[:, 0], counts[:, 1]
+    m = b + c
+    pv = np.where(m > 0, np.minimum(1.0, 2 * _sps.binom.cdf(np.minimum(b, c), m, 0.5)), 1.0)
+    return float(np.mean(pv < alpha))
