@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install report test test-fast lab bench strip preflight clean
+.PHONY: help install report test test-fast lab bench strip preflight rehearsal clean
 
 help:
 	@echo "make report [PROFILE=full|quick|smoke]  execute every notebook, write reports/<profile>/vitwatch-report.{html,pdf}"
@@ -15,6 +15,7 @@ help:
 	@echo "make lab                                JupyterLab with the project's kernel"
 	@echo "make bench                              throughput benchmarks of the backbones"
 	@echo "make preflight [PROFILE=...]            check the downloads a profile needs, then stop"
+	@echo "make rehearsal                          notebooks 02-05 on the quick path with full-size stand-ins served locally"
 	@echo "make strip                              remove outputs from notebooks/ before committing"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
@@ -42,6 +43,10 @@ test-fast: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# dress rehearsal of `make report PROFILE=quick`: downloads answered by a loopback mirror
+rehearsal: $(STAMP)
+	$(BIN)/vitwatch rehearsal
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backbones.py
