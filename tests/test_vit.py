@@ -12,6 +12,7 @@ import pytest
 from vitwatch.models import vit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vit_parity.npz"
+TOL = 1e-4            # parity tolerance with timm (float32, two frameworks)
 
 # Parameter counts with a 1000-class head (testing at img_size 64). S/16 and B/16 match the
 # published 22.05 M / 86.57 M (timm's vit_small/base_patch16_224).
@@ -31,26 +32,52 @@ def test_gmacs_match_published_counts():
     assert vit.gmacs(**vit.VARIANTS["B/16"], img_size=224) == pytest.approx(17.58, rel=0.01)
 
 
-def _fixture_model(tmp_path, num_classes=None):
+def _fixture_model(tmp_path, num_classes=None, **kwargs):
     f = np.load(FIXTURE)
     cfg = json.loads(str(f["config"]))
     if num_classes is not None:
         cfg["num_classes"] = num_classes
     ckpt = tmp_path / "ckpt.npz"
     np.savez(ckpt, **{k[5:]: f[k] for k in f.files if k.startswith("ckpt/")})
-    model = vit.VisionTransformer(**cfg)
+    model = vit.VisionTransformer(**cfg, **kwargs)
     return vit.load_npz(model, ckpt), f, ckpt
 
 
 def test_parity_with_timm(tmp_path):
-    """Same random checkpoint, timm's _load_weights + timm's ViT vs ours: logits within 1e-4."""
+    """Same random checkpoint, timm's _load_weights + timm's ViT with act_layer="gelu_tanh"
+    (the function Google's checkpoints were trained with) vs our default ViT: within 1e-4."""
     model, f, _ = _fixture_model(tmp_path)
+    assert json.loads(str(f["versions"]))["act_layer"] == "gelu_tanh"
     logits = np.asarray(model(f["images"]))
     assert np.abs(logits).max() > 0.1                  # a non-degenerate comparison
-    np.testing.assert_allclose(logits, f["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits, f["logits"], atol=TOL, rtol=0)
     out = model.forward(f["images"])
-    np.testing.assert_allclose(np.asarray(out["features"]), f["features"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(np.asarray(out["logits"]), f["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(out["features"]), f["features"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(out["logits"]), f["logits"], atol=TOL, rtol=0)
+
+
+def test_default_activation_is_googles_tanh_gelu_not_exact(tmp_path):
+    """The fixture's weights make the two GELUs differ by > 100x the parity tolerance, so an
+    exact-GELU ViT cannot pass test_parity_with_timm; it does match timm's exact-GELU run."""
+    assert vit.build("testing", img_size=64).approximate_gelu is True
+    exact, f, _ = _fixture_model(tmp_path, approximate_gelu=False)
+    features = np.asarray(exact.forward(f["images"])["features"])
+    np.testing.assert_allclose(features, f["features_exact"], atol=TOL, rtol=0)
+    assert np.abs(features - f["features"]).max() > 100 * TOL
+    assert np.abs(np.asarray(exact(f["images"])) - f["logits"]).max() > 100 * TOL
+    x = np.linspace(-4, 4, 81, dtype="float32")
+    gap = np.abs(np.asarray(vit.gelu(x)) - np.asarray(vit.gelu(x, approximate=False))).max()
+    assert 1e-4 < gap < 1e-3                           # tanh form: at most 4.7e-4 from erf
+
+
+def test_activation_is_part_of_the_config(tmp_path):
+    model, f, _ = _fixture_model(tmp_path, approximate_gelu=False)
+    cfg = model.get_config()
+    assert cfg["approximate_gelu"] is False
+    again = vit.VisionTransformer.from_config(cfg)
+    assert again.approximate_gelu is False
+    assert all(block.approximate_gelu is False for block in again.blocks)
+    assert model.blocks[0].get_config()["approximate_gelu"] is False
 
 
 def test_forward_api_and_fast_path_agree(tmp_path):

@@ -4,8 +4,15 @@ Follows google-research/vision_transformer (`vit_jax/models_vit.py`) and the pap
 [Dosovitskiy et al., 2021]: an image is cut into patch_size x patch_size patches by a strided
 convolution, a learned class token is prepended, learned 1-D position embeddings are added, and
 `depth` pre-norm encoder blocks (LayerNorm eps 1e-6 -> multi-head self-attention -> residual,
-LayerNorm -> MLP with exact erf GELU -> residual) are followed by a final LayerNorm and a
-linear head on the class token. ViT-S comes from [Steiner et al., 2022] (AugReg).
+LayerNorm -> MLP with GELU -> residual) are followed by a final LayerNorm and a linear head on
+the class token. ViT-S comes from [Steiner et al., 2022] (AugReg).
+
+The GELU is the tanh approximation, the function Google's checkpoints were trained with and
+that the TF Hub SavedModels (jax2tf exports) compute: `MlpBlock` in `vit_jax/models_vit.py`
+calls ``flax.linen.gelu``, which `flax/linen/activation.py` re-exports from ``jax.nn``, whose
+``gelu(x, approximate=True)`` defaults to tanh (`jax/_src/nn/functions.py`). timm's port uses
+the exact erf GELU instead; on random weights scaled up the two differ by ~1e-2 in the
+features (tests/test_vit.py). ``approximate_gelu=False`` gives the exact erf form.
 
 Two ways to run the same weights:
 - ``model(x)`` is the fast path (one fused query/key/value matmul, no attention kept; run it
@@ -46,9 +53,10 @@ def preprocess(x):
     return ops.cast(x, "float32") / 127.5 - 1.0
 
 
-def gelu(x):
-    """Exact GELU, x * Phi(x), as flax.linen.gelu(approximate=False) in the checkpoints."""
-    return ops.gelu(x, approximate=False)
+def gelu(x, approximate=True):
+    """GELU. ``approximate=True`` (default, as ``flax.linen.gelu`` in Google's checkpoints):
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); ``False``: the exact x * Phi(x)."""
+    return ops.gelu(x, approximate=approximate)
 
 
 @keras.saving.register_keras_serializable(package="vitwatch")
@@ -93,8 +101,9 @@ class MultiHeadSelfAttention(layers.Layer):
 class EncoderBlock(layers.Layer):
     """Pre-norm Transformer block: x + MSA(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, embed_dim, num_heads, mlp_dim, **kwargs):
+    def __init__(self, embed_dim, num_heads, mlp_dim, approximate_gelu=True, **kwargs):
         super().__init__(**kwargs)
+        self.approximate_gelu = bool(approximate_gelu)
         self.norm1 = layers.LayerNormalization(epsilon=LN_EPS, name="norm1")
         self.attn = MultiHeadSelfAttention(embed_dim, num_heads, name="attn")
         self.norm2 = layers.LayerNormalization(epsilon=LN_EPS, name="norm2")
@@ -104,7 +113,8 @@ class EncoderBlock(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim,
-                "num_heads": self.num_heads, "mlp_dim": self.mlp_dim}
+                "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
+                "approximate_gelu": self.approximate_gelu}
 
     def build(self, input_shape):
         for layer in (self.norm1, self.attn, self.norm2, self.fc1):
@@ -115,17 +125,23 @@ class EncoderBlock(layers.Layer):
         y = self.attn(self.norm1(x), return_attention=return_attention)
         y, attn = y if return_attention else (y, None)
         x = x + y                                               # (B, N, C)
-        x = x + self.fc2(gelu(self.fc1(self.norm2(x))))         # (B, N, C)
+        h = gelu(self.fc1(self.norm2(x)), self.approximate_gelu)  # (B, N, M)
+        x = x + self.fc2(h)                                     # (B, N, C)
         return (x, attn) if return_attention else x
 
 
 @keras.saving.register_keras_serializable(package="vitwatch")
 class VisionTransformer(keras.Model):
-    """ViT classifier (``num_classes > 0``) or feature extractor (``num_classes = 0``)."""
+    """ViT classifier (``num_classes > 0``) or feature extractor (``num_classes = 0``).
+
+    ``approximate_gelu=True`` (the default) is the tanh GELU of Google's checkpoints; set it to
+    False only for weights trained with the exact erf GELU (timm's ports, for instance).
+    """
 
     def __init__(self, img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
-                 mlp_dim=1536, num_classes=1000, **kwargs):
+                 mlp_dim=1536, num_classes=1000, approximate_gelu=True, **kwargs):
         super().__init__(**kwargs)
+        self.approximate_gelu = bool(approximate_gelu)
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
         self.img_size, self.patch_size, self.embed_dim = img_size, patch_size, embed_dim
@@ -135,8 +151,8 @@ class VisionTransformer(keras.Model):
         self.num_tokens = self.grid_size ** 2 + 1               # patches + class token
         self.patch_embed = layers.Conv2D(embed_dim, patch_size, strides=patch_size,
                                          padding="valid", name="embedding")
-        self.blocks = [EncoderBlock(embed_dim, num_heads, mlp_dim, name=f"block_{i}")
-                       for i in range(depth)]
+        self.blocks = [EncoderBlock(embed_dim, num_heads, mlp_dim, self.approximate_gelu,
+                                    name=f"block_{i}") for i in range(depth)]
         self.norm = layers.LayerNormalization(epsilon=LN_EPS, name="encoder_norm")
         self.head = (layers.Dense(num_classes, kernel_initializer="zeros", name="head")
                      if num_classes else None)
@@ -159,7 +175,8 @@ class VisionTransformer(keras.Model):
     def get_config(self):
         return dict(img_size=self.img_size, patch_size=self.patch_size,
                     embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
-                    mlp_dim=self.mlp_dim, num_classes=self.num_classes, name=self.name)
+                    mlp_dim=self.mlp_dim, num_classes=self.num_classes,
+                    approximate_gelu=self.approximate_gelu, name=self.name)
 
     def embed(self, x):
         """Images (B, S, S, 3) in [-1, 1] -> tokens (B, N, C) with class token and positions."""
@@ -194,13 +211,14 @@ class VisionTransformer(keras.Model):
         return dict(features=features, logits=logits, attention=attention, tokens=tokens)
 
 
-def build(variant="S/16", num_classes=1000, img_size=224, name=None):
-    """A ViT of one of :data:`VARIANTS` (random weights; see :func:`load_npz`)."""
+def build(variant="S/16", num_classes=1000, img_size=224, name=None, approximate_gelu=True):
+    """A ViT of one of :data:`VARIANTS` (random weights; see :func:`load_npz`), with the tanh
+    GELU of Google's checkpoints unless ``approximate_gelu=False``."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown ViT variant {variant!r}; known: {', '.join(VARIANTS)}")
     name = name or "vit_" + variant.replace("/", "").lower()
     return VisionTransformer(img_size=img_size, num_classes=num_classes, name=name,
-                             **VARIANTS[variant])
+                             approximate_gelu=approximate_gelu, **VARIANTS[variant])
 
 
 def gmacs(patch_size, embed_dim, depth, mlp_dim, img_size=224, num_classes=0, **_) -> float:
