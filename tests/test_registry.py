@@ -110,10 +110,51 @@ def test_required_resources_per_profile():
     smoke, quick, full = (config.from_profile(p) for p in ("smoke", "quick", "full"))
     assert registry.required_resources(smoke) == []
     assert registry.required_resources(quick) == ["vit_s16_i21k_ft_i1k", "hub_vit_s16_fe",
-                                                  "resnet50_imagenet"]
+                                                  "resnet50_imagenet", "bit_m_r50x1_ilsvrc2012"]
     assert registry.required_resources(full) == ["vit_s16_i21k_ft_i1k", "vit_s16_i21k",
-                                                 "hub_vit_s16_fe", "resnet50_imagenet"]
+                                                 "hub_vit_s16_fe", "resnet50_imagenet",
+                                                 "bit_m_r50x1_ilsvrc2012", "bit_m_r50x1"]
     assert all(n in downloads.RESOURCES for n in registry.required_resources(full))
+
+
+def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
+    """BiT-M R50x1 (21k -> 1k, with an ImageNet-1k head) and its 21k-only twin (no 1k head):
+    features, analysis layers, cache keys, the download route and parameter errors."""
+    from vitwatch import analysis, representations, train
+    from vitwatch.models import resnetv2
+    one_k, i21k = (registry.backbone(n, cfg) for n in ("bit_r50x1", "bit_r50x1_i21k"))
+    assert one_k.cache_key != i21k.cache_key
+    for b in (one_k, i21k):
+        assert b.feature_dim == 512 and b.model.trainable_weights == []
+        f = b.features(images)
+        assert f.shape == (3, 512) and np.isfinite(f).all() and f.std() > 1e-3
+        x = np.asarray(b.preprocess(images))
+        maps, _ = analysis.gradcam_maps(b, x, np.array([151, 152, 153]))
+        assert maps.shape == (3, 1, 1) and np.isfinite(maps).all()          # 32 px: 1 x 1
+        stages = representations.stage_model(b.model, b.extra["cka_layers"])
+        assert [a.shape[-1] for a in stages.predict_on_batch(x)] == [64, 128, 256, 512]
+        assert len(train._blocks(b.model)[0]) == 4                           # 4 units
+    logits = one_k.imagenet_logits(one_k.features(images))
+    assert logits.shape == (3, 1000) and i21k.imagenet_logits is None
+    np.testing.assert_allclose(one_k.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
+    assert one_k.gmacs == pytest.approx(resnetv2.gmacs(**resnetv2.VARIANTS["testing"],
+                                                       img_size=32))
+    # a named checkpoint goes through the downloader
+    path = offline.bit_checkpoint(cfg.cache_dir, "testing", seed=9)
+    asked = []
+    monkeypatch.setattr(downloads, "fetch",
+                        lambda name, cache_dir, **kw: asked.append(name) or path)
+    named = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
+                                bit_checkpoint="bit_m_r50x1_ilsvrc2012")
+    assert registry.backbone("bit_r50x1", named).imagenet_logits is not None
+    assert asked == ["bit_m_r50x1_ilsvrc2012"]
+    with pytest.raises(ValueError, match="bit_variant='R50x1'"):
+        registry.backbone("bit_r50x1", config.from_profile(
+            "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_checkpoint=str(path),
+            bit_variant="R50x1"))
+    with pytest.raises(ValueError, match="bit_i21k_checkpoint"):
+        registry.backbone("bit_r50x1_i21k", config.from_profile(
+            "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_i21k_checkpoint=""))
 
 
 def test_trainable_backbone_fine_tunes_inside_a_keras_model(cfg, images):

@@ -23,7 +23,8 @@ from vitwatch import results, stats
 PROTOCOLS = {"A": "frozen backbone + head (seed's)", "B": "linear probe (cached features)",
              "C": "fine-tuning", "Z": "zero-training ImageNet-1k head"}
 BACKBONES = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
-             "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)"}
+             "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)",
+             "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (i21k only)"}
 # The seed report: validation accuracy, frozen backbone + softmax head (protocol A).
 SEED_REFERENCE = {"vit_s16": 0.834, "vit_s16_hub": 0.834, "resnet50": 0.763}
 
@@ -350,7 +351,9 @@ def cka_matrix(vit, vit_prep, cnn_stages, cnn_prep, paths, vit_size: int, cnn_si
 
 
 def gradcam_maps(backbone, x, imagenet_classes=None, batch_size: int = 16):
-    """Grad-CAM maps of a ResNet-50 registry backbone on preprocessed images ``x``.
+    """Grad-CAM maps of a CNN registry backbone (ResNet-50, BiT) on preprocessed images ``x``,
+    at the layer the registry names (``backbone.extra["gradcam_layer"]``, the last activation
+    map: ResNet-50's ``conv5_block3_out``, BiT's ``post_relu``).
 
     Targets the ImageNet-1k logit of each image's true breed (``imagenet_classes``, (n,)) when
     the backbone exposes a differentiable ImageNet head (``imagenet_logits``); otherwise the
@@ -358,16 +361,17 @@ def gradcam_maps(backbone, x, imagenet_classes=None, batch_size: int = 16):
     Returns ``(maps (n, h, w), description)``.
     """
     from vitwatch import localisation
+    layer = getattr(backbone, "extra", {}).get("gradcam_layer", localisation.RESNET50_LAST_CONV)
     fn = getattr(backbone, "imagenet_logits", None)
     usable = (fn is not None and imagenet_classes is not None
               and np.all(np.asarray(imagenet_classes) >= 0))
     if usable:
         head = linear_head(fn, backbone.feature_dim)
-        cam = localisation.GradCAM(backbone.model, head=head)
+        cam = localisation.GradCAM(backbone.model, layer, head=head)
         maps = [cam(x[i:i + batch_size], imagenet_classes[i:i + batch_size])
                 for i in range(0, len(x), batch_size)]
         return np.concatenate(maps), "Grad-CAM of the true breed's ImageNet-1k logit"
-    cam = localisation.GradCAM(backbone.model)
+    cam = localisation.GradCAM(backbone.model, layer)
     maps = [cam(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(maps), "class-agnostic Grad-CAM (squared norm of pooled features)"
 

@@ -62,6 +62,9 @@ PARAMS: dict[str, Param] = {
     "vit_i21k_checkpoint": Param(str, "", "ImageNet-21k-only checkpoint for the leakage control ('' = skip)"),
     "hub_handle": Param(str, "generated", "TF Hub handle, URL or local SavedModel; 'generated' = tiny SavedModel exported offline; '' = skip"),
     "resnet_weights": Param(str, "random", "ResNet-50 weights", ("imagenet", "random")),
+    "bit_variant": Param(str, "testing", "BiT ResNetV2 variant of vitwatch.models.resnetv2.VARIANTS", ("testing", "R50x1")),
+    "bit_checkpoint": Param(str, "generated", "BiT-M R50x1 ImageNet-21k -> 1k: named checkpoint, URL or local .npz; 'generated' = tiny random one made offline; '' = skip"),
+    "bit_i21k_checkpoint": Param(str, "generated", "BiT-M R50x1 ImageNet-21k only: named checkpoint, URL or local .npz; 'generated' = tiny random one; '' = skip"),
     # --- notebook 03: protocols -----------------------------------------------------------
     "head_epochs": Param(int, 3, "protocol A: epochs of the softmax head on the frozen backbone"),
     "head_lr": Param(float, 1e-3, "protocol A: Adam learning rate of the head"),

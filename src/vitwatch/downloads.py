@@ -28,6 +28,7 @@ class Resource:
 _DOGS = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
 _VIT = "https://storage.googleapis.com/vit_models/augreg/"
 _S16 = "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
+_BIT = "https://storage.googleapis.com/bit_models/"
 
 # Checksums of the Stanford Dogs archives as published with TFDS' `stanford_dogs` builder.
 RESOURCES: dict[str, Resource] = {r.name: r for r in [
@@ -42,6 +43,11 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("vit_s16_i21k", _VIT + _S16 + ".npz", "vit_s16_i21k.npz", None, 120_000_000),
     Resource("vit_b16_i21k_ft_i1k", _VIT + "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
              "--imagenet2012-steps_20k-lr_0.01-res_224.npz", "vit_b16_i21k_ft_i1k.npz", None, 350_000_000),
+    # BiT-M R50x1 (big_transfer README); no published digest: verified by announced length.
+    # Sizes approximate: float32 weights, 68.3 M parameters (21k head) / 25.5 M (1k head).
+    Resource("bit_m_r50x1", _BIT + "BiT-M-R50x1.npz", "BiT-M-R50x1.npz", None, 274_000_000),
+    Resource("bit_m_r50x1_ilsvrc2012", _BIT + "BiT-M-R50x1-ILSVRC2012.npz",
+             "BiT-M-R50x1-ILSVRC2012.npz", None, 103_000_000),
     Resource("hub_vit_s16_fe", "https://tfhub.dev/sayakpaul/vit_s16_fe/1", "vit_s16_fe"),
     Resource("hub_vit_s16_classification", "https://tfhub.dev/sayakpaul/vit_s16_classification/1", "vit_s16_classification"),
     Resource("resnet50_imagenet", "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"

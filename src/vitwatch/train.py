@@ -450,7 +450,8 @@ def _blocks(model) -> tuple[list, list]:
     """``(blocks, after)``: the backbone's blocks in order (each a list of layers), and the
     layers after the last one (final norm). Knows our ViT (``model.blocks``, ``model.norm``),
     Keras functional models whose layers are named ``convN_blockM_*`` (ResNet-50: 16 residual
-    blocks), and models wrapping one of those."""
+    blocks) or ``blockN_unitMM_*`` (BiT's ResNetV2: 16 units in R50x1), and models wrapping
+    one of those."""
     import re
     if getattr(model, "blocks", None):
         after = [getattr(model, n) for n in ("norm",) if getattr(model, n, None) is not None]
@@ -459,7 +460,7 @@ def _blocks(model) -> tuple[list, list]:
     groups: dict[str, list] = {}
     last = -1
     for i, layer in enumerate(layers):
-        m = re.match(r"^(conv\d+_block\d+)_", layer.name)
+        m = re.match(r"^(conv\d+_block\d+|block\d+_unit\d+)_", layer.name)
         if m:
             groups.setdefault(m.group(1), []).append(layer)
             last = i

@@ -13,6 +13,10 @@ are a 2-D sine-cosine code of the patch position plus noise (as in MAE, "Masked
 Autoencoders Are Scalable Vision Learners", CVPR 2022),
 so that the smoke profile's position-similarity figure has a grid structure to show. They are
 not trained: every number computed from them is meaningless, and the report says so.
+
+:func:`bit_checkpoint` does the same for BiT-M R50x1 (:mod:`vitwatch.models.resnetv2`): a
+random checkpoint of a variant (the tiny ``testing`` one in ``smoke``) in Google's BiT layout,
+read back by ``resnetv2.load_npz``, cached per (variant, seed, head size).
 """
 from __future__ import annotations
 
@@ -102,3 +106,42 @@ def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64,
     model = vit.build(variant, num_classes=0, img_size=img_size)
     vit.load_npz(model, vit_checkpoint(cache_dir, variant, img_size, seed))
     return hub.export_savedmodel(model, path)
+
+# --- BiT (ResNetV2) stand-in ------------------------------------------------------------------
+
+BIT_FORMAT = "v1"  # bump when the BiT generator changes
+
+
+def bit_random_weights(variant: str, seed: int, num_classes: int = 1000) -> dict[str, np.ndarray]:
+    """Random weights of a :mod:`~vitwatch.models.resnetv2` variant in Google's BiT layout.
+
+    Standard-normal kernels (weight standardisation rescales them anyway), group-norm scales
+    near 1 and offsets near 0, a 1/sqrt(C)-scaled 1x1-conv head; deterministic in ``seed``.
+    """
+    from vitwatch.models import resnetv2
+
+    model = resnetv2.build(variant, num_classes=num_classes, img_size=32)
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for key, shape in resnetv2.expected_shapes(model).items():
+        if key.endswith("/gamma"):
+            w = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif key.endswith(("/beta", "/bias")):
+            w = 0.02 * rng.standard_normal(shape)
+        elif key.startswith(resnetv2.PREFIX + "head/"):
+            w = rng.standard_normal(shape) / np.sqrt(shape[2])          # (1, 1, C, K)
+        else:
+            w = rng.standard_normal(shape)
+        weights[key] = np.asarray(w, dtype="float32")
+    return weights
+
+
+def bit_checkpoint(cache_dir, variant: str = "testing", seed: int = 0,
+                   num_classes: int = 1000) -> Path:
+    """Path of a generated random BiT checkpoint in Google's layout (made once, cached;
+    written atomically). ``num_classes=0``: no head (as the features need none)."""
+    slug = variant.lower()
+    path = generated_dir(cache_dir) / f"bit_{slug}_seed{seed}_k{num_classes}_{BIT_FORMAT}.npz"
+    if path.is_file():
+        return path
+    return fileio.save_npz(path, **bit_random_weights(variant, seed, num_classes))

@@ -2,8 +2,11 @@
 
 Names (CONTRIBUTING.md): ``vit_s16`` (our Keras ViT on Google's AugReg i21k->i1k checkpoint),
 ``vit_s16_hub`` (the same checkpoint as the seed's TF Hub SavedModel, through TFSMLayer),
-``resnet50`` (Keras applications, ImageNet-1k), ``vit_s16_i21k`` (ImageNet-21k only: the
-leakage control, whose weights never saw ImageNet-1k labels). Which weights each one loads is
+``resnet50`` (Keras applications, ImageNet-1k), ``vit_s16_i21k`` (ImageNet-21k only),
+``bit_r50x1`` (BiT-M R50x1, ImageNet-21k -> ImageNet-1k: a CNN with the ViT's pre-training) and
+``bit_r50x1_i21k`` (BiT-M R50x1, ImageNet-21k only), both in our Keras ResNetV2
+(:mod:`vitwatch.models.resnetv2`, set by ``bit_variant``, ``bit_checkpoint``,
+``bit_i21k_checkpoint``). Which weights each one loads is
 set by the config (``vit_variant``, ``vit_checkpoint``, ``vit_i21k_checkpoint``,
 ``hub_handle``, ``resnet_weights``, ``img_size``); in the smoke profile they resolve to the tiny
 artifacts of :mod:`vitwatch.models.offline`. Every download goes through
@@ -20,9 +23,9 @@ import keras
 import numpy as np
 
 from vitwatch import downloads
-from vitwatch.models import hub, offline, resnet, vit
+from vitwatch.models import hub, offline, resnet, resnetv2, vit
 
-NAMES = ("vit_s16", "vit_s16_hub", "resnet50", "vit_s16_i21k")
+NAMES = ("vit_s16", "vit_s16_hub", "resnet50", "vit_s16_i21k", "bit_r50x1", "bit_r50x1_i21k")
 GMACS_224 = {"resnet50": 3.86}
 
 
@@ -171,6 +174,49 @@ def _hub(name, cfg):
                 description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})")
 
 
+def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=False) -> Path:
+    """Resolve a BiT checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or
+    a local .npz path (Google's layout, keys under ``resnet/``)."""
+    if spec == "generated":
+        # the i21k stand-in has no head: a headless model ignores the real file's 21k head
+        return offline.bit_checkpoint(cfg.cache_dir, cfg.bit_variant,
+                                      seed=cfg.seed + (3 if i21k else 2),
+                                      num_classes=0 if i21k else 1000)
+    name = _resource_for(spec)
+    if name is not None:
+        return downloads.fetch(name, cfg.cache_dir)
+    if spec.startswith(("http://", "https://", "gs://")):
+        known = ", ".join(r for r in downloads.RESOURCES if r.startswith("bit_"))
+        raise ValueError(f"parameter {param}={spec!r}: unknown URL; use a name of "
+                         f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
+                         "give its local path")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
+    return path
+
+
+def _bit(name, cfg, spec, param, i21k=False):
+    if not spec:
+        raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
+    path = bit_checkpoint_path(spec, cfg, param, i21k)
+    model = resnetv2.build(cfg.bit_variant, num_classes=0, img_size=cfg.img_size, name=name)
+    try:
+        resnetv2.load_npz(model, path)
+    except ValueError as exc:
+        raise ValueError(f"parameter {param}={spec!r} does not fit bit_variant="
+                         f"{cfg.bit_variant!r}: {exc}") from None
+    pretraining = "ImageNet-21k" if i21k else "ImageNet-21k -> ImageNet-1k"
+    return dict(model=model, preprocess=resnetv2.preprocess, img_size=cfg.img_size,
+                feature_dim=model.output_shape[-1], head=resnetv2.read_head(path, 1000),
+                source=str(path),
+                key=_key(name, cfg.bit_variant, cfg.img_size, "pm1", file_digest(path)),
+                description=f"BiT-M {cfg.bit_variant} ({pretraining}; ours, Keras 3 ResNetV2; "
+                            f"{Path(path).name})",
+                extra={"gradcam_layer": resnetv2.GRADCAM_LAYER,
+                       "cka_layers": resnetv2.stage_names(model)})
+
+
 def _resnet(name, cfg):
     full = resnet.build(cfg.resnet_weights, cfg.img_size, include_top=True,
                         cache_dir=cfg.cache_dir, seed=cfg.seed)
@@ -182,7 +228,10 @@ def _resnet(name, cfg):
     return dict(model=model, preprocess=resnet.preprocess, img_size=cfg.img_size,
                 feature_dim=2048, head=resnet.imagenet_head(full), source=cfg.resnet_weights,
                 key=_key(name, cfg.img_size, "caffe", weights),
-                description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)")
+                description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)",
+                extra={"gradcam_layer": "conv5_block3_out",
+                       "cka_layers": ["conv2_block3_out", "conv3_block4_out",
+                                      "conv4_block6_out", "conv5_block3_out"]})
 
 
 def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
@@ -195,6 +244,10 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
         parts = _hub(name, cfg)
     elif name == "resnet50":
         parts = _resnet(name, cfg)
+    elif name == "bit_r50x1":
+        parts = _bit(name, cfg, cfg.bit_checkpoint, "bit_checkpoint")
+    elif name == "bit_r50x1_i21k":
+        parts = _bit(name, cfg, cfg.bit_i21k_checkpoint, "bit_i21k_checkpoint", i21k=True)
     else:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(NAMES)}")
     model = parts["model"]
@@ -204,14 +257,17 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
                     feature_dim=int(parts["feature_dim"]), cache_key=parts["key"],
                     imagenet_logits=_logits_fn(model, parts["preprocess"], parts["head"]),
                     description=parts["description"], params=int(model.count_params()),
-                    gmacs=_gmacs(name, cfg, model, S), source=parts["source"])
+                    gmacs=_gmacs(name, cfg, model, S), source=parts["source"],
+                    extra=dict(parts.get("extra", {})))
 
 
 def _gmacs(name, cfg, model, img_size) -> float:
-    """GMACs per image: counted from the architecture for ViTs, the published 3.86 at 224 px
-    scaled by the pixel count for ResNet-50 (REFERENCE.md)."""
+    """GMACs per image: counted from the architecture for ViTs and BiT, the published 3.86 at
+    224 px scaled by the pixel count for ResNet-50 (REFERENCE.md)."""
     if name == "resnet50":
         return GMACS_224[name] * (img_size / 224) ** 2
+    if name.startswith("bit_"):
+        return resnetv2.gmacs(**resnetv2.VARIANTS[cfg.bit_variant], img_size=img_size)
     generated = cfg.hub_handle == "generated" if name == "vit_s16_hub" else True
     variant = cfg.vit_variant if generated else "S/16"
     return vit.gmacs(**vit.VARIANTS[variant], img_size=img_size)
@@ -227,4 +283,7 @@ def required_resources(cfg) -> list[str]:
         names.append(_resource_for(cfg.hub_handle))
     if cfg.resnet_weights == "imagenet":
         names.append("resnet50_imagenet")
+    for spec in (cfg.bit_checkpoint, cfg.bit_i21k_checkpoint):
+        if spec and spec != "generated" and _resource_for(spec):
+            names.append(_resource_for(spec))
     return list(dict.fromkeys(names))

@@ -33,13 +33,16 @@ STYLE = {
 matplotlib.rcParams.update(STYLE)
 
 # One colour per backbone, used in every figure that compares them.
-# The ImageNet-21k-only ViT (leakage control) gets its own: it is plotted next to ours.
+# The ImageNet-21k-only ViT gets its own: it is plotted next to ours. BiT-M R50x1, the CNN
+# with the ViT's pre-training, is orange (brown for its ImageNet-21k-only checkpoint).
 COLORS = {"vit": "#1f77b4", "vit_hub": "#17becf", "vit_i21k": "#9467bd", "resnet": "#d62728",
-          "other": "#7f7f7f"}
+          "bit": "#ff7f0e", "bit_i21k": "#8c564b", "other": "#7f7f7f"}
 
 
 def color_for(name: str) -> str:
     n = name.lower()
+    if n.startswith("bit"):
+        return COLORS["bit_i21k"] if "i21k" in n else COLORS["bit"]
     if "hub" in n:
         return COLORS["vit_hub"]
     if "i21k" in n:

@@ -18,8 +18,10 @@ import numpy as np
 from . import color_for
 
 LABELS = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
-          "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)"}
+          "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)",
+          "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (i21k only)"}
 MAP_COLORS = {"ViT rollout": "#1f77b4", "ResNet-50 Grad-CAM": "#d62728",
+              "BiT-M R50x1 Grad-CAM": "#ff7f0e",
               "centre prior": "#7f7f7f", "uniform": "#bbbbbb"}
 
 
@@ -217,7 +219,8 @@ def attention_distance(dist, title: str = "Mean attention distance per head and 
 # --- localisation ----------------------------------------------------------------------------
 def localisation(df, title: str = "Share of the map's mass inside the dog's boxes"):
     """Distribution of mass-inside per map family (box plot + points); pointing-game hits."""
-    names = [m for m in ("ViT rollout", "ResNet-50 Grad-CAM", "centre prior", "uniform")
+    names = [m for m in ("ViT rollout", "ResNet-50 Grad-CAM", "BiT-M R50x1 Grad-CAM",
+                         "centre prior", "uniform")
              if m in set(df["map"])] + sorted(set(df["map"]) - set(MAP_COLORS))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6),
                                   gridspec_kw={"width_ratios": [2, 1]})
