@@ -25,9 +25,15 @@ def _title(path) -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_report(tmp_path_factory):
+def smoke_report(tmp_path_factory, pytestconfig):
     out = tmp_path_factory.mktemp("smoke-report")
-    result = report.build("smoke", out_dir=out, force=True)
+    # `make test` shows the build's one line per notebook as it goes (the longest wait of the
+    # suite), with TensorFlow's start-up lines filtered out and real errors shown
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nsmoke report: executing {len(NOTEBOOKS)} notebooks (minutes) ...", flush=True)
+        with report.filtered_stderr():
+            result = report.build("smoke", out_dir=out, force=True)
     return out, result
 
 
@@ -157,7 +163,21 @@ def test_kernels_start_quietly_and_real_errors_still_show(tmp_path, capfd):
     assert "real.cc:1] a real C++ error" in err
     assert "cudart_stub" not in err
     assert "without encryption" not in err and "KeyboardInterrupt" not in err
-    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] in {"0", "1", "3"}
+    assert report.kernel_environment()["VITWATCH_BATCH"] == "1"
+
+
+def test_cuinit_error_is_noise_only_without_an_nvidia_gpu(monkeypatch):
+    line = ("E0000 00:00:1796216070.199935    7609 cuda_platform.cc:52] failed call to cuInit: "
+            "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setattr(report, "nvidia_device_present", lambda: False)
+    assert report.is_startup_noise(line)
+    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    monkeypatch.setattr(report, "nvidia_device_present", lambda: True)
+    assert not report.is_startup_noise(line)             # a real GPU's error shows
+    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")       # asked for: TensorFlow's logs
+    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
 def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monkeypatch, capsys):

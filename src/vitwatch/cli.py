@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
                        "downloads served by a local mirror of the real hosts")
     _rehearsal_arguments(p)
     args = parser.parse_args(argv)
+    if args.command in {"report", "preflight"}:
+        from . import report
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with report.filtered_stderr():          # TensorFlow's start-up lines, nothing else
+            return args.func(args)
     return args.func(args)
 
 

@@ -16,6 +16,7 @@ run. Order of work:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -181,9 +182,54 @@ _STARTUP_NOISE = re.compile(
     r"compiler flags\.)$")
 
 
+# "failed call to cuInit: ... UNKNOWN ERROR (303)": TensorFlow's CUDA build looking for a GPU on
+# a machine that has none. Noise there; on a machine with an NVIDIA device, a real error.
+_CUINIT = re.compile(r"^E\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] failed call to cuInit")
+
+
+def nvidia_device_present() -> bool:
+    """True when this machine shows an NVIDIA GPU (device node or ``nvidia-smi``)."""
+    import shutil
+    return (Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+            or shutil.which("nvidia-smi") is not None)
+
+
 def is_startup_noise(line: str) -> bool:
-    """True for a TensorFlow/absl start-up info or warning line that nobody can act on."""
-    return bool(_STARTUP_NOISE.match(line.rstrip("\r\n")))
+    """True for a TensorFlow/absl start-up info or warning line that nobody can act on (and the
+    CUDA probe's error on a machine without an NVIDIA GPU)."""
+    line = line.rstrip("\r\n")
+    if _STARTUP_NOISE.match(line):
+        return True
+    return bool(_CUINIT.match(line)) and not nvidia_device_present()
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Route this process's file descriptor 2 through :func:`filter_stream` while the block
+    runs: importing TensorFlow (the CLI does, to list a profile's downloads) prints start-up
+    lines before absl's logging is initialised, which no environment variable silences.
+    Everything else written to stderr, Python's tracebacks included, passes unchanged."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    out = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    worker = threading.Thread(target=filter_stream, args=(read_fd, out), daemon=True,
+                              name="vitwatch-stderr")
+    worker.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)            # closes the pipe's last write end: the worker sees EOF
+        os.close(saved)
+        worker.join(timeout=5)
+        out.close()
 
 
 def filter_stream(read_fd: int, out) -> None:
@@ -202,13 +248,16 @@ def kernel_environment() -> dict[str, str]:
     The kernel must find the project and draw figures inline (an ``MPLBACKEND=Agg`` set for
     scripts or tests would silently drop every figure). TensorFlow's C++ start-up lines
     (``cudart_stub``, ``cuInit``, ``cpu_feature_guard``, oneDNN) are silenced with
-    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user asked for them (0 or 1); a GPU stays visible
-    (``CUDA_VISIBLE_DEVICES`` is left alone), and Python errors still reach the notebook.
+    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user asked for them (0 or 1); on a machine with an
+    NVIDIA GPU the level is 2, so that its errors show. ``CUDA_VISIBLE_DEVICES`` is left
+    alone (a GPU stays visible), and Python errors still reach the notebook.
     """
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
+    quiet = "3" if not nvidia_device_present() else "2"     # with a GPU, its errors show
     return {"VITWATCH_ROOT": str(config.project_root()),
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else "3"}
+            "VITWATCH_BATCH": "1",                  # no front end: no interactive widgets
+            "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet}
 
 
 def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False) -> float:
