@@ -71,13 +71,16 @@ def test_default_activation_is_googles_tanh_gelu_not_exact(tmp_path):
 
 
 def test_activation_is_part_of_the_config(tmp_path):
-    model, f, _ = _fixture_model(tmp_path, approximate_gelu=False)
+    model, _, _ = _fixture_model(tmp_path, approximate_gelu=False)
     cfg = model.get_config()
     assert cfg["approximate_gelu"] is False
     again = vit.VisionTransformer.from_config(cfg)
     assert again.approximate_gelu is False
     assert all(block.approximate_gelu is False for block in again.blocks)
     assert model.blocks[0].get_config()["approximate_gelu"] is False
+    twin = vit.with_gelu(model, approximate=True)             # same weights, tanh GELU
+    f = np.load(FIXTURE)
+    np.testing.assert_allclose(np.asarray(twin(f["images"])), f["logits"], atol=TOL, rtol=0)
 
 
 def test_forward_api_and_fast_path_agree(tmp_path):

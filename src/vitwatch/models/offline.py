@@ -28,7 +28,8 @@ import numpy as np
 from vitwatch import fileio
 from vitwatch.models import vit
 
-FORMAT = "v1"      # bump when the generator changes, so caches are regenerated
+FORMAT = "v2"      # bump when the generator changes, so caches are regenerated
+                   # (v2: the SavedModel computes the tanh GELU, as the real one)
 
 
 def generated_dir(cache_dir) -> Path:
@@ -95,7 +96,11 @@ def vit_checkpoint(cache_dir, variant: str = "testing", img_size: int = 64, seed
 
 def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64,
                    seed: int = 0) -> Path:
-    """Folder of a TF Hub-style SavedModel holding the weights of :func:`vit_checkpoint`."""
+    """Folder of a TF Hub-style SavedModel holding the weights of :func:`vit_checkpoint`.
+
+    Exported from our ViT with its default tanh GELU: the same function as the real TF Hub
+    model, a jax2tf export of Google's Flax ViT (``flax.linen.gelu``, tanh by default).
+    """
     from vitwatch.models import hub
 
     path = generated_dir(cache_dir) / ("hub_" + _name(variant, img_size, seed, 0))
