@@ -2,8 +2,11 @@
 
 ``make_store(results_dir, image_dir)`` writes small JPEG photos of varied sizes holding a bright
 "dog" rectangle inside a known bounding box, ``dataset.json``, one run per backbone x protocol
-with predictions of chosen accuracies (ViT better than ResNet under A and B), and ``cost.json``,
-all through :mod:`vitwatch.results` so that the files are exactly what 03 writes.
+with predictions of chosen accuracies (ViT better than ResNet under A and B; ``n_seeds`` head
+seeds for A, B and C, stored as 03 stores them: ``seeds``, ``seed_test_probs``,
+``seed_val_probs``, the first seed's also as ``test_probs`` / ``val_probs``, accuracies in the
+JSON averaged over seeds), and ``cost.json``, all through :mod:`vitwatch.results` so that the
+files are exactly what 03 writes.
 """
 from __future__ import annotations
 
@@ -50,9 +53,10 @@ def _probs(labels, n_classes, acc, rng) -> np.ndarray:
 
 
 def make_store(results_dir, image_dir, n_classes: int = 6, per_class: int = 8, seed: int = 0,
-               runs: dict | None = None):
+               runs: dict | None = None, n_seeds: int = 2):
     """Write a complete store; return the cfg-like namespace pointing at it."""
     rng = np.random.default_rng(seed)
+    rng_seeds = np.random.default_rng(seed + 1000)     # the extra seeds: own stream
     cfg = types.SimpleNamespace(results_dir=str(results_dir), profile="smoke", seed=seed,
                                 dataset="synthetic")
     paths, labels, boxes = _photos(Path(image_dir), n_classes, per_class, rng)
@@ -72,12 +76,22 @@ def make_store(results_dir, image_dir, n_classes: int = 6, per_class: int = 8, s
         val_probs = _probs(labels, n_classes, acc, rng)
         hist = {} if protocol == "Z" else {"loss": [1.0, 0.5], "accuracy": [0.5, acc],
                                            "val_loss": [1.1, 0.6], "val_accuracy": [0.4, acc]}
-        results.save(cfg, f"{protocol}_{backbone}",
-                     {"test_probs": probs, "test_labels": labels, "val_probs": val_probs,
-                      "val_labels": labels},
+        arrays = {"test_probs": probs, "test_labels": labels, "val_probs": val_probs,
+                  "val_labels": labels}
+        s = 1 if protocol == "Z" else n_seeds
+        if s > 1:
+            arrays.update(
+                seeds=np.arange(seed, seed + s),
+                seed_test_probs=np.stack([probs] + [_probs(labels, n_classes, acc, rng_seeds)
+                                                    for _ in range(s - 1)]),
+                seed_val_probs=np.stack([val_probs] + [_probs(labels, n_classes, acc,
+                                                              rng_seeds) for _ in range(s - 1)]))
+        acc_of = lambda key, p: float(np.mean(                     # noqa: E731
+            [(q.argmax(1) == labels).mean() for q in arrays.get(key, p[None])]))
+        results.save(cfg, f"{protocol}_{backbone}", arrays,
                      {"backbone": backbone, "protocol": protocol,
-                      "top1": float((probs.argmax(1) == labels).mean()), "top5": 1.0,
-                      "val_top1": float((val_probs.argmax(1) == labels).mean()),
+                      "top1": acc_of("seed_test_probs", probs), "top5": 1.0,
+                      "val_top1": acc_of("seed_val_probs", val_probs),
                       "history": hist, "hyperparameters": {}, "trainable_params": 100,
                       "timings": {"backbone_forward_images": 10, "train_seconds": 1.0,
                                   "extract_seconds": 1.0, "images_per_second": 50.0},

@@ -44,6 +44,7 @@ def split(tmp_path_factory):
 
 
 def _cfg(tmp_path, **kw):
+    kw.setdefault("eval_view", "squash")            # the reference _direct() squashes
     return config.from_profile("smoke", cache_dir=str(tmp_path / "cache"), batch_size=4,
                                img_size=SIZE, **kw)
 
@@ -136,3 +137,33 @@ def test_bad_image_in_split_gets_zero_row(tmp_path, split):
 def test_wrong_feature_dim_is_reported(tmp_path, split):
     with pytest.raises(ValueError, match="feature_dim says 5"):
         features.extract(stub(dim=5), split, "train", _cfg(tmp_path))
+
+
+def test_native_view_is_resize_then_centre_crop(tmp_path, split):
+    """Shorter side to floor(S / crop_pct), centre crop S x S, as timm's eval transform."""
+    from PIL import Image
+    wide = tmp_path / "wide.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 100, 3)).astype(np.uint8)).save(wide)
+    spec = {"kind": "crop", "crop_pct": 0.8, "interpolation": "bilinear"}
+    out = features.render_eval(str(wide), 16, spec)
+    ref = np.asarray(Image.open(wide).convert("RGB").resize((50, 20), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(out, ref[2:18, 17:33])             # (16, 16, 3)
+    vit, res = stub(), stub()
+    vit.name, res.name = "vit_s16", "resnet50"
+    assert features.eval_view_spec(vit)["crop_pct"] == 0.9
+    assert features.eval_view_spec(res) == {"kind": "crop", "crop_pct": 0.875,
+                                            "interpolation": "bilinear"}
+    assert features.eval_view_spec(res, "squash") == {"kind": "squash"}
+    with pytest.raises(ValueError, match="eval_view"):
+        features.eval_view_spec(res, "stretch")
+    # the native view is its own cache entry, and its rows are the rendered crops
+    cfg = _cfg(tmp_path, eval_view="native")
+    bb = stub()
+    f = features.extract(bb, split, "train", cfg)
+    assert bb.model.images == len(split)
+    x = np.stack([features.render_eval(p, SIZE, features.eval_view_spec(bb))
+                  for p in split.paths]).astype(np.float32)
+    np.testing.assert_allclose(f, StubModel()(preprocess(x)), atol=1e-5)
+    assert features.cache_dir_for(bb, split, "train", cfg) != \
+        features.cache_dir_for(bb, split, "train", _cfg(tmp_path))

@@ -70,10 +70,19 @@ def test_protocol_a_learns(setup):
     assert all(len(v) == cfg.head_epochs for v in run.history.values())
     best = run.extra["best_epoch"]
     assert run.history["val_accuracy"][best] == max(run.history["val_accuracy"])
-    assert run.val_top1 == pytest.approx(run.history["val_accuracy"][best])  # best restored
+    first_seed_val = train.topk_accuracy(run.val_probs, run.val_labels)
+    assert first_seed_val == pytest.approx(run.history["val_accuracy"][best])  # best restored
     assert run.trainable_params == 48 * 10 + 10
-    assert run.timings["backbone_forward_images"] == \
+    # one cached view per epoch, shared by the head seeds; val and test once
+    t = run.timings
+    assert t["backbone_forward_images"] == \
         cfg.head_epochs * len(data.train) + len(data.val) + len(data.test)
+    assert t["computed_images"] + t["cache_hit_images"] == t["backbone_forward_images"]
+    assert t["streamed_forward_images"] == cfg.head_seeds * cfg.head_epochs * len(data.train) \
+        + len(data.val) + len(data.test)
+    assert run.seed_test_probs.shape == (cfg.head_seeds, len(data.test), data.num_classes)
+    assert run.seeds == [cfg.seed + j for j in range(cfg.head_seeds)]
+    assert run.top1 == pytest.approx(np.mean(run.top1_seeds))
     assert run.top1 > 3 * CHANCE, run.top1
 
 
@@ -102,11 +111,82 @@ def test_protocol_c_learns(setup):
         return built[-1]
     run = train.protocol_c(build, data, cfg_c, verbose=0)
     _check_probs(run, data)
-    assert len(built) == 1
+    assert len(built) == cfg_c.head_seeds == 2                 # a fresh backbone per seed
+    p = run.seed_test_probs
+    assert p.shape[0] == 2 and not np.allclose(p[0], p[1])      # two seeds, two models
     assert run.trainable_params == built[0].model.count_params() + 48 * 10 + 10
     assert len(run.history["loss"]) == run.extra["epochs_run"] <= 3
     assert run.extra["warmup_steps"] > 0
     assert run.top1 > 3 * CHANCE, run.top1
+
+
+def test_cached_protocol_a_matches_streamed(setup):
+    """The head trained on cached per-epoch views has the streamed head's history."""
+    cfg, data = setup
+    one = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                              head_epochs=3, head_lr=0.01, head_seeds=1, seed=3)
+    b = tiny_backbone()
+    cached = train.protocol_a(b, data, one, progress=False)
+    streamed = train.protocol_a(b, data, one, progress=False, stream=True)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(cached.history[key], streamed.history[key], rtol=1e-4,
+                                   atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(cached.test_probs, streamed.test_probs, atol=1e-4)
+    assert cached.extra["epoch_views"] == streamed.extra["epoch_views"]
+    assert sorted(cached.extra["epoch_views"]) == [1, 2, 3]         # one fresh view per epoch
+    assert streamed.timings["computed_images"] >= 3 * len(data.train)
+
+
+def test_protocol_b_reuses_protocol_a_views(setup):
+    cfg, data = setup
+    c = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                            head_epochs=2, probe_views=3, probe_epochs=2, seed=11)
+    b = tiny_backbone()
+    a = train.protocol_a(b, data, c, progress=False)
+    n_eval = len(data.val) + len(data.test)         # eval view: seed-free, maybe cached before
+    assert a.timings["computed_images"] in (2 * len(data.train), 2 * len(data.train) + n_eval)
+    probe = train.protocol_b(b, data, c, progress=False)
+    # views 1, 2 are A's epochs; only view 0 of train (the seed-free eval view) may be new
+    t = probe.timings
+    assert t["computed_images"] in (0, len(data.train))
+    assert t["computed_images"] + t["cache_hit_images"] == 3 * len(data.train) + n_eval
+
+
+def test_two_seeds_give_different_models_and_one_seed_the_same(setup):
+    cfg, data = setup
+    c = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                            head_epochs=2, probe_epochs=3, head_seeds=2)
+    b = tiny_backbone()
+    for fn in (train.protocol_a, train.protocol_b):
+        run = fn(b, data, c, progress=False)
+        k = run.arrays["seed_head_kernel"]                          # (2, D, K)
+        assert k.shape == (2, 48, data.num_classes) and not np.allclose(k[0], k[1])
+        assert not np.allclose(run.seed_test_probs[0], run.seed_test_probs[1])
+        again = fn(b, data, c, progress=False)                      # same seeds: same heads
+        np.testing.assert_allclose(again.arrays["seed_head_kernel"], k, atol=1e-6)
+        assert [s["seed"] for s in run.extra["per_seed"]] == [c.seed, c.seed + 1]
+    # every source of randomness moves with the seed: init, order, views
+    ten = config.from_profile("smoke", head_epochs=10)
+    assert train.epoch_views(ten, 0) != train.epoch_views(ten, 1)
+    assert sorted(train.epoch_views(ten, 1)) == list(range(1, 11))
+    assert not np.array_equal(train.epoch_order(50, 0, 0), train.epoch_order(50, 1, 0))
+    assert not np.array_equal(train.epoch_order(50, 0, 0), train.epoch_order(50, 0, 1))
+
+
+def test_eval_view_study_covers_both_views(setup):
+    cfg, data = setup
+    c = config.from_profile("smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                            probe_epochs=2, head_seeds=2)
+    study = train.eval_view_study({"resnet50": tiny_backbone()}, data, c, names=("resnet50",),
+                                  hires=False, log=lambda m: None)
+    assert set(study) == {("resnet50", "squash", 64), ("resnet50", "native", 64)}
+    sq, nat = study[("resnet50", "squash", 64)], study[("resnet50", "native", 64)]
+    assert sq.hyperparameters["eval_view"] == {"kind": "squash"}
+    assert nat.hyperparameters["eval_view"]["crop_pct"] == 0.875
+    assert sq.hyperparameters["probe_views"] == 1
+    assert not np.allclose(sq.test_probs, nat.test_probs)
+    assert train.hires_size(config.from_profile("full")) == 384
+    assert train.hires_size(c) == 112
 
 
 def test_unfreeze_last_blocks():

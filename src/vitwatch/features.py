@@ -6,10 +6,16 @@ second), so :func:`extract` streams the split through :func:`stanford_dogs.batch
 writes fixed-size shards atomically (temporary file + ``os.replace``) under
 ``<cache_dir>/features/``, keyed by everything that changes the features: the backbone's name
 and ``cache_key`` (weights), the split's file list and labels, ``img_size``, the preprocessing
-function, the decoding pipeline version and the view (0 = the plain image; k > 0 = the k-th
-augmented view, seeded by ``cfg.seed``). Memory holds one shard at a time, not the dataset; a
-run killed halfway resumes and computes only the missing shards. The cache layout follows the
-sharded-and-resumable idea of ``tf.data``'s snapshot, kept to plain ``.npy`` files.
+function, the decoding pipeline version and the view. View 0 is the evaluation view
+(``cfg.eval_view``: each backbone's native aspect-preserving resize + centre crop, or a squash
+to ``img_size``; see :func:`eval_view_spec`); view k > 0 is the k-th augmented view of seed
+``cfg.seed`` (random resized crop + flip, its parameters part of the key). A frozen backbone in
+inference mode is deterministic, so the features of an augmented view are computed once and
+serve every protocol that shows that view to a head: epoch e of protocol A sees view e + 1,
+protocol B's extra views are the first of them (:func:`view_seed`). Memory holds one shard at
+a time, not the dataset; a run killed halfway resumes and computes only the missing shards.
+The cache layout follows the sharded-and-resumable idea of ``tf.data``'s snapshot, kept to
+plain ``.npy`` files.
 
 Typical use::
 
@@ -20,12 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from . import fileio
@@ -33,6 +42,18 @@ from .data import images, stanford_dogs
 
 PIPELINE_VERSION = 1        # bump when decoding / resizing / augmentation change
 SHARD_SIZE = 256            # images per shard file (the unit of resumption)
+# The augmentation of views k > 0 (stanford_dogs.random_resized_crop defaults + flip): part of
+# the cache key, so that a change of these parameters cannot reuse stale features.
+AUGMENTATION = "random_resized_crop(scale=(0.35, 1.0), ratio=(3/4, 4/3), bilinear) + hflip(0.5)"
+# Each backbone's own evaluation view (timm's pretrained_cfg): resize the shorter side to
+# img_size / crop_pct, then centre-crop img_size x img_size. ViT-S/16 (augreg_in21k_ft_in1k):
+# crop_pct 0.9, bicubic [Steiner et al., 2022; timm vision_transformer.py]; ResNet-50
+# (torchvision / timm tv_in1k): resize 256, crop 224 = 0.875, bilinear [He et al., 2016];
+# BiT: crop_pct 1.0, bilinear (timm resnetv2.py). Matched on the backbone name's prefix.
+NATIVE_VIEWS = {"vit": (0.9, "bicubic"), "resnet": (0.875, "bilinear"),
+                "bit": (1.0, "bilinear")}
+DEFAULT_NATIVE = (0.875, "bilinear")
+EVAL_VIEWS = ("native", "squash")
 
 # Statistics of the last extract() call: split_name, n_images, computed_images,
 # cached_images, seconds (this call), compute_seconds (all runs that computed this cache,
@@ -46,7 +67,72 @@ def _function_id(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def cache_key(backbone, split: stanford_dogs.Split, view: int, seed: int) -> dict:
+def view_seed(seed: int, view: int) -> int:
+    """The augmentation seed of view ``view`` > 0 of run seed ``seed`` (0 for the eval view).
+
+    Used by :func:`extract` and by the streamed protocol A alike, so that a cached view and a
+    streamed one are the same pixels."""
+    return int(np.random.SeedSequence([int(seed), int(view)]).generate_state(1)[0]) if view else 0
+
+
+def eval_view_spec(backbone, eval_view: str = "native") -> dict:
+    """The evaluation view of ``backbone``: ``{"kind": "squash"}`` (the image resized to
+    ``img_size`` x ``img_size``, aspect ratio lost) or ``{"kind": "crop", "crop_pct",
+    "interpolation"}`` (its native view, :data:`NATIVE_VIEWS`)."""
+    if eval_view not in EVAL_VIEWS:
+        raise ValueError(f"parameter eval_view must be one of {EVAL_VIEWS}, got {eval_view!r}")
+    if eval_view == "squash":
+        return {"kind": "squash"}
+    name = str(getattr(backbone, "name", ""))
+    crop_pct, interp = next((v for k, v in NATIVE_VIEWS.items() if name.startswith(k)),
+                            DEFAULT_NATIVE)
+    return {"kind": "crop", "crop_pct": crop_pct, "interpolation": interp}
+
+
+def render_eval(path: str, size: int, spec: dict,
+                log: images.BadImageLog | None = None) -> np.ndarray | None:
+    """One image in evaluation view ``spec``: uint8 ``(size, size, 3)``, None if undecodable.
+
+    Crop: shorter side resized to ``floor(size / crop_pct)`` (timm's ``transforms_factory``
+    rounding), then the central ``size`` x ``size`` square."""
+    if spec["kind"] == "squash":
+        return images.load_image(path, size, log=log)
+    scaled = math.floor(size / spec["crop_pct"])
+    img = images.load_image(path, log=log, min_side=scaled)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    r = scaled / min(h, w)
+    nw, nh = max(size, round(w * r)), max(size, round(h * r))
+    resample = {"bicubic": Image.Resampling.BICUBIC,
+                "bilinear": Image.Resampling.BILINEAR}[spec["interpolation"]]
+    img = np.asarray(Image.fromarray(img).resize((nw, nh), resample))
+    y0, x0 = (nh - size) // 2, (nw - size) // 2
+    return img[y0:y0 + size, x0:x0 + size]                            # (S, S, 3)
+
+
+def eval_batches(split, backbone, batch_size: int, eval_view: str = "native", *,
+                 indices=None, log: images.BadImageLog | None = None):
+    """Stream ``(uint8 (B, S, S, 3), positions)`` of ``split`` in evaluation view ``eval_view``
+    (what :func:`extract` computes as view 0, and what protocol C predicts on)."""
+    spec = eval_view_spec(backbone, eval_view)
+    size = int(backbone.img_size)
+    if spec["kind"] == "squash":
+        yield from stanford_dogs.batches(split, size, batch_size, indices=indices, log=log)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    order = np.arange(len(split)) if indices is None else np.asarray(indices, dtype=int)
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for chunk in chunks:
+            out = list(pool.map(lambda i: render_eval(split.paths[i], size, spec, log), chunk))
+            ok = [j for j, img in enumerate(out) if img is not None]
+            if ok:
+                yield np.stack([out[j] for j in ok]), chunk[ok].astype(np.int64)
+
+
+def cache_key(backbone, split: stanford_dogs.Split, view: int, seed: int,
+              eval_view: str = "native") -> dict:
     """Everything that changes the features of ``split`` (a JSON-able dict)."""
     return {
         "backbone": str(getattr(backbone, "name", type(backbone).__name__)),
@@ -56,14 +142,20 @@ def cache_key(backbone, split: stanford_dogs.Split, view: int, seed: int) -> dic
         "split": split.fingerprint(),
         "n_images": len(split),
         "view": int(view),
-        # the plain view (0) does not depend on the seed: share it across seeds
+        # the eval view (0) does not depend on the seed: share it across seeds
         "augment_seed": int(seed) if view > 0 else None,
+        "augmentation": AUGMENTATION if view > 0 else eval_view_spec(backbone, eval_view),
         "pipeline": PIPELINE_VERSION,
     }
 
 
-def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0) -> Path:
-    key = cache_key(backbone, split, view, cfg.seed)
+def _eval_view(cfg, eval_view: str | None) -> str:
+    return eval_view or getattr(cfg, "eval_view", "native")
+
+
+def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0,
+                  eval_view: str | None = None) -> Path:
+    key = cache_key(backbone, split, view, cfg.seed, _eval_view(cfg, eval_view))
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_"
                    for ch in f"{key['backbone']}-{split_name}-view{view}")
@@ -71,30 +163,27 @@ def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0) -> Path:
 
 
 def _forward(backbone, x: np.ndarray) -> np.ndarray:
-    """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model."""
-    inputs = backbone.preprocess(x.astype(np.float32))
-    model = backbone.model
-    out = (model.predict_on_batch(inputs) if hasattr(model, "predict_on_batch")
-           else model(inputs))
-    if isinstance(out, dict):                          # TFSMLayer returns {name: tensor}
-        if len(out) != 1:
-            raise ValueError(f"backbone {getattr(backbone, 'name', '?')}: model returned "
-                             f"several outputs {sorted(out)}; expected one feature tensor")
-        out = next(iter(out.values()))
-    out = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)
-    return out.reshape(len(x), -1)                     # (B, D)
+    """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model, on
+    the path measured fastest on this machine (:func:`vitwatch.fastpath.backbone_forward`)."""
+    forward = getattr(backbone, "_fast_forward", None)
+    if forward is None:
+        from . import fastpath
+        forward = fastpath.backbone_forward(backbone)
+        backbone._fast_forward = forward               # one compiled function per backbone
+    return forward(x)                                  # (B, D)
 
 
 def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: int = 0,
             *, shard_size: int | None = None, log: images.BadImageLog | None = None,
-            progress: bool = True) -> np.ndarray:
+            progress: bool = True, eval_view: str | None = None) -> np.ndarray:
     """Features ``float32 (N, D)`` of ``split`` (row i = ``split.paths[i]``), cached on disk.
 
     ``backbone``: anything with ``model`` (preprocessed input -> features), ``preprocess``
     (float32 0..255 -> model input), ``img_size``, ``feature_dim`` and ``cache_key``
-    (see ``vitwatch.models.registry``). ``view`` 0 is the eval view (image resized to
-    ``img_size``); ``view`` k > 0 the k-th augmented view (random resized crop + flip, seeded
-    by ``cfg.seed`` and k). Batches of ``cfg.batch_size``. An image that cannot be decoded
+    (see ``vitwatch.models.registry``). ``view`` 0 is the eval view (``eval_view``, default
+    ``cfg.eval_view``: :func:`eval_batches`); ``view`` k > 0 the k-th augmented view (random
+    resized crop + flip, seeded by :func:`view_seed` of ``cfg.seed`` and k). Batches of
+    ``cfg.batch_size``. An image that cannot be decoded
     gets a row of zeros and is recorded in ``log`` (``stanford_dogs.load`` already drops
     undecodable files, so this does not happen for its splits).
     """
@@ -102,9 +191,10 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
         raise ValueError(f"extract: view must be >= 0, got {view}")
     shard_size = int(shard_size or SHARD_SIZE)
     n = len(split)
-    folder = cache_dir_for(backbone, split, split_name, cfg, view)
+    eval_view = _eval_view(cfg, eval_view)
+    folder = cache_dir_for(backbone, split, split_name, cfg, view, eval_view)
     final, meta_path = folder / "features.npy", folder / "meta.json"
-    key = cache_key(backbone, split, view, cfg.seed)
+    key = cache_key(backbone, split, view, cfg.seed, eval_view)
     label = f"{key['backbone']} {split_name}" + (f" (view {view})" if view else "")
     t_start = time.perf_counter()
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -126,7 +216,7 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
         print(f"features {label}: {n} images, {n - n_missing} cached, {n_missing} to compute "
               f"-> {folder}", flush=True)
     dim = getattr(backbone, "feature_dim", None)
-    seed = int(np.random.SeedSequence([cfg.seed, view]).generate_state(1)[0]) if view else 0
+    seed = view_seed(cfg.seed, view)
     log = images.BAD_IMAGES if log is None else log
     computed, compute_seconds, estimated = 0, 0.0, False
     bar = tqdm(total=n, initial=n - n_missing, unit="img", desc=label, mininterval=2.0,
@@ -135,9 +225,12 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
         for s, e in missing:
             feats, seen = None, np.zeros(e - s, bool)
             t0 = t_last = time.perf_counter()
-            for x, idx in stanford_dogs.batches(split, backbone.img_size, cfg.batch_size,
-                                                augment=view > 0, seed=seed,
-                                                indices=range(s, e), log=log):
+            stream = (stanford_dogs.batches(split, backbone.img_size, cfg.batch_size,
+                                            augment=True, seed=seed, indices=range(s, e),
+                                            log=log) if view > 0 else
+                      eval_batches(split, backbone, cfg.batch_size, eval_view,
+                                   indices=range(s, e), log=log))
+            for x, idx in stream:
                 out = _forward(backbone, x)                             # (B, D)
                 if not np.all(np.isfinite(out)):
                     raise ValueError(f"features {label}: non-finite features from the "

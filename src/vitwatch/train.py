@@ -1,18 +1,29 @@
 """The training protocols of notebook 03: one small function per protocol, one result type.
 
 - **A**, the seed's protocol: frozen backbone + one softmax ``Dense`` layer (the "head"),
-  augmented images streamed through the backbone every epoch, Adam, best epoch on validation.
-  The same recipe as the Keras transfer-learning guide (``base_model.trainable = False``,
-  ``base_model(x, training=False)``): "fixed feature" transfer.
+  a freshly augmented view of the training images every epoch, Adam, best epoch on
+  validation. The same recipe as the Keras transfer-learning guide (``base_model.trainable =
+  False``, ``base_model(x, training=False)``): "fixed feature" transfer. A frozen backbone in
+  inference mode is deterministic, so the features of epoch e's view are computed once and
+  cached (:mod:`vitwatch.features`, view e + 1): the head sees exactly what streaming the
+  images would give it (``stream=True`` does that, for the test that checks it).
 - **B**, a linear probe on cached features: the backbone runs once per image (plus a few
-  augmented views of train), then the same head trains in seconds; its L2 strength is chosen
-  on validation, as in the linear evaluations of [Kolesnikov et al., 2020] and
-  [Dosovitskiy et al., 2021].
+  augmented views of train, the first views of protocol A), then the same head trains in
+  seconds; its L2 strength is chosen on validation (a linear probe by gradient descent, not
+  the closed-form few-shot regression of [Kolesnikov et al., 2020; Dosovitskiy et al., 2021]).
 - **C**, fine-tuning: the last ``cfg.finetune_blocks`` blocks unfrozen, AdamW, linear warm-up
   then cosine decay, gradient clipping, early stopping on validation with the best weights
   restored ([Steiner et al., 2022]). The head starts from protocol B's probe when available
   (LP-FT, [Kumar et al., 2022]). ``tf.distribute.MirroredStrategy`` when several GPUs are seen.
 - **Z**, no training: the backbone's own ImageNet-1k classifier restricted to the dog classes.
+
+Seeds: A, B and C train ``cfg.head_seeds`` heads, with seeds ``cfg.seed + j``; a head's seed
+drives its initialisation, the order of its mini-batches and (A) the order in which it sees the
+cached augmented views; C's seed also drives its augmentation. The data subset and split, and
+the augmented views of A and B, are drawn once by ``cfg.seed`` (the run's seed), so that the
+head seeds multiply head training, not backbone passes. A :class:`RunResult` holds every
+seed's probabilities (``seed_val_probs``, ``seed_test_probs``); its accuracies are means over
+the seeds.
 
 Honest evaluation everywhere: every choice (epoch, L2, early stop) is made on validation; the
 test split is predicted once, by the final model. Every protocol returns a :class:`RunResult`
@@ -20,6 +31,7 @@ that :mod:`vitwatch.results` stores for notebook 04.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
@@ -78,16 +90,41 @@ class RunResult:
         return f"{self.protocol}_{self.backbone}"
 
     @property
+    def seeds(self) -> list[int]:
+        """The head seeds (one, ``cfg.seed``, for a run without seed arrays)."""
+        s = self.arrays.get("seeds")
+        return [int(v) for v in s] if s is not None else [int(self.extra.get("seed", 0))]
+
+    @property
+    def seed_test_probs(self) -> np.ndarray:
+        """(S, N_test, K): every head seed's test probabilities; row 0 = ``test_probs``."""
+        return self.arrays.get("seed_test_probs", self.test_probs[None])
+
+    @property
+    def seed_val_probs(self) -> np.ndarray:
+        """(S, N_val, K): every head seed's validation probabilities."""
+        return self.arrays.get("seed_val_probs", self.val_probs[None])
+
+    def _mean(self, probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+        return float(np.mean([topk_accuracy(p, labels, k) for p in probs]))
+
+    @property
     def top1(self) -> float:
-        return topk_accuracy(self.test_probs, self.test_labels, 1)
+        """Test top-1, mean over the head seeds."""
+        return self._mean(self.seed_test_probs, self.test_labels, 1)
 
     @property
     def top5(self) -> float:
-        return topk_accuracy(self.test_probs, self.test_labels, 5)
+        return self._mean(self.seed_test_probs, self.test_labels, 5)
 
     @property
     def val_top1(self) -> float:
-        return topk_accuracy(self.val_probs, self.val_labels, 1)
+        """Validation top-1, mean over the head seeds (what selection reads)."""
+        return self._mean(self.seed_val_probs, self.val_labels, 1)
+
+    @property
+    def top1_seeds(self) -> list[float]:
+        return [topk_accuracy(p, self.test_labels, 1) for p in self.seed_test_probs]
 
     def save(self, cfg) -> None:
         from vitwatch import results
@@ -99,6 +136,7 @@ class RunResult:
         meta = {"backbone": self.backbone, "protocol": self.protocol,
                 "protocol_description": PROTOCOLS[self.protocol],
                 "top1": self.top1, "top5": self.top5, "val_top1": self.val_top1,
+                "top1_seeds": self.top1_seeds, "head_seeds": self.seeds,
                 "history": self.history, "hyperparameters": self.hyperparameters,
                 "timings": self.timings, "trainable_params": int(self.trainable_params),
                 "extra": self.extra}
@@ -130,11 +168,15 @@ def data_fingerprint(data) -> str:
 
 def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
     """Everything that changes a run's result: the key :func:`run_or_load` compares."""
+    from vitwatch import features
     hp = {"protocol": protocol, "backbone": backbone.name, "weights": backbone.cache_key,
-          "data": data_fingerprint(data), "img_size": backbone.img_size, "seed": cfg.seed}
+          "data": data_fingerprint(data), "img_size": backbone.img_size, "seed": cfg.seed,
+          "eval_view": features.eval_view_spec(backbone, _view_name(cfg))}
+    if protocol in ("A", "B", "C"):
+        hp.update(head_seeds=head_seeds(cfg))
     if protocol == "A":
         hp.update(head_epochs=cfg.head_epochs, head_lr=cfg.head_lr, augment=cfg.augment,
-                  batch_size=cfg.batch_size)
+                  batch_size=cfg.batch_size, augmentation=features.AUGMENTATION)
     elif protocol == "B":
         hp.update(probe_views=cfg.probe_views, probe_l2_grid=list(cfg.probe_l2_grid),
                   probe_epochs=cfg.probe_epochs, head_lr=cfg.head_lr, head_batch=HEAD_BATCH)
@@ -147,6 +189,46 @@ def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
     elif protocol != "Z":
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     return hp
+
+
+def _view_name(cfg) -> str:
+    return getattr(cfg, "eval_view", "native")
+
+
+def head_seeds(cfg) -> list[int]:
+    """The seeds of a run's heads: ``cfg.seed, cfg.seed + 1, ...`` (``cfg.head_seeds`` of them)."""
+    n = int(getattr(cfg, "head_seeds", 1))
+    if n < 1:
+        raise ValueError(f"parameter 'head_seeds' must be >= 1, got {n}")
+    return [int(cfg.seed) + j for j in range(n)]
+
+
+def combine(runs: list[RunResult], seeds: list[int]) -> RunResult:
+    """One :class:`RunResult` from one run per head seed: the first seed's probabilities,
+    history and weights as the main ones (``test_probs``, ...), every seed's probabilities and
+    head weights stacked in ``arrays`` (``seed_test_probs`` (S, N, K), ``seed_val_probs``,
+    ``seeds``, ``seed_head_kernel``), per-seed histories and choices in ``extra["per_seed"]``;
+    training seconds summed, the other timings those of the whole protocol."""
+    if len(runs) != len(seeds) or not runs:
+        raise ValueError(f"combine: {len(runs)} runs for {len(seeds)} seeds")
+    main = runs[0]
+    arrays = dict(main.arrays)
+    arrays.update(seeds=np.asarray(seeds, np.int64),
+                  seed_test_probs=np.stack([r.test_probs for r in runs]).astype(np.float32),
+                  seed_val_probs=np.stack([r.val_probs for r in runs]).astype(np.float32))
+    for key in ("head_kernel", "head_bias"):
+        if all(key in r.arrays for r in runs):
+            arrays[f"seed_{key}"] = np.stack([r.arrays[key] for r in runs])
+    per_seed = [{"seed": s, "val_top1": topk_accuracy(r.val_probs, r.val_labels),
+                 "top1": topk_accuracy(r.test_probs, r.test_labels), "history": r.history,
+                 **{k: v for k, v in r.extra.items() if k != "per_seed"}}
+                for s, r in zip(seeds, runs)]
+    timings = dict(main.timings)
+    timings["train_seconds"] = float(sum(r.timings.get("train_seconds", 0.0) for r in runs))
+    return RunResult(main.protocol, main.backbone, main.val_probs, main.val_labels,
+                     main.test_probs, main.test_labels, main.history, main.hyperparameters,
+                     timings, main.trainable_params,
+                     {**main.extra, "seed": seeds[0], "per_seed": per_seed}, arrays)
 
 
 def run_or_load(cfg, protocol: str, backbone, data, fn: Callable[[], RunResult],
@@ -290,10 +372,10 @@ def make_forward(backbone):
     return lambda images: forward(tf.convert_to_tensor(images)).numpy()
 
 
-def _batches(split, img_size, batch_size, augment, seed, shuffle=False):
+def _batches(split, img_size, batch_size, augment, seed, shuffle=False, indices=None):
     from vitwatch.data import stanford_dogs
     return stanford_dogs.batches(split, img_size, batch_size, augment=augment, seed=seed,
-                                 shuffle=shuffle)
+                                 shuffle=shuffle, indices=indices)
 
 
 def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool = True,
@@ -309,16 +391,30 @@ class _Extractor:
     when they come from the cache (``features.LAST_STATS["compute_seconds"]``), so that a
     protocol's cost does not depend on which protocol happened to run first."""
 
-    def __init__(self, backbone, data, cfg):
-        self.backbone, self.data, self.cfg = backbone, data, cfg
+    def __init__(self, backbone, data, cfg, progress: bool = True):
+        self.backbone, self.data, self.cfg, self.progress = backbone, data, cfg, progress
         self.compute_seconds = 0.0
+        self.computed_images = 0       # backbone passes this protocol really made
+        self.cached_images = 0         # rows read from the feature cache instead
+        self.views: set[tuple[str, int]] = set()
 
     def __call__(self, split_name: str, view: int = 0) -> np.ndarray:
         from vitwatch import features
         x = features.extract(self.backbone, getattr(self.data, split_name), split_name,
-                             self.cfg, view=view)
-        self.compute_seconds += float(features.LAST_STATS.get("compute_seconds") or 0.0)
+                             self.cfg, view=view, progress=self.progress)
+        if (split_name, view) not in self.views:        # count each cached view once
+            self.views.add((split_name, view))
+            stats = features.LAST_STATS
+            self.compute_seconds += float(stats.get("compute_seconds") or 0.0)
+            self.computed_images += int(stats.get("computed_images", 0))
+            self.cached_images += int(stats.get("cached_images", 0))
         return np.asarray(x, np.float32)
+
+    def counts(self) -> dict[str, float]:
+        """Distinct images the protocol needs through the backbone, and how they were got."""
+        return {"backbone_forward_images": self.computed_images + self.cached_images,
+                "computed_images": self.computed_images, "cache_hit_images": self.cached_images,
+                "extract_seconds": self.compute_seconds}
 
     def eval_splits(self) -> tuple[np.ndarray, np.ndarray]:
         """Plain-view validation and test features."""
@@ -343,40 +439,60 @@ def protocol_z(backbone, data, cfg) -> RunResult:
     _check_rows(val_x, data.val, "val"), _check_rows(test_x, data.test, "test")
     val_probs = softmax(np.asarray(backbone.imagenet_logits(val_x))[:, idx])   # (N, K)
     test_probs = softmax(np.asarray(backbone.imagenet_logits(test_x))[:, idx])
-    n = len(val_x) + len(test_x)
     return RunResult("Z", backbone.name, val_probs, np.asarray(data.val.labels),
                      test_probs, np.asarray(data.test.labels),
-                     timings={"backbone_forward_images": n, "train_seconds": 0.0,
-                              "extract_seconds": extractor.compute_seconds},
+                     timings={**extractor.counts(), "train_seconds": 0.0},
                      extra={"imagenet_indices": idx.tolist()})
 
 
 # --- protocol A -------------------------------------------------------------------------------
 
-def protocol_a(backbone, data, cfg, progress: bool = True) -> RunResult:
-    """The seed's protocol: each epoch streams freshly augmented train images through the frozen
-    backbone into the softmax head (Adam); the epoch with the best validation accuracy is kept."""
+def epoch_views(cfg, seed: int) -> list[int]:
+    """The cached view each epoch of protocol A shows the head of seed ``seed``: views 1..E
+    (drawn once by ``cfg.seed``) in an order drawn by ``seed``; view 0 (the eval view) every
+    epoch when ``cfg.augment`` is off."""
+    if not cfg.augment:
+        return [0] * cfg.head_epochs
+    return [int(v) + 1 for v in np.random.default_rng([seed, 1]).permutation(cfg.head_epochs)]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of the training images in ``epoch`` for the head of ``seed``."""
+    return np.random.default_rng([seed, 2, epoch]).permutation(n)
+
+
+def _protocol_a_seed(backbone, data, cfg, seed: int, extractor: _Extractor, stream: bool,
+                     progress: bool) -> tuple[RunResult, int]:
+    """One head of protocol A; returns it and the images streamed through the backbone."""
     import keras
-    keras.utils.set_random_seed(cfg.seed)
+
+    from vitwatch import features
+    keras.utils.set_random_seed(seed)
     k = len(data.class_names)
-    extractor = _Extractor(backbone, data, cfg)
     val_x, test_x = extractor.eval_splits()           # frozen backbone: computed once, cached
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     train_y = np.asarray(data.train.labels)
     trainer = HeadTrainer(backbone.feature_dim, k, cfg.head_lr)
-    forward = make_forward(backbone)
+    forward = make_forward(backbone) if stream else None
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    best, seen, t0 = _Best(), 0, time.perf_counter()
-    steps = math.ceil(len(train_y) / cfg.batch_size)
-    for epoch in range(cfg.head_epochs):
+    best, streamed, t0 = _Best(), 0, time.perf_counter()
+    n, bs = len(train_y), cfg.batch_size
+    for epoch, view in enumerate(epoch_views(cfg, seed)):
+        order = epoch_order(n, seed, epoch)
         logs = []
-        batches = _batches(data.train, backbone.img_size, cfg.batch_size, cfg.augment,
-                           seed=cfg.seed * 1000 + epoch + 1, shuffle=True)
-        for images, idx in _progress(batches, steps, f"A {backbone.name} epoch {epoch + 1}",
-                                     progress):
-            feats = forward(images)                                      # (B, D)
-            logs.append((len(idx), trainer.train_batch(feats, train_y[idx])))
-            seen += len(idx)
+        if stream:            # the seed's way: the epoch's view pushed through the backbone
+            batches = (_batches(data.train, backbone.img_size, bs, True,
+                                features.view_seed(cfg.seed, view), indices=order)
+                       if view else features.eval_batches(data.train, backbone, bs,
+                                                          _view_name(cfg), indices=order))
+            for images, idx in _progress(batches, math.ceil(n / bs),
+                                         f"A {backbone.name} epoch {epoch + 1}", progress):
+                logs.append((len(idx), trainer.train_batch(forward(images), train_y[idx])))
+                streamed += len(idx)
+        else:                 # the same view's features, from the cache, in the same batches
+            feats = extractor("train", view=view)                        # (N, D)
+            for idx in (order[i:i + bs] for i in range(0, n, bs)):
+                logs.append((len(idx), trainer.train_batch(feats[idx], train_y[idx])))
         _record(history, logs, trainer.evaluate(val_x, val_y)[:2])
         best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
     train_seconds = time.perf_counter() - t0
@@ -386,40 +502,53 @@ def protocol_a(backbone, data, cfg, progress: bool = True) -> RunResult:
     _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
     kernel, bias = head.get_weights()
     return RunResult("A", backbone.name, val_probs, val_y, test_probs, test_y, history,
-                     timings={"backbone_forward_images": seen + len(val_x) + len(test_x),
-                              "train_seconds": train_seconds,
-                              "extract_seconds": extractor.compute_seconds,
-                              "images_per_second": seen / max(train_seconds, 1e-9)},
+                     timings={"train_seconds": train_seconds},
                      trainable_params=count_params(head.trainable_weights),
-                     extra={"best_epoch": best.epoch},
-                     arrays={"head_kernel": kernel, "head_bias": bias})
+                     extra={"best_epoch": best.epoch, "epoch_views": epoch_views(cfg, seed)},
+                     arrays={"head_kernel": kernel, "head_bias": bias}), streamed
+
+
+def protocol_a(backbone, data, cfg, progress: bool = True, stream: bool = False) -> RunResult:
+    """The seed's protocol: each epoch shows the head a freshly augmented view of the training
+    images through the frozen backbone (Adam); the epoch with the best validation accuracy is
+    kept. One head per seed of :func:`head_seeds`, all on the same cached views.
+
+    ``stream=False`` (default) computes each epoch's view once into the feature cache and
+    trains on it; ``stream=True`` pushes the same images through the backbone batch by batch,
+    as the seed did (identical batches, same history up to float rounding; for tests)."""
+    seeds = head_seeds(cfg)
+    extractor = _Extractor(backbone, data, cfg, progress)
+    runs, streamed = [], 0
+    for s in seeds:
+        run, n = _protocol_a_seed(backbone, data, cfg, s, extractor, stream, progress)
+        runs.append(run)
+        streamed += n
+    out = combine(runs, seeds)
+    n_train = len(data.train.labels)
+    counts = extractor.counts()
+    counts["backbone_forward_images"] += streamed
+    counts["computed_images"] += streamed
+    out.timings.update(counts)
+    # what streaming every epoch of every head (the seed's way) would have cost
+    out.timings["streamed_forward_images"] = (len(seeds) * cfg.head_epochs * n_train
+                                              + len(data.val.labels) + len(data.test.labels))
+    out.timings["images_per_second"] = (len(seeds) * cfg.head_epochs * n_train
+                                        / max(out.timings["train_seconds"], 1e-9))
+    return out
 
 
 # --- protocol B -------------------------------------------------------------------------------
 
-def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
-    """Linear probe: features cached once (``cfg.probe_views`` views of train: the plain image,
-    then augmented ones), the softmax head trained for each L2 of ``cfg.probe_l2_grid``; the
-    L2 with the best validation accuracy wins."""
-    if not cfg.probe_l2_grid:
-        raise ValueError("parameter 'probe_l2_grid' is empty: give at least one L2 strength")
-    if cfg.probe_views < 1:
-        raise ValueError(f"parameter 'probe_views' must be >= 1, got {cfg.probe_views}")
-    k = len(data.class_names)
-    extractor = _Extractor(backbone, data, cfg)
-    views = [extractor("train", view=v) for v in range(cfg.probe_views)]
-    train_x = np.concatenate(views)                                      # (V * N, D)
-    train_y = np.tile(np.asarray(data.train.labels), cfg.probe_views)
-    val_x, test_x = extractor.eval_splits()
-    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
-    _check_rows(views[0], data.train, "train"), _check_rows(val_x, data.val, "val")
+def _probe(train_x, train_y, val_x, val_y, test_x, test_y, k: int, cfg, seed: int,
+           backbone_name: str, progress: bool) -> RunResult:
+    """One probe: a head per L2 of the grid (seed ``seed``), the best on validation kept."""
     t0 = time.perf_counter()
     scan, best = {}, None
-    for l2 in _progress(cfg.probe_l2_grid, len(cfg.probe_l2_grid), f"B {backbone.name}",
-                        progress, unit="L2 value"):
+    for l2 in _progress(cfg.probe_l2_grid, len(cfg.probe_l2_grid),
+                        f"B {backbone_name} seed {seed}", progress, unit="L2 value"):
         head, history, epoch = fit_head(train_x, train_y, val_x, val_y, k,
                                         epochs=cfg.probe_epochs, lr=cfg.head_lr, l2=float(l2),
-                                        seed=cfg.seed)
+                                        seed=seed)
         val_loss, val_acc, val_probs = _evaluate(head, val_x, val_y)
         scan[str(l2)] = {"val_accuracy": val_acc, "val_loss": val_loss, "best_epoch": epoch}
         if best is None or (val_acc, -val_loss) > best[0]:
@@ -428,13 +557,36 @@ def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
     _, l2, head, history, epoch, val_probs = best
     _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
     kernel, bias = head.get_weights()
-    n = len(train_x) + len(val_x) + len(test_x)
-    return RunResult("B", backbone.name, val_probs, val_y, test_probs, test_y, history,
-                     timings={"backbone_forward_images": n, "train_seconds": train_seconds,
-                              "extract_seconds": extractor.compute_seconds},
+    return RunResult("B", backbone_name, val_probs, val_y, test_probs, test_y, history,
+                     timings={"train_seconds": train_seconds},
                      trainable_params=count_params(head.trainable_weights),
                      extra={"l2": l2, "l2_scan": scan, "best_epoch": epoch},
                      arrays={"head_kernel": kernel, "head_bias": bias})
+
+
+def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
+    """Linear probe: features cached once (``cfg.probe_views`` views of train: the eval view,
+    then augmented views 1, 2, ..., the same as protocol A's), the softmax head trained for
+    each L2 of ``cfg.probe_l2_grid``; the L2 with the best validation accuracy wins. One probe
+    per seed of :func:`head_seeds`, on the same features."""
+    if not cfg.probe_l2_grid:
+        raise ValueError("parameter 'probe_l2_grid' is empty: give at least one L2 strength")
+    if cfg.probe_views < 1:
+        raise ValueError(f"parameter 'probe_views' must be >= 1, got {cfg.probe_views}")
+    seeds = head_seeds(cfg)
+    k = len(data.class_names)
+    extractor = _Extractor(backbone, data, cfg, progress)
+    views = [extractor("train", view=v) for v in range(cfg.probe_views)]
+    train_x = np.concatenate(views)                                      # (V * N, D)
+    train_y = np.tile(np.asarray(data.train.labels), cfg.probe_views)
+    val_x, test_x = extractor.eval_splits()
+    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
+    _check_rows(views[0], data.train, "train"), _check_rows(val_x, data.val, "val")
+    runs = [_probe(train_x, train_y, val_x, val_y, test_x, test_y, k, cfg, s, backbone.name,
+                   progress) for s in seeds]
+    out = combine(runs, seeds)
+    out.timings.update(extractor.counts())
+    return out
 
 
 # --- protocol C -------------------------------------------------------------------------------
@@ -527,22 +679,26 @@ def _image_dataset(split, backbone, batch_size: int, augment: bool, seed: int,
     return (ds.repeat() if repeat else ds).prefetch(2)
 
 
-def predict(model, split, backbone, batch_size: int) -> np.ndarray:
-    """Probabilities ``(N, K)`` of a whole-image model on a split (eval view, no augmentation),
-    through one compiled function shared by every split."""
+def predict(model, split, backbone, batch_size: int, eval_view: str = "native") -> np.ndarray:
+    """Probabilities ``(N, K)`` of a whole-image model on a split (evaluation view
+    ``eval_view``, as :func:`features.eval_batches`), through one compiled function shared by
+    every split."""
     import tensorflow as tf
+
+    from vitwatch import features
     fn = getattr(model, "_vitwatch_predict", None)
     if fn is None:
         fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         model._vitwatch_predict = fn
     out = np.zeros((len(split.labels), model.output_shape[-1]), np.float32)
-    for images, idx in _batches(split, backbone.img_size, batch_size, False, 0):
+    for images, idx in features.eval_batches(split, backbone, batch_size, eval_view):
         x = backbone.preprocess(tf.cast(images, tf.float32))
         out[idx] = np.asarray(fn(x))                                   # (B, K)
     return out
 
 
-def _validation_pass(model, split, backbone, batch_size: int, verbose: bool):
+def _validation_pass(model, split, backbone, batch_size: int, verbose: bool,
+                     eval_view: str = "native"):
     """A callback adding ``val_loss`` / ``val_accuracy`` to each epoch's logs (read by
     EarlyStopping and the history), computed by :func:`predict`, the very function that
     evaluates the final model: one compiled graph instead of Keras' separate test step."""
@@ -554,7 +710,7 @@ def _validation_pass(model, split, backbone, batch_size: int, verbose: bool):
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = predict(model, split, backbone, batch_size)              # (N, K)
+            probs = predict(model, split, backbone, batch_size, eval_view)   # (N, K)
             p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
             logs["val_loss"] = float(-np.log(p_true).mean())
             logs["val_accuracy"] = float((probs.argmax(1) == labels).mean())
@@ -572,11 +728,32 @@ def _validation_pass(model, split, backbone, batch_size: int, verbose: bool):
 
 def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
                verbose: bool = True) -> RunResult:
-    """Fine-tuning. ``build_backbone()`` makes the backbone (inside the distribution strategy's
-    scope, so that its variables can be mirrored); ``head_weights`` = ``(kernel, bias)`` of a
-    trained probe (LP-FT) or None for a fresh head."""
+    """Fine-tuning, once per seed of :func:`head_seeds`. ``build_backbone()`` makes the
+    backbone (inside the distribution strategy's scope, so that its variables can be
+    mirrored; called once per seed: every seed starts from the pretrained weights);
+    ``head_weights`` = ``(kernel, bias)`` of a trained probe (LP-FT), a list of them (one per
+    seed: seed j starts from probe seed j), or None for a fresh head."""
+    seeds = head_seeds(cfg)
+    if head_weights is None or isinstance(head_weights, tuple):
+        head_weights = [head_weights] * len(seeds)
+    if len(head_weights) < len(seeds):
+        raise ValueError(f"protocol C: {len(head_weights)} probe heads for {len(seeds)} seeds")
+    runs = [_protocol_c_seed(build_backbone, data, cfg, s, hw, verbose)
+            for s, hw in zip(seeds, head_weights)]
+    out = combine(runs, seeds)
+    for key in ("backbone_forward_images", "backbone_backward_images", "extract_seconds"):
+        out.timings[key] = sum(r.timings[key] for r in runs)
+    out.timings["computed_images"] = out.timings["backbone_forward_images"]
+    out.timings["cache_hit_images"] = 0
+    return out
+
+
+def _protocol_c_seed(build_backbone, data, cfg, seed: int, head_weights,
+                     verbose: bool) -> RunResult:
+    """One fine-tuning run, every source of randomness drawn from ``seed``."""
     import keras
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(seed)
+    view = _view_name(cfg)
     k = len(data.class_names)
     strat = strategy()
     replicas = strat.num_replicas_in_sync
@@ -599,21 +776,22 @@ def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
         model.compile(keras.optimizers.AdamW(schedule, weight_decay=FINETUNE_WEIGHT_DECAY,
                                              global_clipnorm=FINETUNE_CLIPNORM),
                       "sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_ds = _image_dataset(data.train, backbone, batch, cfg.augment, cfg.seed, repeat=True,
+    train_ds = _image_dataset(data.train, backbone, batch, cfg.augment, seed, repeat=True,
                               shuffle=True)
     stop = keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.finetune_patience,
                                          restore_best_weights=True)
     t0 = time.perf_counter()
     fit = model.fit(train_ds, epochs=cfg.finetune_epochs, steps_per_epoch=steps,
-                    callbacks=[_validation_pass(model, data.val, backbone, batch, verbose), stop],
+                    callbacks=[_validation_pass(model, data.val, backbone, batch, verbose,
+                                                view), stop],
                     shuffle=False, verbose=0)  # the pipeline shuffles
     train_seconds = time.perf_counter() - t0
     epochs_run = len(fit.history["loss"])
     history = {key: [float(v) for v in fit.history[key]]
                for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     t0 = time.perf_counter()
-    val_probs = predict(model, data.val, backbone, batch)
-    test_probs = predict(model, data.test, backbone, batch)              # test: once
+    val_probs = predict(model, data.val, backbone, batch, view)
+    test_probs = predict(model, data.test, backbone, batch, view)        # test: once
     eval_seconds = time.perf_counter() - t0
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     n_train, n_val = len(data.train.labels), len(val_y)
@@ -631,6 +809,62 @@ def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
                "total_steps": total})
 
 
+# --- evaluation views -------------------------------------------------------------------------
+
+STUDY_VIEWS = ("squash", "native")
+
+
+def hires_size(cfg) -> int:
+    """The ViT's higher resolution: 384 px at 224 (``img_size * 384 / 224`` rounded to the
+    patch size otherwise, e.g. 112 for the smoke profile's 64 px and 8 px patches)."""
+    from vitwatch.models import vit
+    patch = vit.VARIANTS[cfg.vit_variant]["patch_size"]
+    return patch * max(1, round(cfg.img_size * 384 / 224 / patch))
+
+
+def vit_at(cfg, img_size: int, name: str = "vit_s16"):
+    """The profile's ViT checkpoint in a model built for ``img_size``: ``vit.load_npz``
+    resamples the position embeddings (bilinear on the patch grid), with no fine-tuning at
+    that resolution."""
+    from vitwatch.models import registry, vit
+    path = registry.vit_checkpoint_path(cfg.vit_checkpoint, cfg)
+    model = vit.build(cfg.vit_variant, num_classes=0, img_size=img_size, name=name)
+    vit.load_npz(model, path)
+    model.trainable = False
+    key = registry._key(name, cfg.vit_variant, img_size, "pm1", registry.file_digest(path))
+    return registry.Backbone(name, model, vit.preprocess, img_size, model.embed_dim, key,
+                             description=f"ViT-{cfg.vit_variant} at {img_size} px",
+                             params=int(model.count_params()), source=str(path))
+
+
+def view_config(cfg, view: str, img_size: int):
+    """The config of one cell of the evaluation-view study: protocol B with the eval view only
+    (``probe_views`` 1), in view ``view``, stored under ``<results_dir>/eval_views/``."""
+    from pathlib import Path
+    out = copy.copy(cfg)
+    out.eval_view, out.probe_views = view, 1
+    out.results_dir = str(Path(cfg.results_dir) / "eval_views" / f"{view}_{img_size}")
+    return out
+
+
+def eval_view_study(backbones: dict, data, cfg, names=("vit_s16", "resnet50"),
+                    hires: bool = True, progress: bool = False,
+                    log: Callable[[str], None] = print) -> dict[tuple[str, str, int], RunResult]:
+    """Protocol B (eval view only, every head seed) of each backbone of ``names`` evaluated
+    in each view of :data:`STUDY_VIEWS`, and the ViT at :func:`hires_size` in its native view:
+    ``{(backbone, view, img_size): RunResult}``. Training, validation and test images are all
+    shown in the view studied. Resumable (:func:`run_or_load` per cell)."""
+    cells = [(backbones[n], v) for n in names if n in backbones for v in STUDY_VIEWS]
+    if hires and "vit_s16" in names and "vit_s16" in backbones:
+        cells.append((vit_at(cfg, hires_size(cfg)), "native"))
+    out = {}
+    for b, view in cells:
+        c = view_config(cfg, view, b.img_size)
+        out[(b.name, view, b.img_size)] = run_or_load(
+            c, "B", b, data, lambda b=b, c=c: protocol_b(b, data, c, progress), log=log)
+    return out
+
+
 def seed_accuracy() -> dict[str, float]:
     """The seed report's validation accuracies (fractions), by backbone name."""
     from vitwatch import published
@@ -639,14 +873,27 @@ def seed_accuracy() -> dict[str, float]:
 
 
 def summary(runs: dict[str, RunResult]) -> list[dict[str, Any]]:
-    """One row per run: accuracies (val, test top-1/top-5) and compute, for a DataFrame."""
+    """One row per run: accuracies (val, test top-1/top-5: means over the head seeds, and the
+    seeds' standard deviation of test top-1) and compute, for a DataFrame. Compute: the
+    distinct images the protocol needs through the backbone (``forward_images``), how many
+    of them this run computed and how many it read from the feature cache, and (A) what
+    streaming every epoch of every head would have cost."""
     rows = []
     for name, r in runs.items():
         t = r.timings
+        per_seed = r.top1_seeds
         rows.append({"run": name, "protocol": r.protocol, "backbone": r.backbone,
                      "val_top1": r.val_top1, "top1": r.top1, "top5": r.top5,
+                     "head_seeds": len(per_seed),
+                     "top1_seed_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1
+                     else float("nan"),
                      "trainable_params": int(r.trainable_params),
                      "forward_images": int(t.get("backbone_forward_images", 0)),
+                     "computed_images": int(t.get("computed_images",
+                                                  t.get("backbone_forward_images", 0))),
+                     "cache_hit_images": int(t.get("cache_hit_images", 0)),
+                     "streamed_forward_images": int(t.get("streamed_forward_images",
+                                                          t.get("backbone_forward_images", 0))),
                      "backward_images": int(t.get("backbone_backward_images", 0)),
                      "train_seconds": float(t.get("train_seconds", 0.0)),
                      "extract_seconds": float(t.get("extract_seconds", 0.0))})
