@@ -163,14 +163,24 @@ def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0,
 
 
 def _forward(backbone, x: np.ndarray) -> np.ndarray:
-    """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model, on
-    the path measured fastest on this machine (:func:`vitwatch.fastpath.backbone_forward`)."""
-    forward = getattr(backbone, "_fast_forward", None)
-    if forward is None:
-        from . import fastpath
-        forward = fastpath.backbone_forward(backbone)
-        backbone._fast_forward = forward               # one compiled function per backbone
-    return forward(x)                                  # (B, D)
+    """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model: a
+    Keras model on the path measured fastest on this machine
+    (:func:`vitwatch.fastpath.backbone_forward`), any other callable eagerly."""
+    if hasattr(backbone.model, "predict_on_batch"):                   # a Keras model
+        forward = getattr(backbone, "_fast_forward", None)
+        if forward is None:
+            from . import fastpath
+            forward = fastpath.backbone_forward(backbone)
+            backbone._fast_forward = forward           # one compiled function per backbone
+        return forward(x)                              # (B, D)
+    out = backbone.model(backbone.preprocess(x.astype(np.float32)))
+    if isinstance(out, dict):                          # TFSMLayer returns {name: tensor}
+        if len(out) != 1:
+            raise ValueError(f"backbone {getattr(backbone, 'name', '?')}: model returned "
+                             f"several outputs {sorted(out)}; expected one feature tensor")
+        out = next(iter(out.values()))
+    out = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)
+    return out.reshape(len(x), -1)                     # (B, D)
 
 
 def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: int = 0,

@@ -246,13 +246,11 @@ def gmacs(patch_size, embed_dim, depth, mlp_dim, img_size=224, num_classes=0, **
 def compiled_forward(model, jit_compile=None, attention=False):
     """``model(x)`` (or ``model.forward(x)`` with ``attention=True``) as a tf.function.
 
-    ``jit_compile=None`` picks what measured fastest: XLA on a GPU; on a CPU the plain TF graph,
-    whose oneDNN matmuls beat XLA's CPU code for this model (benchmarks/bench_backbones.py).
-    Keras makes the same choice for ``model.predict_on_batch``.
+    ``jit_compile=None`` picks what measures fastest on this machine for the first batch shape
+    it gets (TF graph or XLA, :func:`vitwatch.fastpath.auto_function`; the choice is
+    remembered in the cache, so it is measured once per machine, TF version and shape).
     """
     import tensorflow as tf
-    if jit_compile is None:
-        jit_compile = bool(tf.config.list_physical_devices("GPU"))
 
     def logits_or_features(x):
         return model(x, training=False)
@@ -260,7 +258,12 @@ def compiled_forward(model, jit_compile=None, attention=False):
     def everything(x):
         return model.forward(x)
 
-    return tf.function(everything if attention else logits_or_features, jit_compile=jit_compile)
+    fn = everything if attention else logits_or_features
+    if jit_compile is None:
+        from vitwatch import fastpath
+        return fastpath.auto_function(fn, f"{type(model).__name__}:{model.name}"
+                                      + (":attention" if attention else ""))
+    return tf.function(fn, jit_compile=jit_compile)
 
 
 # --- Google's .npz checkpoint layout ------------------------------------------------------

@@ -1,0 +1,181 @@
+"""The fastest compiled forward pass on the machine that runs it: TF graph or XLA, measured.
+
+Which of a plain ``tf.function`` graph (oneDNN kernels on CPU) and an XLA-compiled one
+(``jit_compile=True``) is faster depends on the machine, the TensorFlow build, the model and the
+batch shape: on one 2-core CPU the graph won for ViT-S/16, on another XLA did, on a GPU XLA
+wins. So nothing is assumed: :func:`auto_function` times both on the first batch it sees (after
+a warm-up call each, best of two alternated calls) and remembers the choice in
+``<cache>/fastpath.json``, keyed by machine, TensorFlow version, model and batch shape; later
+runs reuse it without measuring. ``VITWATCH_JIT=graph`` or ``=xla`` forces a path.
+
+XLA compiles for each batch shape (tens of seconds for ViT-S/16 on a CPU), so:
+- a model whose graph batch takes under :data:`MIN_BATCH_SECONDS` keeps the graph without
+  trying XLA (the compile cannot pay back at that size: the smoke profile's tiny models);
+- :func:`backbone_forward` pads a short last batch to the measured batch size, so a split is
+  compiled once, not twice.
+
+Typical use::
+
+    forward = fastpath.backbone_forward(backbone)      # uint8 (B, S, S, 3) -> float32 (B, D)
+    feats = forward(images)
+    fastpath.CHOICES                                   # what was measured in this process
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import fileio
+
+CHOICES_FILE = "fastpath.json"
+MIN_BATCH_SECONDS = 0.5     # graph batch faster than this: XLA's compile cannot pay back
+CHOICES: dict[str, dict] = {}   # key -> choice measured or read in this process
+
+
+def machine_id() -> str:
+    """CPU model and core count, plus the GPUs TensorFlow sees (keys the remembered choice)."""
+    import tensorflow as tf
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return f"{cpu} x{os.cpu_count()}" + (f" + {', '.join(gpus)}" if gpus else "")
+
+
+def choice_key(name: str, shape) -> str:
+    import tensorflow as tf
+    return json.dumps({"machine": machine_id(), "tensorflow": tf.__version__, "model": name,
+                       "shape": [int(s) for s in shape]}, sort_keys=True)
+
+
+def _store(cache_dir=None) -> Path:
+    root = cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch"
+    return Path(root).expanduser() / CHOICES_FILE
+
+
+def _timed(fn, x) -> float:
+    t0 = time.perf_counter()
+    out = fn(x)
+    (out[0] if isinstance(out, (list, tuple)) else out).numpy()  # wait for the result
+    return time.perf_counter() - t0
+
+
+def measure(fn: Callable, x, log: Callable[[str], None] | None = None) -> dict:
+    """Time ``fn`` as a TF graph and under XLA on ``x``: ``{"jit": bool, "graph_s", "xla_s",
+    "reason"}``. The first call of each is a warm-up (tracing, XLA compilation)."""
+    import tensorflow as tf
+    graph = tf.function(fn)
+    _timed(graph, x)
+    graph_s = _timed(graph, x)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if graph_s < MIN_BATCH_SECONDS and not gpu:
+        return {"jit": False, "graph_s": graph_s, "xla_s": None,
+                "reason": f"graph batch {graph_s:.2f} s < {MIN_BATCH_SECONDS} s: "
+                          "XLA's compile cannot pay back"}
+    xla = tf.function(fn, jit_compile=True)
+    try:
+        t0 = time.perf_counter()
+        _timed(xla, x)
+        compile_s = time.perf_counter() - t0
+    except Exception as exc:                                       # noqa: BLE001
+        return {"jit": False, "graph_s": graph_s, "xla_s": None,
+                "reason": f"XLA failed: {str(exc).splitlines()[0][:200]}"}
+    xla_s = _timed(xla, x)
+    graph_s = min(graph_s, _timed(graph, x))          # alternated: fairer on a busy machine
+    xla_s = min(xla_s, _timed(xla, x))
+    jit = xla_s < graph_s
+    if log:
+        log(f"fast path: TF graph {x.shape[0] / graph_s:.1f} img/s, XLA "
+            f"{x.shape[0] / xla_s:.1f} img/s (compile {compile_s:.0f} s) -> "
+            f"{'XLA' if jit else 'TF graph'}")
+    return {"jit": jit, "graph_s": graph_s, "xla_s": xla_s, "compile_s": compile_s,
+            "reason": "measured"}
+
+
+def choose(fn: Callable, x, name: str, cache_dir=None,
+           log: Callable[[str], None] | None = print) -> bool:
+    """Whether to XLA-compile ``fn`` for inputs shaped like ``x``: forced by ``VITWATCH_JIT``,
+    else remembered in the cache, else measured now (and remembered)."""
+    forced = os.environ.get("VITWATCH_JIT", "").strip().lower()
+    if forced:
+        if forced not in ("graph", "xla"):
+            raise ValueError(f"VITWATCH_JIT={forced!r}: expected 'graph' or 'xla'")
+        return forced == "xla"
+    key = choice_key(name, x.shape)
+    path = _store(cache_dir)
+    stored = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = {}                                # a damaged file is measured again
+    if key not in stored:
+        stored[key] = {**measure(fn, x, log), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        try:
+            fresh = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            fresh = {}
+        fileio.write_json(path, {**fresh, key: stored[key]}, indent=1)
+    CHOICES[key] = stored[key]
+    return bool(stored[key]["jit"])
+
+
+def auto_function(fn: Callable, name: str, cache_dir=None,
+                  log: Callable[[str], None] | None = print) -> Callable:
+    """``fn`` compiled on the path that :func:`choose` picks for the first input it gets
+    (one choice per input shape)."""
+    import tensorflow as tf
+    compiled: dict[tuple, Callable] = {}
+
+    def call(x):
+        shape = tuple(x.shape)
+        if shape not in compiled:
+            compiled[shape] = tf.function(fn, jit_compile=choose(fn, x, name, cache_dir, log))
+        return compiled[shape](x)
+
+    return call
+
+
+def backbone_forward(backbone, cache_dir=None,
+                     log: Callable[[str], None] | None = print) -> Callable:
+    """uint8 images (B, S, S, 3) -> float32 features (B, D) of a frozen registry backbone,
+    preprocessing included, on the measured fastest path. Batches shorter than the first one
+    are zero-padded to its size (one compilation per split, not two)."""
+    import tensorflow as tf
+
+    def features(images):
+        x = backbone.preprocess(tf.cast(images, tf.float32))
+        out = backbone.model(x, training=False)                       # (B, D)
+        if isinstance(out, dict):                                     # TFSMLayer: {name: t}
+            if len(out) != 1:
+                raise ValueError(f"backbone {getattr(backbone, 'name', '?')}: model returned "
+                                 f"several outputs {sorted(out)}; expected one feature tensor")
+            out = next(iter(out.values()))
+        return out
+
+    name = f"{getattr(backbone, 'name', '?')}:{type(backbone.model).__name__}"
+    fn = auto_function(features, name, cache_dir, log)
+    full: list[int] = []
+
+    def forward(images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        if not full:
+            full.append(n)
+        if n < full[0]:                                               # pad the last batch
+            pad = np.zeros((full[0] - n, *images.shape[1:]), images.dtype)
+            images = np.concatenate([images, pad])                    # (B_full, S, S, 3)
+        out = np.asarray(fn(tf.convert_to_tensor(images)), dtype=np.float32)
+        return out[:n].reshape(n, -1)                                 # (B, D)
+
+    return forward
