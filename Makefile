@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install report test test-fast lab bench strip preflight rehearsal clean
+.PHONY: help install report test test-fast lab bench strip lint preflight rehearsal clean
 
 help:
 	@echo "make report [PROFILE=full|quick|smoke]  execute every notebook, write reports/<profile>/vitwatch-report.{html,pdf}"
@@ -17,6 +17,7 @@ help:
 	@echo "make preflight [PROFILE=...]            check the downloads a profile needs, then stop"
 	@echo "make rehearsal                          notebooks 02-05 on the quick path with full-size stand-ins served locally"
 	@echo "make strip                              remove outputs from notebooks/ before committing"
+	@echo "make lint                               ruff (lint + format check) and the no-outputs check of notebooks/"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,6 +54,13 @@ bench: $(STAMP)
 
 strip: $(STAMP)
 	$(BIN)/vitwatch strip
+
+# ruff (configured in pyproject.toml) and nbstripout: notebooks are committed without outputs
+LINT_PATHS := src tests scripts benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/nbstripout --verify --keep-id notebooks/*.ipynb
 
 clean:
 	rm -rf reports/*/ figures/*/ .pytest_cache

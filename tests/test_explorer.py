@@ -3,6 +3,7 @@
 A fabricated results store (``fake_results.make_store``) gets heads for the smoke profile's
 generated backbones (tiny ViT, random ResNet-50 at 64 px); nothing is trained or downloaded.
 """
+
 import io
 import sys
 from pathlib import Path
@@ -18,8 +19,8 @@ from vitwatch import attention, config, explorer, results  # noqa: E402
 from vitwatch.plotting import explorer as explorer_plots  # noqa: E402
 from vitwatch.plotting import legibility  # noqa: E402
 
-K = 6          # breeds of the fabricated store
-FAVOURED = 3   # the breed every fabricated head prefers
+K = 6  # breeds of the fabricated store
+FAVOURED = 3  # the breed every fabricated head prefers
 
 
 def _save_head(cfg, run, backbone, dim, val_top1, seed):
@@ -30,26 +31,55 @@ def _save_head(cfg, run, backbone, dim, val_top1, seed):
     bias[FAVOURED] = bias.max() + 2.0
     labels = np.asarray(results.load_dataset(cfg)["test_labels"])
     probs = np.full((labels.size, K), 1.0 / K, np.float32)
-    results.save(cfg, run, {"test_probs": probs, "test_labels": labels, "val_probs": probs,
-                            "val_labels": labels, "head_kernel": kernel, "head_bias": bias},
-                 {"backbone": backbone, "protocol": run[0], "top1": 0.1, "top5": 0.5,
-                  "val_top1": val_top1, "history": {}, "hyperparameters": {},
-                  "timings": {}, "trainable_params": dim * K + K})
+    results.save(
+        cfg,
+        run,
+        {
+            "test_probs": probs,
+            "test_labels": labels,
+            "val_probs": probs,
+            "val_labels": labels,
+            "head_kernel": kernel,
+            "head_bias": bias,
+        },
+        {
+            "backbone": backbone,
+            "protocol": run[0],
+            "top1": 0.1,
+            "top5": 0.5,
+            "val_top1": val_top1,
+            "history": {},
+            "hyperparameters": {},
+            "timings": {},
+            "trainable_params": dim * K + K,
+        },
+    )
     return bias
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("explorer")
-    cfg = config.from_profile("smoke", cache_dir=str(root / "cache"),
-                              results_dir=str(root / "results"), figures_dir=str(root / "fig"))
-    make_store(root / "results", root / "images", n_classes=K,
-               runs={("Z", "vit_s16"): 0.5, ("B", "resnet50"): 0.6})   # runs without heads
+    cfg = config.from_profile(
+        "smoke",
+        cache_dir=str(root / "cache"),
+        results_dir=str(root / "results"),
+        figures_dir=str(root / "fig"),
+    )
+    make_store(
+        root / "results",
+        root / "images",
+        n_classes=K,
+        runs={("Z", "vit_s16"): 0.5, ("B", "resnet50"): 0.6},
+    )  # runs without heads
     from vitwatch.models import vit
+
     vit_dim = vit.VARIANTS[cfg.vit_variant]["embed_dim"]
-    biases = {"A_vit_s16": _save_head(cfg, "A_vit_s16", "vit_s16", vit_dim, 0.4, 1),
-              "B_vit_s16": _save_head(cfg, "B_vit_s16", "vit_s16", vit_dim, 0.7, 2),
-              "A_resnet50": _save_head(cfg, "A_resnet50", "resnet50", 2048, 0.3, 3)}
+    biases = {
+        "A_vit_s16": _save_head(cfg, "A_vit_s16", "vit_s16", vit_dim, 0.4, 1),
+        "B_vit_s16": _save_head(cfg, "B_vit_s16", "vit_s16", vit_dim, 0.7, 2),
+        "A_resnet50": _save_head(cfg, "A_resnet50", "resnet50", 2048, 0.3, 3),
+    }
     explainers, class_names = explorer.load(cfg)
     return cfg, explainers, class_names, biases
 
@@ -62,15 +92,14 @@ def _photo(seed=0, shape=(90, 70)):
 def test_best_stored_head_per_backbone_is_chosen_on_validation(store):
     cfg, explainers, class_names, _ = store
     heads = explorer.stored_heads(cfg)
-    assert sorted(heads) == ["resnet50", "vit_s16"]       # B_resnet50 stored no head
-    assert heads["vit_s16"][0] == "B_vit_s16"              # val 0.7 beats A's 0.4
+    assert sorted(heads) == ["resnet50", "vit_s16"]  # B_resnet50 stored no head
+    assert heads["vit_s16"][0] == "B_vit_s16"  # val 0.7 beats A's 0.4
     assert [e.name for e in explainers] == ["vit_s16", "resnet50"]
     assert class_names == [f"Breed {c}" for c in range(K)]
 
 
 def test_no_stored_head_is_a_clear_error(tmp_path):
-    make_store(tmp_path / "results", tmp_path / "images", n_classes=3,
-               runs={("Z", "vit_s16"): 0.5})
+    make_store(tmp_path / "results", tmp_path / "images", n_classes=3, runs={("Z", "vit_s16"): 0.5})
     cfg = config.from_profile("smoke", results_dir=str(tmp_path / "results"))
     with pytest.raises(FileNotFoundError, match="execute notebook 03"):
         explorer.stored_heads(cfg)
@@ -83,7 +112,7 @@ def test_probabilities_come_from_the_stored_head(store):
     for ex in explainers:
         p = ex.probs(_photo())
         assert p.shape == (K,) and abs(p.sum() - 1) < 1e-5
-        assert int(np.argmax(p)) == FAVOURED              # zero kernel: the bias decides
+        assert int(np.argmax(p)) == FAVOURED  # zero kernel: the bias decides
     np.testing.assert_allclose(explainers[0].probs(_photo()), expected, rtol=1e-5)
 
 
@@ -105,7 +134,7 @@ def test_vit_maps_rollout_and_chosen_block_and_head(store):
     # one block and head: exactly the class token's attention from the model's forward()
     x = ex.inputs(img)
     att = [np.asarray(a) for a in ex.vit.forward(x)["attention"]]
-    want = attention.cls_attention_maps(att[1], g)[0]                  # (H, g, g)
+    want = attention.cls_attention_maps(att[1], g)[0]  # (H, g, g)
     np.testing.assert_allclose(explorer.attention_map(ex.vit, x, 1, 2), want[2], atol=1e-6)
     np.testing.assert_allclose(explorer.attention_map(ex.vit, x, 1), want.mean(0), atol=1e-6)
     assert explorer.explain(ex, img, class_names, 1, 2)["map_title"] == "block 2, head 3"
@@ -131,7 +160,7 @@ def test_upload_is_decoded_and_bad_bytes_name_the_file():
     buf = io.BytesIO()
     Image.fromarray(_photo(4, (40, 30)), mode="RGB").convert("L").save(buf, format="PNG")
     img = explorer.image_from_bytes(buf.getvalue(), "my_dog.png")
-    assert img.shape == (40, 30, 3) and img.dtype == np.uint8       # grayscale -> RGB
+    assert img.shape == (40, 30, 3) and img.dtype == np.uint8  # grayscale -> RGB
     with pytest.raises(ValueError, match="my_cat.jpg"):
         explorer.image_from_bytes(b"not an image at all", "my_cat.jpg")
 
@@ -153,7 +182,7 @@ def test_no_front_end_in_batch_runs(monkeypatch):
     monkeypatch.setenv(explorer.BATCH_ENV, "1")
     assert not explorer.has_front_end()
     monkeypatch.delenv(explorer.BATCH_ENV)
-    assert not explorer.has_front_end()                  # plain Python: no kernel
+    assert not explorer.has_front_end()  # plain Python: no kernel
 
 
 def test_panel_is_titled_and_legible_when_printed(store):
@@ -172,7 +201,7 @@ def test_widget_builds_and_redraws_without_a_front_end(store):
     cfg, explainers, class_names, _ = store
     box = explorer.widget(explainers, class_names, explorer.examples(cfg, 3, 0))
     (pick, upload), (mode,), (layer, head) = (h.children for h in box.children[:3])
-    assert layer.disabled and head.disabled              # rollout by default
+    assert layer.disabled and head.disabled  # rollout by default
     mode.value = "layer"
     assert not layer.disabled
     layer.value, head.value = 1, 1

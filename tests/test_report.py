@@ -3,6 +3,7 @@
 The smoke report is built once per test session (into a temporary folder) and inspected by
 several tests; this is the slow part of `make test`.
 """
+
 import json
 import re
 import shutil
@@ -42,7 +43,13 @@ def test_every_notebook_runs_under_smoke(smoke_report):
     assert sorted(result["timings"]) == [p.name for p in NOTEBOOKS]
     for path in NOTEBOOKS:
         nb = nbformat.read(str(out / "executed" / path.name), as_version=4)
-        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        errors = [
+            o
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+            if o.output_type == "error"
+        ]
         assert not errors, f"{path.name}: {errors[0]['ename']}"
 
 
@@ -57,7 +64,9 @@ def test_html_report_is_a_finished_document(smoke_report):
     images = soup.select('img[src^="data:image/png"]')
     assert result["figures"] >= 2 * len(NOTEBOOKS), "too few captioned figures"
     assert len(images) >= result["figures"], "a caption has no figure"
-    assert not result["unknown_citations"], f"citations missing from bibliography.yaml: {result['unknown_citations']}"
+    assert not result["unknown_citations"], (
+        f"citations missing from bibliography.yaml: {result['unknown_citations']}"
+    )
     assert len(soup.select(".vw-bib li")) >= 5
     scripts = " ".join(str(s) for s in soup.select("script"))
     assert "https://" not in scripts, "the report loads a script from the network"
@@ -75,7 +84,9 @@ def test_pdf_report_has_typeset_formulas_and_plausible_length(smoke_report):
     assert len(NOTEBOOKS) + 3 <= len(pages) <= 250
     assert "meaningless" in pages[0]
     for path in NOTEBOOKS:
-        assert _title(path).split(":")[0][:30] in text.replace("\n", " "), f"{path.name} title missing from PDF"
+        assert _title(path).split(":")[0][:30] in text.replace("\n", " "), (
+            f"{path.name} title missing from PDF"
+        )
     raw_tex = re.findall(r"\\(?:frac|sqrt|mathrm|top|sum|left|right)\b|\$\$", text)
     assert not raw_tex, f"untypeset formulas in the PDF: {raw_tex[:5]}"
     assert "References" in text
@@ -84,27 +95,42 @@ def test_pdf_report_has_typeset_formulas_and_plausible_length(smoke_report):
 def test_failing_notebook_is_named_and_previous_report_kept(tmp_path):
     nb_dir = tmp_path / "notebooks"
     shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
-    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Fine"), nbformat.v4.new_code_cell("x = 1")])
-    bad = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Broken"),
-        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise ValueError('boom in the third cell')")])
+    ok = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Fine"), nbformat.v4.new_code_cell("x = 1")]
+    )
+    bad = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Broken"),
+            nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("raise ValueError('boom in the third cell')"),
+        ]
+    )
     for nb in (ok, bad):
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
     nbformat.write(ok, str(nb_dir / "00_fine.ipynb"))
     nbformat.write(bad, str(nb_dir / "01_broken.ipynb"))
     out = tmp_path / "out"
     out.mkdir()
     (out / "vitwatch-report.html").write_text("PREVIOUS GOOD REPORT")
-    with pytest.raises(report.ReportError, match=r"01_broken\.ipynb failed in cell \d+.*ValueError: boom"):
+    with pytest.raises(
+        report.ReportError, match=r"01_broken\.ipynb failed in cell \d+.*ValueError: boom"
+    ):
         report.build("smoke", notebooks_dir=nb_dir, out_dir=out, pdf=False)
     assert (out / "vitwatch-report.html").read_text() == "PREVIOUS GOOD REPORT"
     # the notebook that succeeded is reused on the next run (resume), the broken one is retried
-    assert (out / "executed" / "00_fine.key").exists() and not (out / "executed" / "01_broken.key").exists()
+    assert (out / "executed" / "00_fine.key").exists() and not (
+        out / "executed" / "01_broken.key"
+    ).exists()
 
 
 def test_full_profile_offline_stops_before_work_naming_urls(tmp_path, monkeypatch):
-    monkeypatch.setattr(downloads, "reachable", lambda url, timeout=8.0: (False, "URLError: no network"))
+    monkeypatch.setattr(
+        downloads, "reachable", lambda url, timeout=8.0: (False, "URLError: no network")
+    )
     cfg = config.from_profile("full", cache_dir=str(tmp_path))
     with pytest.raises(report.ReportError) as info:
         report.preflight(cfg)
@@ -115,10 +141,19 @@ def test_full_profile_offline_stops_before_work_naming_urls(tmp_path, monkeypatc
 
 
 def test_long_profiles_echo_notebook_output_to_the_terminal(tmp_path, capfd):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("profile = 'smoke'\nunused = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("print('epoch 1/3: loss 0.42')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "profile = 'smoke'\nunused = 1", metadata={"tags": ["parameters"]}
+            ),
+            nbformat.v4.new_code_cell("print('epoch 1/3: loss 0.42')"),
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     src = tmp_path / "00_echo.ipynb"
     nbformat.write(nb, str(src))
     report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke", "seed": 3}, stream=True)
@@ -130,14 +165,19 @@ def test_long_profiles_echo_notebook_output_to_the_terminal(tmp_path, capfd):
 
 
 def test_startup_noise_filter_keeps_errors():
-    import os
     import io
+    import os
 
-    noise = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
-             "I0000 00:00:1796216049.715930    7609 cudart_stub.cc:31] Could not find cuda drivers\n",
-             "W0000 00:00:1796216049.9    7609 cpu_feature_guard.cc:227] This TensorFlow binary\n"]
-    kept = ["E0000 00:00:1796216070.1    7609 cuda_platform.cc:52] failed call to cuInit\n",
-            "Traceback (most recent call last):\n", "MemoryError: out of memory\n"]
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1796216049.715930    7609 cudart_stub.cc:31] Could not find cuda drivers\n",
+        "W0000 00:00:1796216049.9    7609 cpu_feature_guard.cc:227] This TensorFlow binary\n",
+    ]
+    kept = [
+        "E0000 00:00:1796216070.1    7609 cuda_platform.cc:52] failed call to cuInit\n",
+        "Traceback (most recent call last):\n",
+        "MemoryError: out of memory\n",
+    ]
     assert all(report.is_startup_noise(l) for l in noise)
     assert not any(report.is_startup_noise(l) for l in kept)
     read_fd, write_fd = os.pipe()
@@ -149,13 +189,21 @@ def test_startup_noise_filter_keeps_errors():
 
 
 def test_kernels_start_quietly_and_real_errors_still_show(tmp_path, capfd):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import os\n"
-            "os.write(2, b'I0000 00:00:1796216049.7    7609 cudart_stub.cc:31] no cuda\\n')\n"
-            "os.write(2, b'E0000 00:00:1796216049.7    7609 real.cc:1] a real C++ error\\n')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(
+                "import os\n"
+                "os.write(2, b'I0000 00:00:1796216049.7    7609 cudart_stub.cc:31] no cuda\\n')\n"
+                "os.write(2, b'E0000 00:00:1796216049.7    7609 real.cc:1] a real C++ error\\n')"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     src = tmp_path / "00_quiet.ipynb"
     nbformat.write(nb, str(src))
     report.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"})
@@ -167,16 +215,18 @@ def test_kernels_start_quietly_and_real_errors_still_show(tmp_path, capfd):
 
 
 def test_cuinit_error_is_noise_only_without_an_nvidia_gpu(monkeypatch):
-    line = ("E0000 00:00:1796216070.199935    7609 cuda_platform.cc:52] failed call to cuInit: "
-            "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+    line = (
+        "E0000 00:00:1796216070.199935    7609 cuda_platform.cc:52] failed call to cuInit: "
+        "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+    )
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     monkeypatch.setattr(report, "nvidia_device_present", lambda: False)
     assert report.is_startup_noise(line)
     assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "3"
     monkeypatch.setattr(report, "nvidia_device_present", lambda: True)
-    assert not report.is_startup_noise(line)             # a real GPU's error shows
+    assert not report.is_startup_noise(line)  # a real GPU's error shows
     assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "2"
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")       # asked for: TensorFlow's logs
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # asked for: TensorFlow's logs
     assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
@@ -185,17 +235,24 @@ def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monk
 
     nb_dir = tmp_path / "notebooks"
     shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
-    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Fine"),
-                                         nbformat.v4.new_code_cell("x = 1")])
-    ok.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    ok = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Fine"), nbformat.v4.new_code_cell("x = 1")]
+    )
+    ok.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(ok, str(nb_dir / "00_fine.ipynb"))
     out = tmp_path / "out"
     out.mkdir()
     (out / "vitwatch-report.pdf").write_text("PDF OF AN OLDER BUILD")
 
     def no_browser(download=None, log=print):
-        raise render.PdfUnavailable("PDF not written: no Chrome/Chromium on this machine.",
-                                    "sudo apt-get install -y chromium")
+        raise render.PdfUnavailable(
+            "PDF not written: no Chrome/Chromium on this machine.",
+            "sudo apt-get install -y chromium",
+        )
 
     monkeypatch.setattr(render, "find_chromium", no_browser)
     result = report.build("smoke", notebooks_dir=nb_dir, out_dir=out)

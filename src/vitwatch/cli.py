@@ -81,27 +81,35 @@ def _run(cmd: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vitwatch", description="vitwatch: the executable ViT technology-watch report")
+    parser = argparse.ArgumentParser(
+        prog="vitwatch", description="vitwatch: the executable ViT technology-watch report")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("report", help="execute every notebook with papermill and render the HTML and PDF report")
-    p.add_argument("--profile", default="full", help="smoke | quick | full, or a path to a profile YAML (default: full)")
-    p.add_argument("--force", action="store_true", help="re-run notebooks even when unchanged since their last run")
+    p = sub.add_parser("report", help="execute every notebook with papermill and render the HTML "
+                       "and PDF report (exit 3: HTML only, no browser for the PDF)")
+    p.add_argument("--profile", default="full",
+                   help="smoke | quick | full, or a path to a profile YAML (default: full)")
+    p.add_argument("--force", action="store_true",
+                   help="re-run notebooks even when unchanged since their last run")
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     p.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. --only 00 01")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.add_argument("--verbose", action="store_true", default=None,
-                   help="echo the notebooks' output (progress bars, logs); default: on for quick/full")
+                   help="echo the notebooks' output (progress bars, logs); "
+                        "default: on for quick/full")
     p.set_defaults(func=_report)
-    p = sub.add_parser("preflight", help="check that the downloads a profile needs are cached or reachable")
+    p = sub.add_parser("preflight",
+                       help="check that the downloads a profile needs are cached or reachable")
     p.add_argument("--profile", default="full")
     p.set_defaults(func=_preflight)
     p = sub.add_parser("strip", help="remove outputs and execution counts from notebooks/")
     p.add_argument("--check", action="store_true", help="exit 1 if a notebook had outputs")
     p.set_defaults(func=_strip)
-    sub.add_parser("test", help="run the test suite").set_defaults(func=lambda a: _run([sys.executable, "-m", "pytest", "-q"]))
+    sub.add_parser("test", help="run the test suite").set_defaults(
+        func=lambda a: _run([sys.executable, "-m", "pytest", "-q"]))
     sub.add_parser("bench", help="run the benchmarks").set_defaults(
         func=lambda a: _run([sys.executable, "benchmarks/bench_backbones.py"]))
-    sub.add_parser("lab", help="start JupyterLab").set_defaults(func=lambda a: _run([sys.executable, "-m", "jupyter", "lab"]))
+    sub.add_parser("lab", help="start JupyterLab").set_defaults(
+        func=lambda a: _run([sys.executable, "-m", "jupyter", "lab"]))
     p = sub.add_parser("rehearsal", help="dress rehearsal: notebooks 02-05 on the quick path, "
                        "downloads served by a local mirror of the real hosts")
     _rehearsal_arguments(p)

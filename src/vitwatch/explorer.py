@@ -20,6 +20,7 @@ backbone), :func:`explain_all`, :func:`examples` (test images for the static pan
 a kernel has a front end: :func:`has_front_end`). The figure is
 :func:`vitwatch.plotting.explorer.panel`.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-HEAD_PROTOCOLS = ("B", "A")       # frozen-backbone runs: their head fits the pretrained backbone
-BATCH_ENV = "VITWATCH_BATCH"      # set by vitwatch.report for papermill's kernels: no front end
+HEAD_PROTOCOLS = ("B", "A")  # frozen-backbone runs: their head fits the pretrained backbone
+BATCH_ENV = "VITWATCH_BATCH"  # set by vitwatch.report for papermill's kernels: no front end
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Explainer:
     VisionTransformer inside (attention maps), or None; ``map_kind``: "attention",
     "gradcam" or "none".
     """
+
     name: str
     label: str
     run: str
@@ -62,20 +64,22 @@ class Explainer:
 
     def inputs(self, image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) of any size -> preprocessed (1, S, S, 3) for this backbone."""
-        x = resize(image, self.backbone.img_size).astype("float32")[None]   # (1, S, S, 3)
+        x = resize(image, self.backbone.img_size).astype("float32")[None]  # (1, S, S, 3)
         return np.asarray(self.backbone.preprocess(x))
 
     def probs(self, image: np.ndarray) -> np.ndarray:
         """Breed probabilities (K,) of one image: features -> stored head -> softmax."""
         from vitwatch import train
+
         feats = np.asarray(self.backbone.model.predict_on_batch(self.inputs(image)))  # (1, D)
-        return train.softmax(feats.astype("float32") @ self.kernel + self.bias)[0]   # (K,)
+        return train.softmax(feats.astype("float32") @ self.kernel + self.bias)[0]  # (K,)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 (H, W, 3) -> (size, size, 3), bilinear, as the data loader resizes every image
     (:func:`vitwatch.data.images.decode`: no crop, the aspect ratio is not kept)."""
     from PIL import Image
+
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
@@ -89,22 +93,29 @@ def stored_heads(cfg, protocols=HEAD_PROTOCOLS) -> dict[str, tuple[str, np.ndarr
     """backbone -> (run, kernel (D, K), bias (K,)): the head of the best run among
     ``protocols`` (validation accuracy) that stored one. Raises when 03 has not run."""
     from vitwatch import analysis
+
     store = analysis.load_store(cfg)
     heads = {}
     for backbone in dict.fromkeys(m["backbone"] for m, _ in store.runs.values()):
-        cands = [r for r in store.names(backbone)
-                 if store.runs[r][0]["protocol"] in protocols
-                 and "head_kernel" in store.runs[r][1]]
+        cands = [
+            r
+            for r in store.names(backbone)
+            if store.runs[r][0]["protocol"] in protocols and "head_kernel" in store.runs[r][1]
+        ]
         if not cands:
             continue
         run = max(cands, key=lambda r: (store.runs[r][0].get("val_top1") or 0.0, r))
         arrays = store.runs[run][1]
-        heads[backbone] = (run, np.asarray(arrays["head_kernel"], np.float32),
-                           np.asarray(arrays["head_bias"], np.float32))
+        heads[backbone] = (
+            run,
+            np.asarray(arrays["head_kernel"], np.float32),
+            np.asarray(arrays["head_bias"], np.float32),
+        )
     if not heads:
         raise FileNotFoundError(
             f"results store {cfg.results_dir}: no run of protocol {' or '.join(protocols)} "
-            "holds a head (head_kernel, head_bias): execute notebook 03 first")
+            "holds a head (head_kernel, head_bias): execute notebook 03 first"
+        )
     return heads
 
 
@@ -112,27 +123,40 @@ def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
     """Every backbone with a stored head (or those in ``names``), and the breed names."""
     from vitwatch import analysis, results
     from vitwatch.models import registry
+
     class_names = list(results.load_dataset(cfg)["class_names"])
     heads = stored_heads(cfg)
-    order = [n for n in registry.NAMES if n in heads] + [n for n in heads if n not in registry.NAMES]
+    order = [n for n in registry.NAMES if n in heads] + [
+        n for n in heads if n not in registry.NAMES
+    ]
     out = []
     for name in order if names is None else names:
         if name not in heads:
-            raise ValueError(f"backbone {name!r}: no stored head in {cfg.results_dir} "
-                             f"(available: {', '.join(heads)})")
+            raise ValueError(
+                f"backbone {name!r}: no stored head in {cfg.results_dir} "
+                f"(available: {', '.join(heads)})"
+            )
         run, kernel, bias = heads[name]
         bb = registry.backbone(name, cfg)
         if kernel.shape != (bb.feature_dim, len(class_names)):
-            raise ValueError(f"{run}.npz head_kernel has shape {kernel.shape}; backbone {name!r} "
-                             f"gives {bb.feature_dim} features and dataset.json "
-                             f"{len(class_names)} breeds: rerun notebook 03")
+            raise ValueError(
+                f"{run}.npz head_kernel has shape {kernel.shape}; backbone {name!r} "
+                f"gives {bb.feature_dim} features and dataset.json "
+                f"{len(class_names)} breeds: rerun notebook 03"
+            )
         try:
             vit = analysis.vit_model(bb)
         except ValueError:
             vit = None
-        kind = "attention" if vit is not None else ("none" if "vit" in name else "gradcam")
-        out.append(Explainer(name, analysis.backbone_label(name), run, bb, kernel, bias,
-                             vit, kind))
+        extra = getattr(bb, "extra", None) or {}
+        kind = (
+            "attention"
+            if vit is not None
+            else "gradcam"
+            if "gradcam_layer" in extra or "resnet" in name
+            else "none"
+        )
+        out.append(Explainer(name, analysis.backbone_label(name), run, bb, kernel, bias, vit, kind))
     return out, class_names
 
 
@@ -143,19 +167,21 @@ def top_k(probs: np.ndarray, class_names, k: int = 5) -> list[tuple[str, float]]
     return [(class_names[i], float(probs[i])) for i in idx]
 
 
-def attention_map(vit, x: np.ndarray, layer: int | None = None,
-                  head: int | None = None) -> np.ndarray:
+def attention_map(
+    vit, x: np.ndarray, layer: int | None = None, head: int | None = None
+) -> np.ndarray:
     """(g, g) map of a preprocessed image ``x`` (1, S, S, 3): the class-token row of the
     attention rollout when ``layer`` is None, else the class token's attention in block
     ``layer`` (0-based), head ``head`` (0-based; None: mean over the heads)."""
     from vitwatch import attention
-    att = [np.asarray(a) for a in vit.forward(x)["attention"]]          # L x (1, H, N, N)
+
+    att = [np.asarray(a) for a in vit.forward(x)["attention"]]  # L x (1, H, N, N)
     g = vit.grid_size
     if layer is None:
-        return attention.rollout(att)[0, 0, -g * g:].reshape(g, g)       # (g, g)
+        return attention.rollout(att)[0, 0, -g * g :].reshape(g, g)  # (g, g)
     if not 0 <= layer < len(att):
         raise ValueError(f"layer={layer}: the ViT has blocks 0..{len(att) - 1}")
-    maps = attention.cls_attention_maps(att[layer], g)[0]                # (H, g, g)
+    maps = attention.cls_attention_maps(att[layer], g)[0]  # (H, g, g)
     if head is None:
         return maps.mean(axis=0)
     if not 0 <= head < len(maps):
@@ -166,16 +192,27 @@ def attention_map(vit, x: np.ndarray, layer: int | None = None,
 def gradcam(ex: Explainer, x: np.ndarray, class_index: int) -> np.ndarray:
     """(h, w) Grad-CAM of breed ``class_index`` under the stored head, on ``x`` (1, S, S, 3)."""
     from vitwatch import analysis, localisation
+
     if ex._cam is None:
         kernel, bias = ex.kernel, ex.bias
-        head = analysis.linear_head(lambda f: np.asarray(f, np.float32) @ kernel + bias,
-                                    kernel.shape[0])
-        ex._cam = localisation.GradCAM(ex.backbone.model, head=head)
+        head = analysis.linear_head(
+            lambda f: np.asarray(f, np.float32) @ kernel + bias, kernel.shape[0]
+        )
+        layer = (getattr(ex.backbone, "extra", None) or {}).get(
+            "gradcam_layer", localisation.RESNET50_LAST_CONV
+        )  # the registry's last conv
+        ex._cam = localisation.GradCAM(ex.backbone.model, layer_name=layer, head=head)
     return np.asarray(ex._cam(x, np.asarray([class_index])))[0]
 
 
-def explain(ex: Explainer, image: np.ndarray, class_names, layer: int | None = None,
-            head: int | None = None, k: int = 5) -> dict:
+def explain(
+    ex: Explainer,
+    image: np.ndarray,
+    class_names,
+    layer: int | None = None,
+    head: int | None = None,
+    k: int = 5,
+) -> dict:
     """One image through one backbone: ``label``, ``top`` (k x (breed, p)), ``map`` ((h, w) or
     None) and ``map_title`` ("rollout", "block 3, head 2", "Grad-CAM of ...", "no map")."""
     x = ex.inputs(image)
@@ -183,14 +220,23 @@ def explain(ex: Explainer, image: np.ndarray, class_names, layer: int | None = N
     top = top_k(probs, class_names, k)
     if ex.map_kind == "attention":
         m = attention_map(ex.vit, x, layer, head)
-        title = ("attention rollout" if layer is None else
-                 f"block {layer + 1}, " + ("mean of heads" if head is None else f"head {head + 1}"))
+        title = (
+            "attention rollout"
+            if layer is None
+            else f"block {layer + 1}, " + ("mean of heads" if head is None else f"head {head + 1}")
+        )
     elif ex.map_kind == "gradcam":
         m, title = gradcam(ex, x, int(np.argmax(probs))), "Grad-CAM, top breed"
     else:
         m, title = None, "no map (TF Hub model)"
-    return {"name": ex.name, "label": ex.label, "run": ex.run, "top": top, "map": m,
-            "map_title": title}
+    return {
+        "name": ex.name,
+        "label": ex.label,
+        "run": ex.run,
+        "top": top,
+        "map": m,
+        "map_title": title,
+    }
 
 
 def explain_all(explainers, image, class_names, layer=None, head=None, k: int = 5) -> list[dict]:
@@ -207,6 +253,7 @@ def explain_all(explainers, image, class_names, layer=None, head=None, k: int = 
 def examples(cfg, n: int = 3, seed: int = 0) -> list[tuple[str, int]]:
     """``n`` test images of distinct breeds (seeded): [(path, true label), ...]."""
     from vitwatch import results
+
     ds = results.load_dataset(cfg)
     paths, labels = ds["test_paths"], np.asarray(ds["test_labels"])
     order = np.random.default_rng(seed).permutation(len(paths))
@@ -223,6 +270,7 @@ def examples(cfg, n: int = 3, seed: int = 0) -> list[tuple[str, int]]:
 def load_test_image(path) -> np.ndarray:
     """uint8 (H, W, 3) of a test image; a clear error when it cannot be decoded."""
     from vitwatch.data import images
+
     try:
         return images.decode(path)
     except ValueError as exc:
@@ -233,6 +281,7 @@ def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
     """An uploaded file's bytes -> uint8 (H, W, 3), decoded like every dataset image (EXIF
     rotation, grayscale/CMYK/alpha to RGB); ValueError naming the file when impossible."""
     from vitwatch.data import images
+
     suffix = Path(name).suffix or ".img"
     with tempfile.TemporaryDirectory(prefix="vitwatch-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
@@ -269,16 +318,29 @@ def widget(explainers, class_names, test_images: list[tuple[str, int]], k: int =
     vits = [e for e in explainers if e.vit is not None]
     depth = max((e.depth for e in vits), default=1)
     heads = max((e.num_heads for e in vits), default=1)
-    options = [(f"{Path(p).name} (true: {class_names[y]})", i)
-               for i, (p, y) in enumerate(test_images)]
-    pick = w.Dropdown(options=options, description="test image",
-                      layout=w.Layout(width="420px"), style={"description_width": "initial"})
+    options = [
+        (f"{Path(p).name} (true: {class_names[y]})", i) for i, (p, y) in enumerate(test_images)
+    ]
+    pick = w.Dropdown(
+        options=options,
+        description="test image",
+        layout=w.Layout(width="420px"),
+        style={"description_width": "initial"},
+    )
     upload = w.FileUpload(accept="image/*", multiple=False, description="or upload a photo")
-    mode = w.ToggleButtons(options=[("attention rollout", "rollout"),
-                                    ("one block and head", "layer")], description="ViT map")
+    mode = w.ToggleButtons(
+        options=[("attention rollout", "rollout"), ("one block and head", "layer")],
+        description="ViT map",
+    )
     layer = w.IntSlider(value=depth, min=1, max=depth, description="block", disabled=True)
-    head = w.IntSlider(value=0, min=0, max=heads, description="head (0 = mean)", disabled=True,
-                       style={"description_width": "initial"})
+    head = w.IntSlider(
+        value=0,
+        min=0,
+        max=heads,
+        description="head (0 = mean)",
+        disabled=True,
+        style={"description_width": "initial"},
+    )
     out = w.Output()
     state = {"image": None, "title": ""}
 
@@ -298,8 +360,9 @@ def widget(explainers, class_names, test_images: list[tuple[str, int]], k: int =
                 lay = None if mode.value == "rollout" else layer.value - 1
                 hd = None if mode.value == "rollout" or head.value == 0 else head.value - 1
                 rows = explain_all(explainers, image, class_names, lay, hd, k)
-                fig = explorer_plots.panel([image], [rows], [title],
-                                           title="What each backbone sees")
+                fig = explorer_plots.panel(
+                    [image], [rows], [title], title="What each backbone sees"
+                )
                 display(fig)
                 plt.close(fig)
             except ValueError as exc:

@@ -7,6 +7,7 @@ chapters and sections, table of contents, numbered figure and table captions, ci
 the bibliography. The PDF is the HTML printed by a headless Chrome/Chromium: the system's
 (Debian's ``chromium`` in CI), else Playwright's, downloaded on first use (:func:`find_chromium`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,11 +33,14 @@ REMOVE_OUTPUT_TAGS = {"remove-output"}
 MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax", "fonts", "LICENSE")
 _CITE = re.compile(r"\[((?:[^\[\]]+?,\s*\d{4}[a-z]?)(?:;\s*[^\[\]]+?,\s*\d{4}[a-z]?)*)\]")
 
-SMOKE_BANNER = ("<strong>Smoke profile: synthetic data, tiny random models.</strong> This document was "
-                "produced offline by the <code>smoke</code> profile, which exercises every code path in minutes. "
-                "Its images are generated, its models are untrained or tiny, and <strong>every number, table and "
-                "figure in it is meaningless</strong> as a result about Vision Transformers. Run "
-                "<code>make report</code> (profile <code>full</code>) for the real experiment.")
+SMOKE_BANNER = (
+    "<strong>Smoke profile: synthetic data, tiny random models.</strong> This document was "
+    "produced offline by the <code>smoke</code> profile, which exercises every code path in "
+    "minutes. Its images are generated, its models are untrained or tiny, and <strong>every "
+    "number, table and "
+    "figure in it is meaningless</strong> as a result about Vision Transformers. Run "
+    "<code>make report</code> (profile <code>full</code>) for the real experiment."
+)
 
 
 # ----------------------------------------------------------------------------- merge
@@ -63,7 +67,11 @@ def merge(executed: list[Path]) -> nbformat.NotebookNode:
                 if tags & REMOVE_OUTPUT_TAGS:
                     cell.outputs = []
                 # progress bars and library warnings (stderr) are for the terminal, not the reader
-                cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+                cell.outputs = [
+                    o
+                    for o in cell.outputs
+                    if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                ]
                 if not cell.source and not cell.outputs:
                     continue
             merged.cells.append(cell)
@@ -75,9 +83,14 @@ def merge(executed: list[Path]) -> nbformat.NotebookNode:
 def notebook_to_html(nb: nbformat.NotebookNode, mathjax_url: str) -> str:
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", extra_template_paths=[str(ASSETS / "template")],
-                            template_file="vitwatch.html.j2", exclude_input_prompt=True,
-                            exclude_output_prompt=True, embed_images=True)
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_template_paths=[str(ASSETS / "template")],
+        template_file="vitwatch.html.j2",
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
     exporter.mathjax_url = mathjax_url
     resources = {"vitwatch_css": (ASSETS / "report.css").read_text(), "mathjax_url": mathjax_url}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
@@ -121,15 +134,22 @@ def finish_html(page: str, meta: dict, smoke: bool) -> tuple[str, dict]:
     cited, unknown = _link_citations(soup, {e["key"]: e for e in load_bibliography()})
     _insert_front(soup, meta, smoke, toc)
     _insert_bibliography(soup, cited)
-    stats = {"chapters": chapters, "figures": n_fig, "tables": n_tab, "citations": sorted(cited),
-             "unknown_citations": sorted(unknown)}
+    stats = {
+        "chapters": chapters,
+        "figures": n_fig,
+        "tables": n_tab,
+        "citations": sorted(cited),
+        "unknown_citations": sorted(unknown),
+    }
     return str(soup), stats
 
 
 def _number_sections(soup) -> tuple[list[str], list[tuple[str, str, str, int]]]:
     counters = [0, 0, 0]
     chapters, toc = [], []
-    for h in soup.select(".jp-RenderedHTMLCommon h1, .jp-RenderedHTMLCommon h2, .jp-RenderedHTMLCommon h3"):
+    for h in soup.select(
+        ".jp-RenderedHTMLCommon h1, .jp-RenderedHTMLCommon h2, .jp-RenderedHTMLCommon h3"
+    ):
         level = int(h.name[1]) - 1
         if level == 0:
             counters = [counters[0] + 1, 0, 0]
@@ -189,8 +209,10 @@ def _link_citations(soup, bib: dict) -> tuple[set[str], set[str]]:
             if not all(k in bib for k in keys):
                 unknown.update(k for k in keys if k not in bib)
                 continue
-            parts.append(html.escape(str(text)[last:m.start()]))
-            links = "; ".join(f'<a class="vw-cite" href="#bib-{_slug(k)}">{html.escape(k)}</a>' for k in keys)
+            parts.append(html.escape(str(text)[last : m.start()]))
+            links = "; ".join(
+                f'<a class="vw-cite" href="#bib-{_slug(k)}">{html.escape(k)}</a>' for k in keys
+            )
             parts.append(f"[{links}]")
             cited.update(keys)
             last = m.end()
@@ -206,16 +228,30 @@ def _slug(key: str) -> str:
 
 def _insert_front(soup, meta: dict, smoke: bool, toc) -> None:
     slot = soup.find(id="vw-front")
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta["facts"].items())
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in meta["facts"].items()
+    )
     banner = f'<div class="vw-banner">{SMOKE_BANNER}</div>' if smoke else ""
     items = []
     for num, title, anchor, level in toc:
-        items.append((level, f'<li><a href="#{anchor}"><span class="vw-num">{num}</span>{html.escape(title.removeprefix(num).strip())}</a>'))
-    toc_html = _nested_list(items) + '<ol><li><a href="#vw-references"><span class="vw-num"></span>References</a></li></ol>'
-    front = (f'<section class="vw-titlepage"><h1 class="vw-title">{html.escape(meta["title"])}</h1>'
-             f'<div class="vw-subtitle">{html.escape(meta["subtitle"])}</div>{banner}'
-             f'<table class="vw-meta">{rows}</table></section>'
-             f'<nav class="vw-toc"><h2>Contents</h2>{toc_html}</nav>')
+        items.append(
+            (
+                level,
+                f'<li><a href="#{anchor}"><span class="vw-num">{num}</span>'
+                f"{html.escape(title.removeprefix(num).strip())}</a>",
+            )
+        )
+    toc_html = (
+        _nested_list(items)
+        + '<ol><li><a href="#vw-references"><span class="vw-num"></span>References</a></li></ol>'
+    )
+    front = (
+        f'<section class="vw-titlepage"><h1 class="vw-title">{html.escape(meta["title"])}</h1>'
+        f'<div class="vw-subtitle">{html.escape(meta["subtitle"])}</div>{banner}'
+        f'<table class="vw-meta">{rows}</table></section>'
+        f'<nav class="vw-toc"><h2>Contents</h2>{toc_html}</nav>'
+    )
     slot.replace_with(BeautifulSoup(front, "html.parser"))
 
 
@@ -242,9 +278,16 @@ def _insert_bibliography(soup, cited: set[str]) -> None:
     entries = [e for e in load_bibliography() if e["key"] in cited]
     lis = []
     for e in sorted(entries, key=lambda e: e["key"].lower()):
-        url = f' <a href="{html.escape(e["url"])}">{html.escape(e["url"])}</a>' if e.get("url") else ""
-        lis.append(f'<li id="bib-{_slug(e["key"])}"><strong>[{html.escape(e["key"])}]</strong> '
-                   f'{html.escape(e["authors"])}. <em>{html.escape(e["title"])}</em>. {html.escape(e["venue"])}.{url}</li>')
+        url = (
+            f' <a href="{html.escape(e["url"])}">{html.escape(e["url"])}</a>'
+            if e.get("url")
+            else ""
+        )
+        lis.append(
+            f'<li id="bib-{_slug(e["key"])}"><strong>[{html.escape(e["key"])}]</strong> '
+            f"{html.escape(e['authors'])}. <em>{html.escape(e['title'])}</em>. "
+            f"{html.escape(e['venue'])}.{url}</li>"
+        )
     block = f'<h1 id="vw-references">References</h1><ul class="vw-bib">{"".join(lis)}</ul>'
     slot.replace_with(BeautifulSoup(block, "html.parser"))
 
@@ -253,18 +296,27 @@ def _insert_bibliography(soup, cited: set[str]) -> None:
 # Browser discovery, in order: a Chrome/Chromium on the PATH or at a usual install location;
 # Playwright's own Chromium (downloaded for the user when missing and the network allows);
 # otherwise no PDF, and one message saying which command adds it (:class:`PdfUnavailable`).
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
-                       "chrome", "microsoft-edge", "msedge")
+CHROMIUM_CANDIDATES = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "chrome",
+    "microsoft-edge",
+    "msedge",
+)
 CHROMIUM_PATHS = (
-    "/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium",
+    "/usr/bin/chromium",
+    "/usr/lib/chromium/chromium",
+    "/snap/bin/chromium",
     "/opt/google/chrome/chrome",
     "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
     "/Applications/Chromium.app/Contents/MacOS/Chromium",
     r"C:\Program Files\Google\Chrome\Application\chrome.exe",
     r"C:\Program Files (x86)\Microsoft\Edge\Application\msedge.exe",
 )
-PLAYWRIGHT_INSTALL_TIMEOUT = 300   # s; offline, the download fails in seconds anyway
-NO_DOWNLOAD_ENV = "VITWATCH_NO_BROWSER_DOWNLOAD"   # set to 1: never download a browser
+PLAYWRIGHT_INSTALL_TIMEOUT = 300  # s; offline, the download fails in seconds anyway
+NO_DOWNLOAD_ENV = "VITWATCH_NO_BROWSER_DOWNLOAD"  # set to 1: never download a browser
 
 
 class PdfUnavailable(RuntimeError):
@@ -288,11 +340,14 @@ def playwright_chromium(timeout: float = 60) -> str | None:
     """The Chromium that Playwright installed (``python -m playwright install chromium``), or
     None when Playwright is missing or its browser is not downloaded. Asked in a subprocess
     (Playwright starts a Node driver) bounded by ``timeout``."""
-    code = ("from playwright.sync_api import sync_playwright\n"
-            "with sync_playwright() as p:\n    print(p.chromium.executable_path)")
+    code = (
+        "from playwright.sync_api import sync_playwright\n"
+        "with sync_playwright() as p:\n    print(p.chromium.executable_path)"
+    )
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     path = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
@@ -345,24 +400,44 @@ def find_chromium(download: bool | None = None, log=print) -> str:
         path = playwright_chromium() if ok else None
         if path:
             return path
-        reason += f", and Playwright's could not be installed ({why or 'browser not found after install'})"
+        why = why or "browser not found after install"
+        reason += f", and Playwright's could not be installed ({why})"
     else:
         reason += f" ({NO_DOWNLOAD_ENV} forbids downloading Playwright's)"
     raise PdfUnavailable(f"PDF not written: {reason}.", pdf_command())
 
 
-def html_to_pdf(html_path: Path, pdf_path: Path, timeout: int = 300, chromium: str | None = None) -> None:
-    """Print ``html_path`` to ``pdf_path`` with headless Chromium (MathJax given time to typeset)."""
+def html_to_pdf(
+    html_path: Path, pdf_path: Path, timeout: int = 300, chromium: str | None = None
+) -> None:
+    """Print ``html_path`` to ``pdf_path`` with headless Chromium (MathJax given time to
+    typeset)."""
     chromium = chromium or find_chromium()
     with tempfile.TemporaryDirectory(prefix="vitwatch-chromium-") as profile:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
-               "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-               "--virtual-time-budget=60000", f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()]
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            "--virtual-time-budget=60000",
+            f"--print-to-pdf={pdf_path}",
+            html_path.resolve().as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
-        raise RuntimeError(f"Chromium could not print {html_path} to PDF (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"Chromium could not print {html_path} to PDF (exit {proc.returncode}):\n"
+            f"{proc.stderr[-2000:]}"
+        )
 
 
 def title_meta(profile: str, machine: dict, commit: str | None) -> dict:
@@ -376,7 +451,9 @@ def title_meta(profile: str, machine: dict, commit: str | None) -> dict:
     }
     if commit:
         facts["vitwatch commit"] = commit
-    return {"title": "Vision Transformers, Put to the Test",
-            "subtitle": "An executable technology watch: ViT-S/16 versus ResNet-50 on Stanford Dogs, "
-                        "from attention to inductive bias",
-            "facts": facts}
+    return {
+        "title": "Vision Transformers, Put to the Test",
+        "subtitle": "An executable technology watch: ViT-S/16 versus ResNet-50 on Stanford Dogs, "
+        "from attention to inductive bias",
+        "facts": facts,
+    }

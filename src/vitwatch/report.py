@@ -84,7 +84,8 @@ def _digest(paths: list[Path], extra: str = "") -> str:
 
 def _package_files() -> list[Path]:
     root = Path(__file__).parent
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in {".py", ".yaml", ".css", ".j2"}
+    suffixes = {".py", ".yaml", ".css", ".j2"}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes
                   and "__pycache__" not in p.parts)
 
 
@@ -260,8 +261,10 @@ def kernel_environment() -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet}
 
 
-def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False) -> float:
-    """Run one notebook with papermill; raise ReportError naming the notebook and cell on failure."""
+def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3",
+            stream: bool = False) -> float:
+    """Run one notebook with papermill; raise ReportError naming the notebook and cell on
+    failure."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -277,10 +280,12 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stre
                             kernel_manager_class=_quiet_kernel_manager())
     except PapermillExecutionError as exc:
         raise ReportError(
-            f"notebook {nb.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+            f"notebook {nb.name} failed in cell {exc.cell_index} "
+            f"(execution count {exc.exec_count}): "
             f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}") from None
     except Exception as exc:  # kernel died, timeout, missing kernel...
-        raise ReportError(f"notebook {nb.name} could not be executed: {type(exc).__name__}: {exc}") from None
+        raise ReportError(f"notebook {nb.name} could not be executed: "
+                          f"{type(exc).__name__}: {exc}") from None
     finally:
         for key, value in saved.items():
             if value is None:
@@ -292,14 +297,16 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3", stre
 
 def _git_commit(root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except Exception:
         return None
 
 
-def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_dir: str | Path | None = None,
-          kernel: str = "python3", force: bool = False, pdf: bool = True, only: list[str] | None = None,
+def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
+          out_dir: str | Path | None = None, kernel: str = "python3", force: bool = False,
+          pdf: bool = True, only: list[str] | None = None,
           stream: bool | None = None) -> dict:
     """Execute every notebook under ``profile`` and render the report; return a summary dict.
 
@@ -336,12 +343,13 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_d
         else:
             stamp.unlink(missing_ok=True)
             # one line per notebook; with the notebooks' own output echoed, a line before too
-            print(f"{head}: running ..." if streaming else f"{head} ...", end="\n" if streaming else " ",
-                  flush=True)
+            print(f"{head}: running ..." if streaming else f"{head} ...",
+                  end="\n" if streaming else " ", flush=True)
             seconds = execute(nb, target, parameters, kernel, stream=streaming)
             stamp.write_text(key)
             timings[nb.name] = round(seconds, 1)
-            left = _time_left([b.name for b in books[i:]], previous) if profile_name != "smoke" else ""
+            left = ("" if profile_name == "smoke" else
+                    _time_left([b.name for b in books[i:]], previous))
             print(f"{head}: done in {_duration(seconds)}{left}" if streaming else
                   f"done in {_duration(seconds)}{left}", flush=True)
         executed.append(target)
@@ -351,9 +359,11 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None, out_d
     mathjax_url = render.copy_mathjax(out)
     machine = config.machine_summary()
     meta = render.title_meta(profile_name, machine, _git_commit(root))
-    page, stats = render.finish_html(render.notebook_to_html(merged, mathjax_url), meta, smoke=profile_name == "smoke")
+    page, stats = render.finish_html(render.notebook_to_html(merged, mathjax_url), meta,
+                                     smoke=profile_name == "smoke")
     if stats["unknown_citations"]:
-        print(f"warning: citations missing from the bibliography: {stats['unknown_citations']}", flush=True)
+        print(f"warning: citations missing from the bibliography: "
+              f"{stats['unknown_citations']}", flush=True)
     html_path = out / f"{REPORT_NAME}.html"
     pdf_path = out / f"{REPORT_NAME}.pdf"
     tmp_html = out / f".{REPORT_NAME}.tmp.html"
@@ -399,7 +409,8 @@ def _previous_timings(out: Path) -> dict[str, float]:
         old = json.loads((out / "build.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: float(v) for k, v in {**old.get("timings", {}), **old.get("last_timings", {})}.items()}
+    merged = {**old.get("timings", {}), **old.get("last_timings", {})}
+    return {k: float(v) for k, v in merged.items()}
 
 
 def _duration(seconds: float) -> str:

@@ -5,9 +5,10 @@ change) and for the report's static panel (a few test images). Its width is the 
 width (:data:`vitwatch.plotting.legibility.TEXT_WIDTH_IN`), so that every label prints at its
 nominal size, never below 7 pt.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,15 +17,19 @@ from . import color_for
 from .analysis import _overlay
 from .legibility import TEXT_WIDTH_IN
 
-FONT = 7.5          # pt: tick labels, breed names, panel titles (printed at this size)
+FONT = 7.5  # pt: tick labels, breed names, panel titles (printed at this size)
 
 
 def _short(name: str, n: int = 24) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
-def panel(images: Sequence[np.ndarray], explanations: Sequence[Sequence[dict]],
-          image_titles: Sequence[str], title: str = "What each backbone sees"):
+def panel(
+    images: Sequence[np.ndarray],
+    explanations: Sequence[Sequence[dict]],
+    image_titles: Sequence[str],
+    title: str = "What each backbone sees",
+):
     """Rows of images; for each, the input, then per backbone its map overlaid on the image
     (attention or Grad-CAM; the plain image when it has none) above a bar chart of its top-5
     breeds. ``explanations[i]``: :func:`vitwatch.explorer.explain_all` of ``images[i]``."""
@@ -43,8 +48,14 @@ def panel(images: Sequence[np.ndarray], explanations: Sequence[Sequence[dict]],
         ax.axis("off")
         note = fig.add_subplot(grid[1, 0])
         note.axis("off")
-        note.text(0, 0.5, "bars: the stored\nhead's top-5 breeds\n(probability)",
-                  fontsize=FONT, va="center", transform=note.transAxes)
+        note.text(
+            0,
+            0.5,
+            "bars: the stored\nhead's top-5 breeds\n(probability)",
+            fontsize=FONT,
+            va="center",
+            transform=note.transAxes,
+        )
         for j, ex in enumerate(rows, 1):
             top = fig.add_subplot(grid[0, j])
             if ex["map"] is not None:
@@ -59,8 +70,9 @@ def panel(images: Sequence[np.ndarray], explanations: Sequence[Sequence[dict]],
             y = np.arange(len(names))
             bars.barh(y, probs, color=color_for(ex["name"]), alpha=0.35, height=0.8)
             for yi, (name, p) in enumerate(zip(names, probs)):
-                bars.text(0.02, yi, f"{_short(name, 18)} {100 * p:.0f}%", va="center",
-                          fontsize=FONT)
+                bars.text(
+                    0.02, yi, f"{_short(name, 18)} {100 * p:.0f}%", va="center", fontsize=FONT
+                )
             bars.set_xlim(0, 1)
             bars.set_yticks([])
             bars.set_xticks([0, 0.5, 1], ["0", "0.5", "1"], fontsize=FONT)

@@ -8,12 +8,13 @@ wide (after ``bbox_inches="tight"``) therefore prints at a scale of
 ``min(figure.dpi / 96, TEXT_WIDTH_IN / (W * figure.dpi / 96) * figure.dpi / 96)``, i.e.
 ``min(dpi / 96, TEXT_WIDTH_IN / W)``, and a label of ``s`` points prints at ``s`` times that.
 """
+
 from __future__ import annotations
 
 import matplotlib
 from matplotlib.text import Text
 
-TEXT_WIDTH_IN = 7.0       # 182 mm of text width, less a small safety margin
+TEXT_WIDTH_IN = 7.0  # 182 mm of text width, less a small safety margin
 CSS_DPI = 96.0
 MIN_PRINTED_PT = 7.0
 
@@ -21,7 +22,7 @@ MIN_PRINTED_PT = 7.0
 def print_scale(fig) -> float:
     """Printed size / nominal size of ``fig``'s text in the PDF report."""
     fig.canvas.draw()
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer())           # inches
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
     dpi = float(matplotlib.rcParams["figure.dpi"])
     return min(dpi / CSS_DPI, TEXT_WIDTH_IN / max(bbox.width, 1e-6))
 
