@@ -1,5 +1,5 @@
 """The TF Hub route (TFSMLayer in a Keras 3 model), offline on a SavedModel we export with the
-signature of sayakpaul/vit_s16_fe; retries and errors of hub.resolve."""
+signature of sayakpaul/vit_s16_fe; the routes and errors of hub.resolve."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,37 +55,54 @@ def test_frozen_by_default_and_trainable_on_request(exported):
     assert np.abs(np.asarray(backbone.predict_on_batch(x)) - before).max() > 1e-6
 
 
-def test_resolve_retries_then_names_the_handle(monkeypatch):
-    import tensorflow_hub
+def test_resolve_falls_back_to_kaggle_then_names_every_route(monkeypatch, tmp_path):
+    """tfhub.dev (through vitwatch.downloads) first, Kaggle Models next; the error names both.
+    The HTTP side (403, 5xx, stalls, redirects) is rehearsed in test_downloads.py."""
+    import kagglehub
     calls = []
 
-    def failing(handle):
-        calls.append(handle)
-        raise OSError("HTTP Error 403: Forbidden")
+    def refused(name, cache_dir, **kw):
+        calls.append((name, kw.get("retries")))
+        raise downloads.DownloadError("could not download https://tfhub.dev/...: refused "
+                                      "(HTTP 403).\nalternatives", cause="refused")
 
-    monkeypatch.setattr(tensorflow_hub, "resolve", failing)
-    monkeypatch.setattr(hub.time, "sleep", lambda s: None)
+    def no_kaggle(handle, *a, **k):
+        raise ConnectionError("Kaggle unreachable")
+
+    monkeypatch.setattr(downloads, "fetch", refused)
+    monkeypatch.setattr(kagglehub, "model_download", no_kaggle)
     url = "https://tfhub.dev/sayakpaul/vit_s16_fe/1"
     with pytest.raises(downloads.DownloadError) as err:
-        hub.resolve(url, retries=3)
-    assert len(calls) == 3
-    assert url in str(err.value) and "403" in str(err.value)
-    assert "hub_handle=" in str(err.value)                 # the offline alternatives
+        hub.resolve(url, retries=3, cache_dir=tmp_path)
+    assert calls == [("hub_vit_s16_fe", 3)]
+    msg = str(err.value)
+    assert url in msg and "403" in msg and "Kaggle unreachable" in msg
+    assert "hub_handle=" in msg                            # the offline alternatives
 
 
-def test_resolve_succeeds_after_a_transient_failure(monkeypatch, tmp_path):
+def test_resolve_downloads_unknown_handles_as_compressed_archives(monkeypatch, tmp_path):
+    """A handle outside downloads.RESOURCES is fetched as <handle>?tf-hub-format=compressed."""
+    asked = []
+
+    def fake_download(url, dest, **kw):
+        asked.append(url)
+        raise downloads.DownloadError(f"could not download {url}: not found (HTTP 404).")
+
+    monkeypatch.setattr(downloads, "download", fake_download)
+    with pytest.raises(downloads.DownloadError, match="no handle"):
+        hub.resolve("https://tfhub.dev/x/y/1", cache_dir=tmp_path)
+    assert asked == ["https://tfhub.dev/x/y/1?tf-hub-format=compressed"]
+
+
+def test_tensorflow_hub_is_not_imported_but_still_importable():
+    """vitwatch resolves handles itself (tensorflow/hub#934); ``import tensorflow_hub`` must
+    still work for users, which the setuptools<82 pin of pyproject.toml ensures on 3.12."""
+    from pathlib import Path
+    src = Path(hub.__file__).parents[1]
+    users = [p for p in src.rglob("*.py") if "import tensorflow_hub" in p.read_text()]
+    assert users == []
     import tensorflow_hub
-    answers = iter([OSError("HTTP Error 503"), str(tmp_path)])
-
-    def flaky(handle):
-        a = next(answers)
-        if isinstance(a, Exception):
-            raise a
-        return a
-
-    monkeypatch.setattr(tensorflow_hub, "resolve", flaky)
-    monkeypatch.setattr(hub.time, "sleep", lambda s: None)
-    assert hub.resolve("https://tfhub.dev/x/y/1") == tmp_path
+    assert callable(tensorflow_hub.resolve)
 
 
 def test_local_folder_without_savedmodel_is_a_clear_error(tmp_path):
@@ -96,10 +113,9 @@ def test_local_folder_without_savedmodel_is_a_clear_error(tmp_path):
 def test_savedmodel_in_the_cache_folder_is_used_offline(exported, tmp_path, monkeypatch):
     """OFFLINE_HINT: a user may copy the extracted SavedModel into the cache folder."""
     import shutil
-    import tensorflow_hub
     _, path = exported
     res = downloads.RESOURCES["hub_vit_s16_fe"]
     shutil.copytree(path, tmp_path / "downloads" / res.fname)
-    monkeypatch.setattr(tensorflow_hub, "resolve", lambda h: pytest.fail("went online"))
+    monkeypatch.setattr(downloads, "fetch", lambda *a, **k: pytest.fail("went online"))
     assert hub.resolve(res.url, cache_dir=tmp_path) == tmp_path / "downloads" / res.fname
     assert downloads.is_cached("hub_vit_s16_fe", tmp_path)

@@ -135,40 +135,50 @@ def test_required_resources():
         types.SimpleNamespace(small_dataset="cifar10"))) <= set(downloads.RESOURCES)
 
 
-def test_cifar10_offline_fails_at_once_with_a_clear_message(tmp_path, monkeypatch):
+def test_cifar10_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(downloads, "reachable", lambda url, timeout=8.0: (False, "offline"))
-    import keras
-
-    def must_not_download():
-        raise AssertionError("load_data called although CIFAR-10 is unreachable")
-
-    monkeypatch.setattr(keras.datasets.cifar10, "load_data", must_not_download)
+    monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
+    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")     # nothing listens there
     with pytest.raises(downloads.DownloadError, match="small_dataset='digits'") as err:
         small_data.load(types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path)))
-    assert downloads.RESOURCES["cifar10"].url in str(err.value)
+    msg = str(err.value)
+    assert downloads.RESOURCES["cifar10"].url in msg and "offline" in msg
+    assert str(tmp_path / "downloads") in msg and err.value.cause == "offline"
+    assert not (tmp_path / "keras").exists()
 
 
-def test_cifar10_goes_through_keras_datasets(tmp_path, monkeypatch):
-    """With CIFAR-10 in the Keras cache, the loader reads keras.datasets' arrays as they are."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    (tmp_path / "keras" / "datasets").mkdir(parents=True)
-    (tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target_archive").write_bytes(b"x")
-    monkeypatch.setattr(downloads, "reachable", lambda *a, **k: pytest.fail("no network check"))
+def _write_cifar(folder, x, y, n_batches=5):
+    """The python version's layout: pickled dicts of (N, 3072) R, G, B planes and labels."""
+    import pickle
+    folder.mkdir(parents=True)
+    xs, ys = np.array_split(x, n_batches), np.array_split(y, n_batches)
+    rows = lambda a: a.transpose(0, 3, 1, 2).reshape(len(a), -1)       # (N, 3072)
+    for i, (xb, yb) in enumerate(zip(xs, ys), 1):
+        batch = {b"data": rows(xb), b"labels": yb.tolist()}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
+    return rows
+
+
+def test_cifar10_is_read_from_the_cache_folder(tmp_path, monkeypatch):
+    """CIFAR-10 handed in (or extracted) under <cache>/downloads: read without the network."""
+    import pickle
+    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")     # any download would fail
     rng = np.random.default_rng(0)
     fake = ((rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
-             rng.integers(0, 10, (50, 1), dtype=np.uint8)),
+             rng.integers(0, 10, (50,), dtype=np.int64)),
             (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
-             rng.integers(0, 10, (20, 1), dtype=np.uint8)))
-    import keras
-    monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: fake)
+             rng.integers(0, 10, (20,), dtype=np.int64)))
+    folder = tmp_path / "downloads" / "cifar-10-batches-py"
+    rows = _write_cifar(folder, *fake[0])
+    (folder / "test_batch").write_bytes(pickle.dumps(
+        {b"data": rows(fake[1][0]), b"labels": fake[1][1].tolist()}, protocol=2))
     cfg = types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path))
     d = small_data.load(cfg)
     assert d.x_train.shape == (50, 32, 32, 3) and d.y_train.shape == (50,)
     assert d.y_test.dtype == np.int64 and d.class_names[3] == "cat"
-    np.testing.assert_array_equal(d.y_test, fake[1][1][:, 0])
+    np.testing.assert_array_equal(d.y_test, fake[1][1])
     np.testing.assert_array_equal(d.x_train, fake[0][0])
     cut = small_data.load(types.SimpleNamespace(**vars(cfg), small_test_size=10))
     assert len(cut.y_test) == 10 and "10 images" in cut.source
-    rows = {tuple(r.reshape(-1)[:8]) for r in fake[1][0]}
-    assert all(tuple(r.reshape(-1)[:8]) in rows for r in cut.x_test)
+    kept = {tuple(r.reshape(-1)[:8]) for r in fake[1][0]}
+    assert all(tuple(r.reshape(-1)[:8]) in kept for r in cut.x_test)

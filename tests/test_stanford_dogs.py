@@ -75,13 +75,13 @@ def test_required_resources(tmp_path, archives):
 
 
 def test_download_failure_names_url_and_alternatives(tmp_path, monkeypatch):
-    import keras
+    import urllib.error
     calls = []
 
-    def offline(**kw):
-        calls.append(kw["origin"])
-        raise OSError("Network is unreachable")
-    monkeypatch.setattr(keras.utils, "get_file", offline)
+    def offline(url, headers, timeout):
+        calls.append(url)
+        raise urllib.error.URLError(OSError("Network is unreachable"))
+    monkeypatch.setattr(downloads, "_open", offline)
     monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
     with pytest.raises(downloads.DownloadError) as err:
         sd.load(_cfg(tmp_path))

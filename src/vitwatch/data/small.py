@@ -4,10 +4,13 @@
   Recognition of Handwritten Digits"; 1,797 grey 8x8 images, 10 classes), shipped inside
   scikit-learn, so it works offline and in the ``smoke`` profile. A fixed stratified split
   (random_state 0) keeps 25 % as test.
-- ``cifar10``: CIFAR-10 [Krizhevsky, 2009] through ``keras.datasets.cifar10`` (50,000 / 10,000
-  colour 32x32 images, 10 classes). Reachability is checked first through
-  ``vitwatch.downloads`` (resource ``cifar10``), so that offline it fails at once with a clear
-  message instead of after a long timeout.
+- ``cifar10``: CIFAR-10 [Krizhevsky, 2009] (50,000 / 10,000 colour 32x32 images, 10 classes):
+  the "python version" archive ``cifar-10-python.tar.gz`` from the author's page, fetched and
+  extracted by :mod:`vitwatch.downloads` (resource ``cifar10``: timeouts, retries, resume,
+  Keras' published SHA-256) into ``$VITWATCH_CACHE/downloads/cifar-10-batches-py/``; its pickled
+  batches are read here (format as documented on that page: a dict with ``data``, uint8
+  (10000, 3072) rows of R, G, B planes, and ``labels``), with an unpickler that admits only
+  NumPy's array reconstruction, so neither ``~/.keras`` nor Keras' cache file names matter.
 
 Images are uint8 ``(N, H, W, C)``, labels int64 ``(N,)``. Training subsets of growing size are
 drawn by :func:`subset`: stratified, and nested for one seed (the 200-image subset contains the
@@ -16,6 +19,7 @@ drawn by :func:`subset`: stratified, and nested for one seed (the 200-image subs
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,35 +98,57 @@ def load_digits(test_fraction: float = 0.25) -> SmallData:
                      f"8x8 grey, {len(y_tr)} train pool / {len(y_te)} test, stratified split")
 
 
-def _keras_cifar_cached() -> bool:
-    """True when ``keras.datasets.cifar10`` will not download: Keras keeps the archive as
-    ``<KERAS_HOME or ~/.keras>/datasets/cifar-10-batches-py-target_archive`` (checked by hash)."""
-    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    return (home / "datasets" / "cifar-10-batches-py-target_archive").is_file()
+# Globals a CIFAR-10 batch may name (a pickled NumPy array, as Keras' RestrictedUnpickler
+# admits; plus _codecs.encode, which Python 3 protocol-2 pickles use for bytes); nothing else.
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                  "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                  ("_codecs", "encode")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core") and int(np.__version__.split(".")[0]) >= 2:
+            module = "numpy._core" + module[len("numpy.core"):]   # NumPy 2 renamed it
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR-10 batch -> images uint8 (N, 32, 32, 3), labels int64 (N,)."""
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+        batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
+        data = np.asarray(batch["data"], np.uint8)
+        labels = np.asarray(batch["labels"], np.int64).reshape(-1)
+    except (OSError, EOFError, KeyError, AttributeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}); "
+                         "delete the folder and download it again") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: data {data.shape} / labels {labels.shape} are not CIFAR-10's "
+                         "(N, 3072) / (N,)")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)     # (N, 32, 32, 3)
+    return np.ascontiguousarray(images), labels
 
 
 def load_cifar10(cache_dir: str | os.PathLike) -> SmallData:
-    """CIFAR-10 through ``keras.datasets`` (downloads ~170 MB once into ``~/.keras``)."""
-    import keras
-
+    """CIFAR-10 from ``<cache_dir>/downloads/cifar-10-batches-py`` (downloaded once, ~170 MB)."""
     from vitwatch import downloads
 
-    if not _keras_cifar_cached():
-        try:
-            downloads.preflight(["cifar10"], cache_dir)
-        except downloads.DownloadError as exc:
-            raise downloads.DownloadError(
-                "small_dataset='cifar10' needs CIFAR-10, which is not in the Keras cache "
-                "(~/.keras/datasets) and cannot be downloaded here. Use small_dataset='digits' "
-                f"(offline, shipped with scikit-learn) or run on a connected machine.\n{exc}"
-            ) from None
-    (x_tr, y_tr), (x_te, y_te) = keras.datasets.cifar10.load_data()
-    x_tr, x_te = np.asarray(x_tr, np.uint8), np.asarray(x_te, np.uint8)
-    if x_tr.ndim != 4 or x_tr.shape[1:] != (32, 32, 3):
-        raise ValueError(f"keras.datasets.cifar10 returned images of shape {x_tr.shape[1:]}, "
-                         "expected (32, 32, 3) (image_data_format must be channels_last)")
-    y_tr = np.asarray(y_tr).reshape(-1).astype(np.int64)
-    y_te = np.asarray(y_te).reshape(-1).astype(np.int64)
+    try:
+        folder = downloads.fetch("cifar10", cache_dir)
+    except downloads.DownloadError as exc:
+        raise downloads.DownloadError(
+            f"small_dataset='cifar10' needs CIFAR-10, which could not be downloaded. Use "
+            f"small_dataset='digits' (offline, shipped with scikit-learn), or put "
+            f"cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/ folder) into "
+            f"{Path(cache_dir).expanduser() / 'downloads'}.\n{exc}", url=exc.url,
+            cause=exc.cause) from None
+    train = [read_cifar_batch(Path(folder) / f"data_batch_{i}") for i in range(1, 6)]
+    x_te, y_te = read_cifar_batch(Path(folder) / "test_batch")
+    x_tr = np.concatenate([x for x, _ in train])
+    y_tr = np.concatenate([y for _, y in train])
     return SmallData("cifar10", x_tr, y_tr, x_te, y_te, CIFAR10_CLASSES,
                      f"CIFAR-10 [Krizhevsky, 2009], 32x32 colour, {len(y_tr)} train / "
                      f"{len(y_te)} test (official split)")

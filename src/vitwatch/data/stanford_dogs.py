@@ -4,7 +4,8 @@ Follows the layout that TFDS' ``stanford_dogs`` builder reads: three archives fr
 Vision Lab (``images.tar`` -> ``Images/<synset>-<breed>/*.jpg``, ``lists.tar`` ->
 ``train_list.mat`` / ``test_list.mat`` with the official 12,000 / 8,580 split, ``annotation.tar``
 -> ``Annotation/<synset>-<breed>/<image id>`` PASCAL VOC XML boxes). Archives come through
-:func:`vitwatch.downloads.fetch` (checksums there) or from ``cfg.dogs_archives_dir``; the
+:func:`vitwatch.downloads.fetch` (timeouts, retries, resume, the published SHA-256s) or from
+``cfg.dogs_archives_dir``, and are extracted safely (:func:`vitwatch.downloads.extract_tar`); the
 ``synthetic`` dataset generates the same three archives offline (:mod:`.synthetic`) and then
 goes through exactly the same extraction, parsing and decoding code.
 
@@ -97,7 +98,9 @@ def breed_name(folder: str) -> str:
 
 @dataclass
 class Split:
-    """One split: image paths, integer labels, boxes ``(k, 4)`` xyxy in original pixels."""
+    """One split: image paths, integer labels, boxes ``(k, 4)`` xyxy (PASCAL VOC, 1-based)
+    in the pixels of the image as :func:`images.load_image` returns it (EXIF orientation
+    applied: :func:`image_boxes`)."""
     paths: list[str]
     labels: np.ndarray
     boxes: list[np.ndarray]
@@ -219,8 +222,7 @@ def extract_archives(archives: Sequence[Path], dest: Path) -> Path:
     try:
         for archive in archives:
             try:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(tmp, filter="data")
+                downloads.extract_tar(archive, tmp)   # filter="data" or its equivalent
             except (tarfile.TarError, EOFError, OSError) as exc:
                 raise ValueError(f"{archive}: not a readable tar archive ({exc}); delete it "
                                  "and download it again") from None
@@ -295,6 +297,20 @@ def read_boxes(xml_path: Path) -> np.ndarray:
     except (ET.ParseError, AttributeError, TypeError, ValueError):
         return np.zeros((0, 4), np.float32)
     return np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
+def image_boxes(xml_path: Path, image_path: Path) -> np.ndarray:
+    """The boxes of one image in the frame of its pixels as :func:`images.load_image` returns
+    them. The XML's boxes are drawn on the stored pixels, so a photo with an EXIF orientation
+    (2-8) gets its boxes transposed like its pixels (:func:`images.orient_boxes`)."""
+    boxes = read_boxes(xml_path)
+    if len(boxes):
+        try:
+            orientation, stored = images.header(image_path)
+        except (FileNotFoundError, ValueError):         # undecodable: never loaded anyway
+            return boxes
+        boxes = images.orient_boxes(boxes, orientation, stored)
+    return boxes
 
 
 class _Scanner:
@@ -398,7 +414,8 @@ def parse(root: Path, cfg, source: str = "stanford_dogs") -> DogsData:
         splits[name] = Split(
             paths=[str(root / "Images" / r) for r in rels],
             labels=labels[keep],
-            boxes=[read_boxes(root / "Annotation" / r.rsplit(".", 1)[0]) for r in rels])
+            boxes=[image_boxes(root / "Annotation" / r.rsplit(".", 1)[0], root / "Images" / r)
+                   for r in rels])
     scanner.save()
     tr, va = _val_split(splits["train"].labels, cfg.val_fraction,
                         np.random.default_rng(seeds[2]))

@@ -15,6 +15,7 @@ artifacts of :mod:`vitwatch.models.offline`. Every download goes through
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -143,6 +144,11 @@ def _vit(name, cfg, spec, param, i21k=False):
     if not spec:
         raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
     path = vit_checkpoint_path(spec, cfg, param, i21k)
+    try:
+        downloads.check_format(Path(path), ".npz")   # a corrupt file is named as such
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"parameter {param}={spec!r}: {exc}; delete it and download it "
+                         "again") from None
     model = vit.build(cfg.vit_variant, num_classes=0, img_size=cfg.img_size, name=name)
     try:
         vit.load_npz(model, path)
@@ -259,6 +265,31 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
                     description=parts["description"], params=int(model.count_params()),
                     gmacs=_gmacs(name, cfg, model, S), source=parts["source"],
                     extra=dict(parts.get("extra", {})))
+
+
+OPTIONAL = ("vit_s16_hub",)     # routes the report goes on without (downloads.Resource.optional)
+
+
+def backbones(names, cfg, trainable: bool = False) -> tuple[dict[str, Backbone], dict[str, str]]:
+    """Build ``names`` in order; an optional one (the TF Hub route) whose download fails is left
+    out, with the one sentence that says why in the second dict, instead of stopping the run."""
+    built, skipped = {}, {}
+    for name in names:
+        try:
+            built[name] = backbone(name, cfg, trainable)
+        except downloads.DownloadError as exc:
+            if name not in OPTIONAL:
+                raise
+            skipped[name] = skip_sentence(name, exc)
+    return built, skipped
+
+
+def skip_sentence(name: str, exc: Exception) -> str:
+    """One sentence for the report: which optional route was skipped and why."""
+    lines = str(exc).splitlines()
+    why = "; ".join(ln.strip(" -") for ln in lines if ln.startswith("  - ")) or lines[0]
+    return (f"The TF Hub comparison ({name}) was skipped because the SavedModel could not be "
+            f"downloaded ({why}); every result below uses our Keras ViT-S/16.")
 
 
 def _gmacs(name, cfg, model, img_size) -> float:

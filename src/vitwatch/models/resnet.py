@@ -4,8 +4,8 @@ Features are the 2048-d global average pool; the ImageNet-1k head (``predictions
 available for the zero-training baseline. Preprocessing is Keras' "caffe" mode (RGB -> BGR,
 minus the ImageNet channel means, inputs in 0..255), written here as a pure function because
 ``keras.applications.resnet50.preprocess_input`` modifies NumPy float arrays in place.
-ImageNet weights are fetched through :mod:`vitwatch.downloads` (retries, clear error, offline
-alternatives) and handed to Keras as a file; ``weights="random"`` gives a deterministic random
+ImageNet weights are fetched through :mod:`vitwatch.downloads` (timeouts, retries, resume,
+Keras' published MD5, clear error, offline alternatives) and handed to Keras as a file; ``weights="random"`` gives a deterministic random
 initialisation from a seed (He-normal convolutions, identity batch-norm statistics) for the
 smoke profile, independent of TensorFlow's global random state.
 """
