@@ -9,7 +9,6 @@ import hashlib
 import http.server
 import io
 import json
-import os
 import pickle
 import re
 import tarfile
@@ -345,6 +344,7 @@ def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monk
 def savedmodel(tmp_path_factory):
     """A tiny SavedModel with the hub interface, and its tf-hub-format=compressed archive."""
     import keras
+
     from vitwatch.models import hub, vit
     keras.utils.set_random_seed(0)
     model = vit.build("testing", num_classes=0, img_size=32)
@@ -380,6 +380,7 @@ def test_tfhub_redirect_chain_to_storage_loads_the_backbone(mirror, sleeps, tmp_
 def test_kagglehub_is_the_fallback_when_tfhub_refuses(mirror, sleeps, tmp_path, savedmodel,
                                                       monkeypatch):
     import kagglehub
+
     from vitwatch.models import hub
     _, folder, _ = savedmodel
     res = downloads.RESOURCES["hub_vit_s16_fe"]
@@ -395,6 +396,7 @@ def test_kagglehub_is_the_fallback_when_tfhub_refuses(mirror, sleeps, tmp_path, 
 def test_every_route_failing_skips_the_hub_comparison_with_one_sentence(mirror, sleeps,
                                                                          tmp_path, monkeypatch):
     import kagglehub
+
     from vitwatch import config
     from vitwatch.models import hub, registry
 

@@ -152,7 +152,10 @@ def _write_cifar(folder, x, y, n_batches=5):
     import pickle
     folder.mkdir(parents=True)
     xs, ys = np.array_split(x, n_batches), np.array_split(y, n_batches)
-    rows = lambda a: a.transpose(0, 3, 1, 2).reshape(len(a), -1)       # (N, 3072)
+
+    def rows(a):
+        return a.transpose(0, 3, 1, 2).reshape(len(a), -1)              # (N, 3072)
+
     for i, (xb, yb) in enumerate(zip(xs, ys), 1):
         batch = {b"data": rows(xb), b"labels": yb.tolist()}
         (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))

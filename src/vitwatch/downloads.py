@@ -328,7 +328,7 @@ def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
                         break
                     f.write(block)
                     bar.update(len(block))
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise _Retry("timeout", f"timeout: no data for {timeout[1]:.0f} s ({exc})") from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             raise _Retry("truncated", f"connection dropped: {type(exc).__name__}: {exc}") from None

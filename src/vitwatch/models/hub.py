@@ -33,6 +33,7 @@ import keras
 
 from vitwatch import downloads
 
+
 def _resource(handle: str) -> downloads.Resource:
     """The downloads.RESOURCES entry of a TF Hub URL, or an ad-hoc one for another handle."""
     res = next((r for r in downloads.RESOURCES.values() if r.url == handle), None)

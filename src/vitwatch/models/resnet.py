@@ -5,14 +5,15 @@ available for the zero-training baseline. Preprocessing is Keras' "caffe" mode (
 minus the ImageNet channel means, inputs in 0..255), written here as a pure function because
 ``keras.applications.resnet50.preprocess_input`` modifies NumPy float arrays in place.
 ImageNet weights are fetched through :mod:`vitwatch.downloads` (timeouts, retries, resume,
-Keras' published MD5, clear error, offline alternatives) and handed to Keras as a file; ``weights="random"`` gives a deterministic random
-initialisation from a seed (He-normal convolutions, identity batch-norm statistics) for the
-smoke profile, independent of TensorFlow's global random state.
+Keras' published MD5, clear error, offline alternatives) and handed to Keras as a file;
+``weights="random"`` gives a deterministic random initialisation from a seed (He-normal
+convolutions, identity batch-norm statistics) for the smoke profile, independent of
+TensorFlow's global random state.
 """
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 MEAN_BGR = (103.939, 116.779, 123.68)
