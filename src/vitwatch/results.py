@@ -4,11 +4,19 @@ Layout (one folder per profile, ``cfg.results_dir``, default ``reports/<profile>
 
     dataset.json        class names, synsets, test paths / labels / boxes, split sizes, bad images
     cost.json           per backbone: params, gmacs, images_per_second (measured in 03)
-    <run>.npz           test_probs (N, K) float32, test_labels (N,), val_probs, val_labels, ...
-    <run>.json          backbone, protocol, top1, top5, val_top1, history, hyperparameters,
-                        timings, trainable_params, profile, seed, machine
+    <run>.npz           test_probs (N, K) float32, test_labels (N,), val_probs, val_labels
+                        (the first head seed's), and for A, B, C every head seed's:
+                        seeds (S,), seed_test_probs (S, N, K), seed_val_probs (S, N_val, K),
+                        seed_head_kernel / seed_head_bias (probes), head_kernel, ...
+    <run>.json          backbone, protocol, top1, top5, val_top1 (means over the head seeds),
+                        top1_seeds, head_seeds, history (first seed), extra.per_seed,
+                        hyperparameters, timings, trainable_params, profile, seed, machine
+    eval_views/<view>_<px>/B_<backbone>.{npz,json}
+                        the evaluation-view study of 03 (probe B per view), same layout
+    eval_views.json     its table, and the view the main results use
 
 Run names are ``<protocol>_<backbone>`` (``A_vit_s16``, ``B_resnet50``, ``Z_vit_s16``, ...).
+Validation probabilities are stored for every run and seed (temperature scaling fits on them).
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
 a run's ``.npz`` is written before its ``.json``: a run counts as finished only when its JSON
