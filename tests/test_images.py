@@ -83,6 +83,74 @@ def test_exif_rotation_is_applied(tmp_path):
     assert a[3, 3, 1] > 180 and a[3, 3, 0] < 100                      # marker back top-left
 
 
+def _bright_rectangle_photo(path, orientation):
+    """A 64 x 40 (W x H) photo stored in EXIF ``orientation``: dark, with a bright 24 x 8
+    rectangle at stored columns 16..39, rows 8..15 (0-based; off-centre both ways, so no
+    flip maps it onto itself; 8-px aligned, so JPEG keeps its edges). Returns its PASCAL VOC
+    box on the stored pixels (1-based inclusive)."""
+    stored = np.full((40, 64, 3), 20, np.uint8)
+    stored[8:16, 16:40] = 235
+    exif = Image.Exif()
+    exif[images.ORIENTATION_TAG] = orientation
+    Image.fromarray(stored).save(path, quality=95, subsampling=0, exif=exif)
+    return [17, 9, 40, 16]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_boxes_follow_the_exif_transpose_of_the_pixels(tmp_path, orientation):
+    """The box drawn on the stored pixels, carried by orient_boxes, covers exactly the bright
+    pixels of the image load_image returns, for each of the 8 EXIF orientations."""
+    path = tmp_path / f"o{orientation}.jpg"
+    box = _bright_rectangle_photo(path, orientation)
+    assert images.header(path) == (orientation, (64, 40))
+    a = images.load_image(path)
+    assert a.shape[:2] == ((64, 40) if orientation >= 5 else (40, 64))    # (H, W) upright
+    with Image.open(path) as raw:                               # Pillow's own reading of the tag
+        from PIL import ImageOps
+        np.testing.assert_array_equal(a, np.asarray(ImageOps.exif_transpose(raw)))
+    bright = a.mean(axis=2) > 128                                          # (H, W)
+    x0, y0, x1, y1 = images.orient_boxes([box], orientation, (64, 40))[0]
+    expected = np.zeros_like(bright)
+    expected[int(y0) - 1:int(y1), int(x0) - 1:int(x1)] = True              # VOC: 1-based incl.
+    np.testing.assert_array_equal(bright, expected)
+    assert images.oriented_size(orientation, (64, 40)) == (a.shape[1], a.shape[0])
+    if orientation != 1:                  # the old bug: boxes left in the stored frame
+        stale = np.zeros_like(bright)
+        stale[box[1] - 1:box[3], box[0] - 1:box[2]] = True
+        assert stale.shape != bright.shape or not np.array_equal(stale, bright)
+
+
+def test_orient_boxes_maps_every_pixel_as_pillow_does():
+    """Each stored pixel, as a 1-pixel box, lands where Pillow's transpose moves it."""
+    W, H = 7, 5
+    for orientation, transpose in images.EXIF_TRANSPOSE.items():
+        for x, y in [(1, 1), (7, 1), (1, 5), (3, 2), (7, 5)]:
+            marker = np.zeros((H, W), np.uint8)
+            marker[y - 1, x - 1] = 255
+            moved = np.asarray(Image.fromarray(marker).transpose(transpose))
+            (row,), (col,) = np.nonzero(moved)
+            box = images.orient_boxes([[x, y, x, y]], orientation, (W, H))[0]
+            assert box.tolist() == [col + 1, row + 1, col + 1, row + 1], (orientation, x, y)
+    np.testing.assert_array_equal(images.orient_boxes([[1, 2, 3, 4]], 1, (W, H)),
+                                  [[1, 2, 3, 4]])
+    assert images.orient_boxes(np.zeros((0, 4)), 6, (W, H)).shape == (0, 4)
+
+
+def test_unusual_orientation_tags_are_ignored(tmp_path):
+    for value in (0, 9, 300):
+        path = tmp_path / f"tag{value}.jpg"
+        exif = Image.Exif()
+        exif[images.ORIENTATION_TAG] = value
+        Image.fromarray(_rgb()).save(path, quality=95, exif=exif)
+        assert images.header(path)[0] == 1
+        assert images.load_image(path).shape == (40, 60, 3)
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        images.header(tmp_path / "nope.jpg")
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="junk.jpg"):
+        images.header(tmp_path / "junk.jpg")
+
+
 @pytest.mark.parametrize("kind, reason", [
     ("empty", "empty file"), ("truncated", "truncated"), ("garbage", "not a recognised image"),
     ("missing", "missing file"), ("bomb", "decompression-bomb"), ("textfile", "not a recognised"),

@@ -116,6 +116,27 @@ def test_image_size_reads_header(tmp_path):
         loc.image_size(tmp_path / "b.jpg")
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_size_and_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orientation):
+    """A box drawn on the stored pixels of an EXIF-oriented photo, carried by orient_boxes and
+    scaled with image_size onto the model's square input, covers the bright object there."""
+    from PIL import Image
+    from vitwatch.data import images
+    stored = np.full((40, 64, 3), 20, np.uint8)                 # (H, W) = (40, 64) stored
+    stored[8:16, 16:40] = 235                                   # the object, off-centre
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.jpg"
+    Image.fromarray(stored).save(path, quality=95, subsampling=0, exif=exif)
+    wh = loc.image_size(path)
+    assert wh == ((40, 64) if orientation >= 5 else (64, 40))
+    box = images.orient_boxes([[17, 9, 40, 16]], *images.header(path))   # VOC, stored frame
+    x = images.load_image(path, img_size=32)                    # (32, 32, 3), as the models
+    mask = loc.box_mask(loc.scale_boxes(box, wh, 32), 32, 32)
+    bright = x.mean(axis=2) > 128
+    assert bright[mask].mean() > 0.9 and bright[~mask].mean() < 0.05
+
+
 def test_gradcam_equals_cam_for_linear_head():
     # conv -> global average pool -> dense: Grad-CAM reduces to CAM (Zhou et al., 2016),
     # map_k = ReLU(sum_c w_ck A_c) / (h w).

@@ -226,3 +226,27 @@ def test_unknown_dataset(tmp_path):
     cfg.dataset = "imagenet"
     with pytest.raises(ValueError, match="dataset"):
         sd.load(cfg)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orientation):
+    """The VOC box, drawn on the stored pixels of an EXIF-oriented photo, comes out of
+    image_boxes covering exactly the bright object of the photo as load_image returns it."""
+    from PIL import Image
+    stored = np.full((40, 64, 3), 20, np.uint8)                 # (H, W) stored
+    stored[8:16, 16:40] = 235                                   # object: VOC [17, 9, 40, 16]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "dog.jpg", quality=95, subsampling=0, exif=exif)
+    (tmp_path / "dog").write_text(
+        "<annotation><size><width>64</width><height>40</height></size><object><bndbox>"
+        "<xmin>17</xmin><ymin>9</ymin><xmax>40</xmax><ymax>16</ymax></bndbox></object>"
+        "</annotation>")
+    (x0, y0, x1, y1), = sd.image_boxes(tmp_path / "dog", tmp_path / "dog.jpg").astype(int)
+    bright = images.load_image(tmp_path / "dog.jpg").mean(axis=2) > 128  # (H, W) upright
+    expected = np.zeros_like(bright)
+    expected[y0 - 1:y1, x0 - 1:x1] = True
+    np.testing.assert_array_equal(bright, expected)
+    # an image that cannot be read keeps its boxes as they are (it is never loaded anyway)
+    (tmp_path / "bad.jpg").write_bytes(b"junk")
+    assert sd.image_boxes(tmp_path / "dog", tmp_path / "bad.jpg").tolist() == [[17, 9, 40, 16]]

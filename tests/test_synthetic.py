@@ -73,7 +73,7 @@ def test_smoke_profile_loads_through_the_real_code(tmp_path):
     # The odd-but-decodable files stay in and decode to RGB.
     manifest = json.loads((sd.synthetic_root(cfg) / "synthetic.json").read_text())
     odd = {o["kind"]: o["file"] for o in manifest["odd_files"]}
-    for kind in ("grayscale", "cmyk", "png_as_jpg", "exif_rotated"):
+    for kind in ("grayscale", "cmyk", "png_as_jpg", "exif_6"):
         path = str(sd.extracted_dir(cfg) / "Images" / odd[kind])
         assert path in dogs.train.paths + dogs.val.paths
         assert images.load_image(path, 32).shape == (32, 32, 3)
@@ -81,6 +81,22 @@ def test_smoke_profile_loads_through_the_real_code(tmp_path):
     for path, box in zip(dogs.test.paths, dogs.test.boxes):
         h, w = images.load_image(path).shape[:2]
         assert 1 <= box[0, 0] < box[0, 2] <= w and 1 <= box[0, 1] < box[0, 3] <= h
+    # EXIF-oriented photos: the XML box is on the stored pixels, as in the real annotations;
+    # the loaded split holds the upright box, the frame of the loaded pixels.
+    boxes = dict(zip(dogs.train.paths + dogs.val.paths + dogs.test.paths,
+                     dogs.train.boxes + dogs.val.boxes + dogs.test.boxes))
+    oriented = [o for o in manifest["odd_files"] if o["kind"].startswith("exif_")]
+    assert {o["kind"] for o in oriented} == {f"exif_{n}" for n in range(2, 9)}
+    assert sum(str(sd.extracted_dir(cfg) / "Images" / o["file"]) in dogs.test.paths
+               for o in oriented) >= 3                          # notebook 04's boxes too
+    for o in oriented:
+        path = sd.extracted_dir(cfg) / "Images" / o["file"]
+        xml = sd.read_boxes(sd.extracted_dir(cfg) / "Annotation" / o["file"][:-4])
+        assert xml[0].tolist() != o["upright_box"]             # stored frame != upright
+        np.testing.assert_array_equal(boxes[str(path)][0], o["upright_box"])
+        h, w = images.load_image(path).shape[:2]
+        x0, y0, x1, y1 = o["upright_box"]
+        assert 1 <= x0 < x1 <= w and 1 <= y0 < y1 <= h
 
 
 def _random_convnet(img_size):

@@ -3,8 +3,9 @@
 Holds the measurements of notebook 04's localisation section:
 
 - :func:`scale_boxes`, :func:`box_mask`, :func:`box_fraction` — Stanford Dogs boxes (PASCAL VOC
-  ``[x0, y0, x1, y1]`` pixels of the original photo) carried onto the square ``img_size`` input
-  that :func:`vitwatch.data.images.load_image` makes by resizing (no crop), and onto any map grid.
+  ``[x0, y0, x1, y1]`` pixels of the photo as loaded, EXIF orientation applied: see
+  :func:`image_size`) carried onto the square ``img_size`` input that
+  :func:`vitwatch.data.images.load_image` makes by resizing (no crop), and onto any map grid.
 - :func:`mass_inside` — share of a non-negative saliency map's mass inside the union of boxes
   (the "energy-based pointing game" of Wang et al., 2020, Score-CAM); :func:`pointing_hit` —
   the pointing game of Zhang et al. (2018, "Top-down neural attention by excitation
@@ -33,19 +34,18 @@ RESNET50_LAST_CONV = "conv5_block3_out"
 
 # --- boxes -----------------------------------------------------------------------------------
 def image_size(path) -> tuple[int, int]:
-    """(width, height) of a photo as :func:`vitwatch.data.images.load_image` sees it (EXIF
-    orientation applied), read from the header only."""
-    from PIL import Image
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"localisation: image {path} not found")
-    with Image.open(path) as im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:                                   # noqa: BLE001 - broken EXIF
-            orientation = 1
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    """(width, height) of a photo as :func:`vitwatch.data.images.load_image` returns it (EXIF
+    orientation applied: sides swapped for orientations 5-8), read from the header only.
+
+    The boxes of :mod:`vitwatch.data.stanford_dogs` are in that same frame (carried there by
+    :func:`vitwatch.data.images.orient_boxes`), so this is the size to scale them from.
+    """
+    from vitwatch.data import images
+    try:
+        orientation, stored = images.header(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"localisation: image {path} not found") from None
+    return images.oriented_size(orientation, stored)
 
 
 def scale_boxes(boxes, orig_wh, size: int | tuple[int, int]) -> np.ndarray:

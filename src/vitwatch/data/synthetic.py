@@ -12,8 +12,11 @@ and a texture) pasted at a random place and scale on a cluttered background; its
 annotation. Colour and shape survive global pooling, so even random-weight conv features with a
 linear probe separate the classes, and a label or preprocessing bug shows as chance accuracy.
 With ``bad_images=True`` a few files mimic a scraped dataset: an empty file and truncated JPEGs
-(undecodable: skipped and reported), plus grayscale, CMYK, PNG-named-.jpg and EXIF-rotated
-files (decodable: handled by :mod:`vitwatch.data.images`).
+(undecodable: skipped and reported), plus grayscale, CMYK, PNG-named-.jpg files and photos
+stored in another orientation with an EXIF Orientation tag (2-8) saying how to show them
+upright (decodable: handled by :mod:`vitwatch.data.images`). As in the real annotations, the
+box of such a photo is written in the frame of its *stored* pixels (and ``<size>`` is the
+stored size); the manifest keeps the upright box, the one that must come out of loading.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .stanford_dogs import FOLDERS, breed_name
 
-VERSION = 1          # bump when the images change: it is part of the cache key
+VERSION = 2          # bump when the images change: it is part of the cache key
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon")
 COLOURS = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (235, 200, 30),
            (200, 50, 200), (30, 200, 210), (245, 130, 20), (245, 245, 245))
@@ -170,8 +173,30 @@ def _voc_xml(folder: str, stem: str, size: tuple[int, int], box: list[int]) -> b
     return ET.tostring(ann)
 
 
+# EXIF orientation -> the transpose that stores an upright picture so that the tag's own
+# transpose (images.EXIF_TRANSPOSE) shows it upright again: 6 and 8 are each other's inverse.
+_STORE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_270}
+
+
+def stored_view(img: Image.Image, box: list[int], orientation: int):
+    """(stored pixels, box on them) of an upright ``img`` saved with EXIF ``orientation``.
+
+    The box (VOC, 1-based inclusive) is carried by transposing a mask of it with Pillow, not
+    by :func:`vitwatch.data.images.orient_boxes`, so that the tests compare two independent
+    computations.
+    """
+    mask = Image.new("L", img.size, 0)
+    mask.paste(255, (box[0] - 1, box[1] - 1, box[2], box[3]))
+    x0, y0, x1, y1 = mask.transpose(_STORE[orientation]).getbbox()
+    return img.transpose(_STORE[orientation]), [x0 + 1, y0 + 1, x1, y1]
+
+
 def _encode(img: Image.Image, kind: str) -> bytes:
-    """JPEG bytes of ``img``, or one of the awkward files a scraped dataset holds."""
+    """JPEG bytes of ``img``, or one of the awkward files a scraped dataset holds; for
+    ``exif_<n>``, ``img`` holds the stored pixels (:func:`stored_view`)."""
     buf = io.BytesIO()
     if kind == "grayscale":
         img.convert("L").save(buf, "JPEG", quality=90)
@@ -179,10 +204,10 @@ def _encode(img: Image.Image, kind: str) -> bytes:
         img.convert("CMYK").save(buf, "JPEG", quality=90)
     elif kind == "png_as_jpg":
         img.save(buf, "PNG")
-    elif kind == "exif_rotated":               # stored sideways, EXIF says "rotate 90 CW"
+    elif kind.startswith("exif_"):             # EXIF Orientation tag 2-8
         exif = Image.Exif()
-        exif[0x0112] = 6
-        img.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
+        exif[0x0112] = int(kind[5:])
+        img.save(buf, "JPEG", quality=90, exif=exif)
     else:
         img.save(buf, "JPEG", quality=90)
     data = buf.getvalue()
@@ -193,11 +218,14 @@ def _encode(img: Image.Image, kind: str) -> bytes:
     return data
 
 
-# (split, class slot, image slot) -> kind of awkward file
+# (split, class slot, image slot) -> kind of awkward file; EXIF orientations in both splits
+# (test images carry the boxes of notebook 04's localisation)
 ODD_FILES = {("train", 0, 0): "empty", ("train", 1, 0): "truncated",
              ("test", 0, 0): "truncated", ("train", 2, 1): "grayscale",
              ("train", 3, 1): "cmyk", ("train", 4, 1): "png_as_jpg",
-             ("train", 5, 1): "exif_rotated"}
+             ("train", 5, 1): "exif_6", ("train", 6, 1): "exif_2", ("train", 7, 1): "exif_4",
+             ("test", 1, 1): "exif_8", ("test", 2, 1): "exif_3", ("test", 0, 1): "exif_5",
+             ("test", 1, 0): "exif_7"}
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -253,13 +281,17 @@ def generate(root: str | os.PathLike, num_classes: int, train_per_class: int,
                     stem = f"{synset}_{number}"
                     img, box = render(c, img_size, rng)
                     kind = ODD_FILES.get((split, c, j), "jpeg") if bad_images else "jpeg"
+                    upright = box
+                    if kind.startswith("exif_"):           # stored pixels and their box
+                        img, box = stored_view(img, box, int(kind[5:]))
                     _add(imgs, f"Images/{folder}/{stem}.jpg", _encode(img, kind))
                     _add(anns, f"Annotation/{folder}/{stem}",
                          _voc_xml(folder, stem, img.size, box))
                     lists[split][0].append(f"{folder}/{stem}.jpg")
                     lists[split][1].append(FOLDERS.index(folder) + 1)   # official 1-based
                     if kind != "jpeg":
-                        odd.append({"file": f"{folder}/{stem}.jpg", "kind": kind})
+                        odd.append({"file": f"{folder}/{stem}.jpg", "kind": kind,
+                                    "upright_box": upright})
     with tarfile.open(tmp["lists"], "w") as tar:
         for split, (files, labels) in lists.items():
             _add(tar, f"{split}_list.mat", _mat_bytes(files, labels))
