@@ -332,6 +332,9 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
     package_digest = _digest(_package_files())
     streaming = profile_name != "smoke" if stream is None else stream
     previous = _previous_timings(out)
+    if profile_name != "smoke":              # long work: the expected time first (issue 13)
+        from . import costs
+        costs.print_runtime_plan(cfg, [b.name for b in books], previous)
     executed, timings = [], {}
     for i, nb in enumerate(books, 1):
         target = executed_dir / nb.name
