@@ -1,8 +1,10 @@
 """Training small models from scratch over training-set sizes and seeds (notebook 05).
 
-The experiment behind Figures 3 and 4 of [Dosovitskiy et al., 2021], in miniature: the same
+The question behind Figures 3 and 4 of [Dosovitskiy et al., 2021], in miniature: the same
 models trained on nested, stratified subsets of growing size; test accuracy against the number
-of training images, mean and 95 % t-interval over seeds, one curve per model.
+of training images, mean and 95 % t-interval over seeds, one curve per model. Comparisons
+between models are paired by seed (:func:`paired_gaps`): one seed draws the subset, the batch
+order and the augmentation stream for every model, and each model's initialisation.
 
 The recipe is shared by every model and every size, so the curves differ only by the model and
 the data: AdamW with linear warm-up and cosine decay, the same augmentation (random shifts, plus
@@ -325,18 +327,85 @@ def aggregate(runs: pd.DataFrame, confidence: float = 0.95,
     return pd.DataFrame(rows).sort_values(["arch", "n_train"], kind="stable").reset_index(drop=True)
 
 
+def paired_differences(runs: pd.DataFrame, a: str, b: str,
+                       value: str = "test_accuracy") -> pd.DataFrame:
+    """``a`` minus ``b`` per (n_train, seed). Runs with one seed share the training subset, the
+    batch order and the augmentation stream (all drawn from the seed), so the difference is
+    paired: what the two models learn from the same images."""
+    wide = runs.pivot_table(index=["n_train", "seed"], columns="arch", values=value)
+    if a not in wide or b not in wide:
+        raise ValueError(f"paired_differences: need runs of both {a!r} and {b!r}, "
+                         f"got {list(wide.columns)}")
+    return (wide[a] - wide[b]).dropna().rename("diff").reset_index()
+
+
+def paired_gaps(runs: pd.DataFrame, a: str, b: str, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean paired difference ``a - b`` with its Student-t interval, per size (over seeds) and
+    pooled over all seeds x sizes (last row, ``n_train`` = 0): the pooled interval treats the
+    seeds x sizes differences as one sample, which ignores that the gap may change with size
+    and that nested subsets of one seed are correlated. NaN bounds with a single pair."""
+    d = paired_differences(runs, a, b)
+    rows = []
+    for n, g in d.groupby("n_train", sort=True):
+        mean, lo, hi = t_interval(g["diff"], confidence)
+        rows.append({"n_train": int(n), "pairs": len(g), "mean": mean, "ci_low": lo,
+                     "ci_high": hi})
+    mean, lo, hi = t_interval(d["diff"], confidence)
+    rows.append({"n_train": 0, "pairs": len(d), "mean": mean, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def _signed(lo: float, hi: float) -> int:
+    """+1 / -1 when a paired interval excludes zero above / below, else 0 (NaN: 0)."""
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def describe_paired(runs: pd.DataFrame, cnn: str = "resnet", vit: str = "vit",
+                    confidence: float = 0.95) -> str:
+    """The CNN-vs-ViT verdict from paired differences (never from overlapping intervals)."""
+    g = paired_gaps(runs, cnn, vit, confidence)
+    per, pooled = g[g["n_train"] > 0], g.iloc[-1]
+    if per["ci_low"].isna().all():
+        return ("With a single seed per size there is no interval of the paired difference, "
+                "so no size separates the two models.")
+    signs = [_signed(lo, hi) for lo, hi in zip(per["ci_low"], per["ci_high"])]
+    sizes = per["n_train"].tolist()
+    ahead = [f"{n:,}" for n, s in zip(sizes, signs) if s > 0]
+    behind = [f"{n:,}" for n, s in zip(sizes, signs) if s < 0]
+    k = int(per["pairs"].max())
+    t = (f"Paired by seed (same subset, order and augmentation; {k} seed"
+         f"{'s' if k > 1 else ''}, Student-t intervals), the CNN minus the plain ViT is ")
+    t += "; ".join(f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] at {n:,}"
+                   for n, m, lo, hi in zip(sizes, per["mean"], per["ci_low"], per["ci_high"]))
+    t += (". The interval excludes zero at " + (f"{len(ahead) + len(behind)} of {len(sizes)} "
+          "sizes" if ahead or behind else "none of the sizes"))
+    t += (f" (CNN ahead at {', '.join(ahead)}" if ahead else "") + (
+        f"{'; ' if ahead else ' ('}ViT ahead at {', '.join(behind)}" if behind else "")
+    t += ")" if ahead or behind else ""
+    t += (f". Pooled over all {int(pooled['pairs'])} seed x size pairs: "
+          f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
+          f"{100 * pooled['ci_high']:+.1f}]")
+    pooled_sign = _signed(pooled["ci_low"], pooled["ci_high"])
+    t += (", so the CNN is ahead on average over this range." if pooled_sign > 0 else
+          ", so the plain ViT is ahead on average over this range." if pooled_sign < 0 else
+          ", an interval that includes zero: over this range the ranking is not established.")
+    return t
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def describe(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> list[str]:
-    """Sentences stating what the curves show, generated from the numbers (whatever they are)."""
+def describe(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet",
+             vit: str = "vit") -> list[str]:
+    """Sentences stating what the curves show, generated from the numbers (whatever they are).
+
+    ``runs`` (one row per arch x size x seed) gives the paired comparison; without it, no
+    sentence claims a difference."""
     def label(a):
         return small_models.LABELS.get(a, a)
 
     mean = summary.pivot(index="n_train", columns="arch", values="mean").sort_index()
-    low = summary.pivot(index="n_train", columns="arch", values="ci_low").sort_index()
-    high = summary.pivot(index="n_train", columns="arch", values="ci_high").sort_index()
     sizes = [int(n) for n in mean.index]
     out = []
     for n in (sizes[0], sizes[-1]):
@@ -364,15 +433,11 @@ def describe(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> li
             out.append("The plain ViT's mean stays below the CNN's at every size tried.")
         else:
             out.append("The plain ViT's mean is not below the CNN's at every size tried.")
-        if low[[cnn, vit]].isna().any().any():
-            out.append("With a single seed there are no confidence intervals.")
+        if runs is not None:
+            out.append(describe_paired(runs, cnn, vit))
         else:
-            apart = [n for n in sizes if low.loc[n, cnn] > high.loc[n, vit]
-                     or low.loc[n, vit] > high.loc[n, cnn]]
-            out.append(f"The 95 % intervals of the two models are disjoint at {len(apart)} of "
-                       f"{len(sizes)} sizes" + (f" ({', '.join(f'{n:,}' for n in apart)})."
-                                                 if apart else "; more seeds would be needed "
-                                                 "to call the difference significant."))
+            out.append("Without the per-seed runs no paired comparison is made; separate "
+                       "intervals of paired runs are not compared.")
     if "train_mean" in summary:
         fit = summary[summary["n_train"] == sizes[-1]].set_index("arch")["train_mean"]
         under = fit[fit < 0.9]
@@ -398,36 +463,51 @@ def describe(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> li
     return out
 
 
-def verdict(summary: pd.DataFrame, cnn: str = "resnet", vit: str = "vit") -> str:
-    """One sentence placing the measured curves against Figures 3 and 4 of the paper."""
+def verdict(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet",
+            vit: str = "vit") -> str:
+    """One sentence placing the measured curves against Figures 3 and 4 of the paper.
+
+    Figure 3: ViTs and BiT ResNets pre-trained on ImageNet-1k, ImageNet-21k or JFT-300M, then
+    fine-tuned on ImageNet. Figure 4: *linear 5-shot* ImageNet accuracy of models pre-trained
+    on random JFT subsets of 9, 30, 90 and 300 million images; the crossover is *observed*
+    there (ResNets ahead on the small subsets, ViTs on the large ones), not extrapolated.
+    The certainty comes from the paired differences over seeds (:func:`paired_gaps`).
+    """
     mean = summary.pivot(index="n_train", columns="arch", values="mean").sort_index()
     if cnn not in mean or vit not in mean:
         return "Without both the CNN and the plain ViT, the comparison with the paper is moot."
     gap = (mean[cnn] - mean[vit]).to_numpy()            # > 0: the CNN is ahead
     narrows = abs(gap[-1]) < abs(gap[0])
-    low = summary.pivot(index="n_train", columns="arch", values="ci_low").sort_index()
-    high = summary.pivot(index="n_train", columns="arch", values="ci_high").sort_index()
-    separated = int(((low[cnn] > high[vit]) | (low[vit] > high[cnn])).sum())
-    certainty = (f" (the 95 % intervals are separate at {separated} of {len(gap)} sizes; "
-                 "where they overlap, the ranking is not established)" if separated < len(gap)
-                 else " (the 95 % intervals are separate at every size)")
+    if runs is not None:
+        g = paired_gaps(runs, cnn, vit)
+        per = g[g["n_train"] > 0]
+        separated = sum(_signed(lo, hi) != 0 for lo, hi in zip(per["ci_low"], per["ci_high"]))
+        certainty = (f" (the paired 95 % interval excludes zero at {separated} of {len(per)} "
+                     "sizes; where it does not, the ranking is not established)"
+                     if separated < len(per) else
+                     " (the paired 95 % interval excludes zero at every size)")
+    else:
+        certainty = " (no paired interval without the per-seed runs: means only)"
     if (gap > 0).all():
-        return ("As in the low-data end of the paper's curves (ImageNet-1k pre-training in "
+        return ("As at the low-data end of the paper's curves (ImageNet-1k pre-training in "
                 "Figure 3, the 9M-image JFT subset in Figure 4), the CNN is ahead of the ViT on "
-                "average at every size tried here" + certainty + (", and the gap narrows as data "
-                "grows, the trend that the paper extrapolates to a crossover at tens of millions "
-                "of images." if narrows else "; the gap does not narrow within this range, so "
-                "these runs give no sign of the crossover the paper reaches with far more data."))
+                "average at every size tried here" + certainty
+                + (", and its mean lead narrows as data grows, the direction in which the "
+                   "paper observes the crossover (between its JFT subsets in Figure 4)"
+                   if narrows else "; its mean lead does not narrow within this range, so "
+                   "these runs show no sign of the crossover the paper observes with far "
+                   "more data") + ".")
     if (gap <= 0).all():
         return ("Unlike the low-data end of the paper's curves, the plain ViT is not behind the "
-                "CNN on average at any size" + certainty + ": with this recipe and these small models the paper's "
-                "small-data disadvantage does not appear.")
+                "CNN on average at any size" + certainty + ": with this recipe and these small "
+                "models the paper's small-data disadvantage does not appear.")
     if gap[0] > 0 >= gap[-1]:
-        return ("The CNN leads with little data and the ViT catches up as data grows, the "
-                "shape of the paper's Figures 3 and 4, compressed here into a range of "
-                "sizes far smaller than the paper's millions of images.")
-    return ("The ranking of the CNN and the plain ViT changes with size without a clear trend; "
-            "the curves neither confirm nor contradict the paper's Figures 3 and 4.")
+        return ("The CNN leads on average with little data and the ViT catches up as data "
+                "grows" + certainty + ", the shape of the paper's Figures 3 and 4 at sizes "
+                "far smaller than its millions of images.")
+    return ("The ranking of the CNN and the plain ViT changes with size without a clear trend"
+            + certainty + "; the curves neither confirm nor contradict the paper's Figures 3 "
+            "and 4.")
 
 
 def save_summary(cfg, data: small_data.SmallData, runs: pd.DataFrame,
@@ -439,7 +519,7 @@ def save_summary(cfg, data: small_data.SmallData, runs: pd.DataFrame,
         "dataset": data.name, "source": data.source, "profile": cfg.profile,
         "recipe": asdict(recipe(cfg, data)), "models": list(cfg.small_models),
         "runs": runs.to_dict(orient="records"), "summary": summary.to_dict(orient="records"),
-        "sentences": describe(summary), "machine": config.machine_summary()})
+        "sentences": describe(summary, runs), "machine": config.machine_summary()})
 
 
 # --- runtime of the profiles ----------------------------------------------------------------
