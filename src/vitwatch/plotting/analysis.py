@@ -101,18 +101,18 @@ def confusion(cm, order, class_names, title: str = "Confusion matrix, classes cl
     rows = cm.sum(1, keepdims=True)
     p = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     k = len(order)
-    size = 7.5 if k > 30 else 5.5
+    size = 5.5                           # + labels and colour bar: ~7 in, printed full size
     fig, ax = plt.subplots(figsize=(size, size))
     floor = max(1e-3, 0.5 / max(rows.max(), 1))
     im = ax.imshow(np.clip(p, floor, 1), norm=LogNorm(floor, 1), cmap="magma_r",
                    interpolation="nearest")
     names = [_short(class_names[i], 18) for i in order]
-    if k <= 40:
-        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), names, fontsize=6)
+    if k <= 30:
+        ax.set_xticks(range(k), names, rotation=90, fontsize=7.5)
+        ax.set_yticks(range(k), names, fontsize=7.5)
     else:
-        step = int(np.ceil(k / 40))
-        ax.set_yticks(range(0, k, step), names[::step], fontsize=5)
+        step = int(np.ceil(k / 30))
+        ax.set_yticks(range(0, k, step), names[::step], fontsize=7.5)
         ax.set_xticks([])
     ax.set(xlabel="predicted breed (same order)", ylabel="true breed", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="share of the true breed's images")
@@ -121,7 +121,7 @@ def confusion(cm, order, class_names, title: str = "Confusion matrix, classes cl
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
-               ncols: int = 6, boxes: Sequence[np.ndarray] | None = None):
+               ncols: int = 4, boxes: Sequence[np.ndarray] | None = None):
     """A gallery of images with a caption each (optionally a box drawn on each)."""
     n = len(images)
     if n == 0:
@@ -130,7 +130,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
         ax.text(0.5, 0.5, "no image to show", ha="center", va="center")
         ax.axis("off")
         return fig
-    ncols = min(ncols, n)
+    ncols = min(ncols, n, 4)            # <= 7 in wide: printed at full size (>= 7 pt titles)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols, 1.95 * nrows + 0.4),
                              squeeze=False)
@@ -139,7 +139,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
         if i >= n:
             continue
         ax.imshow(images[i])
-        ax.set_title(titles[i], fontsize=6.5)
+        ax.set_title(titles[i], fontsize=7)
         if boxes is not None:
             for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
                 ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
@@ -162,7 +162,12 @@ def _overlay(ax, image, saliency, alpha=0.55):
 def head_attention(image, maps, title: str = "Class-token attention per head, last block"):
     """The image, then the class token's attention of each head as an image (H, g, g)."""
     h = len(maps)
-    fig, axes = plt.subplots(1, h + 1, figsize=(1.8 * (h + 1), 2.2))
+    cols = min(h + 1, 4)                # <= 7.2 in wide: printed at full size
+    rows = int(np.ceil((h + 1) / cols))
+    fig, grid = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows + 0.3), squeeze=False)
+    for ax in grid.flat[h + 1:]:
+        ax.axis("off")
+    axes = grid.flat
     axes[0].imshow(image)
     axes[0].set_title("input", fontsize=8)
     axes[0].axis("off")
@@ -179,7 +184,7 @@ def head_attention(image, maps, title: str = "Class-token attention per head, la
 
 
 def rollout_gallery(images, maps, titles, title: str = "Attention rollout",
-                    ncols: int = 4):
+                    ncols: int = 2):
     """Pairs (image, rollout overlay), captioned with true / predicted breeds."""
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -191,9 +196,9 @@ def rollout_gallery(images, maps, titles, title: str = "Attention rollout",
     for i in range(n):
         r, c = divmod(i, ncols)
         axes[r, 2 * c].imshow(images[i])
-        axes[r, 2 * c].set_title(titles[i], fontsize=6.5)
+        axes[r, 2 * c].set_title(titles[i], fontsize=7.5)
         _overlay(axes[r, 2 * c + 1], images[i], maps[i])
-        axes[r, 2 * c + 1].set_title("rollout", fontsize=6.5)
+        axes[r, 2 * c + 1].set_title("rollout", fontsize=7.5)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -211,7 +216,7 @@ def attention_distance(dist, title: str = "Mean attention distance per head and 
     ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)",
            title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
@@ -303,7 +308,7 @@ def cost(df, title: str = "Accuracy against compute"):
                 continue
             ax.scatter(r[key], 100 * r["top1"], s=60, color=c)
             ax.annotate(f"{_label(r['backbone'])} ({r['protocol']})", (r[key], 100 * r["top1"]),
-                        xytext=(5, 4), textcoords="offset points", fontsize=7)
+                        xytext=(5, 4), textcoords="offset points", fontsize=9)
     axes[0].set(xlabel="GMACs per image", ylabel="test top-1 (%)", title="Against MACs")
     axes[1].set(xlabel="measured throughput (images / s)", title="Against throughput")
     for ax in axes:
@@ -344,13 +349,14 @@ def cka(matrix, row_labels, col_labels, title: str = "Linear CKA, ViT blocks vs 
         xlabel: str = "ResNet-50 stage", ylabel: str = "ViT block"):
     """Heatmap of a CKA matrix (rows: first network's layers, bottom = first layer)."""
     m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * m.shape[1] + 1.5, 0.3 * m.shape[0] + 1.8))
+    cell = min(0.55, 4.5 / m.shape[1])       # <= ~7 in wide in all: printed near full size
+    fig, ax = plt.subplots(figsize=(1.0 + cell * m.shape[1] + 1.5, 0.3 * m.shape[0] + 1.8))
     im = ax.imshow(m, origin="lower", vmin=0, vmax=1, cmap="magma", aspect="auto")
-    ax.set_xticks(range(m.shape[1]), col_labels, rotation=30, fontsize=7)
-    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=7)
+    ax.set_xticks(range(m.shape[1]), col_labels, rotation=30, fontsize=8)
+    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=8)
     for (i, j), v in np.ndenumerate(m):
         if m.size <= 80:
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7.5,
                     color="w" if v < 0.6 else "k")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.colorbar(im, ax=ax, label="linear CKA")
