@@ -21,7 +21,8 @@ LABELS = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
           "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)",
           "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (i21k only)"}
 MAP_COLORS = {"ViT rollout": "#1f77b4", "ResNet-50 Grad-CAM": "#d62728",
-              "BiT-M R50x1 Grad-CAM": "#ff7f0e",
+              "ResNet-50 Grad-CAM, true class": "#f4a3a3",
+              "BiT-M R50x1 Grad-CAM": "#ff7f0e", "BiT-M R50x1 Grad-CAM, true class": "#ffc78a",
               "centre prior": "#7f7f7f", "uniform": "#bbbbbb"}
 
 
@@ -224,9 +225,8 @@ def attention_distance(dist, title: str = "Mean attention distance per head and 
 # --- localisation ----------------------------------------------------------------------------
 def localisation(df, title: str = "Share of the map's mass inside the dog's boxes"):
     """Distribution of mass-inside per map family (box plot + points); pointing-game hits."""
-    names = [m for m in ("ViT rollout", "ResNet-50 Grad-CAM", "BiT-M R50x1 Grad-CAM",
-                         "centre prior", "uniform")
-             if m in set(df["map"])] + sorted(set(df["map"]) - set(MAP_COLORS))
+    names = [m for m in MAP_COLORS if m in set(df["map"])] + sorted(
+        set(df["map"]) - set(MAP_COLORS))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6),
                                   gridspec_kw={"width_ratios": [2, 1]})
     data = [df.loc[df["map"] == m, "mass_inside"].to_numpy() for m in names]
@@ -241,7 +241,7 @@ def localisation(df, title: str = "Share of the map's mass inside the dog's boxe
     hits = df.dropna(subset=["hit"]).groupby("map")["hit"].mean()
     hn = [m for m in names if m in hits.index]
     ax2.bar(hn, 100 * hits[hn].to_numpy(), color=[MAP_COLORS.get(m, "#ccc") for m in hn])
-    ax2.set(ylabel="maximum inside a box (%)", xlabel="map", title="Pointing game",
+    ax2.set(ylabel="peak within 15 px of a box (%)", xlabel="map", title="Pointing game",
             ylim=(0, 100))
     ax2.set_xticks(range(len(hn)), hn, rotation=25, ha="right")
     fig.suptitle(title)
@@ -386,5 +386,33 @@ def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on
                        plt.Line2D([], [], marker="o", color="k", mfc="white", ls="",
                                   label="unseen")], loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagrams, test set"):
+    """One panel per run: accuracy against confidence per bin, before (bars) and after
+    temperature scaling (line); ``diagrams``: run -> (before, after, T) with ``before`` and
+    ``after`` the dicts of :func:`vitwatch.calibration.reliability`."""
+    n = max(len(diagrams), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, (before, after, t)) in zip(axes.flat, diagrams.items()):
+        edges = before["edges"]
+        centres = (edges[:-1] + edges[1:]) / 2
+        width = edges[1] - edges[0]
+        ax.bar(centres, np.nan_to_num(before["accuracy"]), width * 0.9, color="#1f77b4",
+               alpha=0.55, label="before")
+        ok = after["count"] > 0
+        ax.plot(after["confidence"][ok], after["accuracy"][ok], "o-", color="#d62728",
+                ms=3, lw=1, label=f"after (T = {t:.2f})")
+        ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)",
+               ylabel="accuracy", title=_short(name, 28))
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(diagrams):]:
+        ax.axis("off")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
