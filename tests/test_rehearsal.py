@@ -140,3 +140,15 @@ def test_savedmodel_has_the_real_interface(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     got, want = backbone.predict_on_batch(x), np.asarray(ours.predict_on_batch(x))
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-4 * max(1, np.abs(want).max())
+
+
+def test_ilsvrc12_list_passes_the_content_check(tmp_path):
+    from vitwatch.data import imagenet_overlap as ov
+
+    dogs = artifacts.dogs_archives(tmp_path, 2, 1, seed=0, num_classes=3, img_size=16)
+    path = artifacts.ilsvrc12_archive(tmp_path, dogs["dogs_images"])
+    tl = ov.read_train_list(path)
+    ov.check_complete(tl)                                     # 1,281,167 lines, 1000 synsets
+    with tarfile.open(dogs["dogs_images"]) as tar:
+        ids = {ov.image_id(n) for n in tar.getnames() if n.endswith(".jpg")}
+    assert 0 < len(ids & tl.ids) < len(ids)                   # some dog images were "seen"

@@ -14,8 +14,12 @@ What the rehearsal serves under each real URL of :data:`vitwatch.downloads.RESOU
   weights=path)`` reads);
 - ``dogs_images`` / ``dogs_lists`` / ``dogs_annotation``: the three Stanford Dogs archives with
   all 120 class folders (:mod:`vitwatch.data.synthetic`, a few images per class);
+- ``bit_m_r50x1_ilsvrc2012`` / ``bit_m_r50x1``: random BiT-M R50x1 checkpoints in Google's
+  layout (:func:`vitwatch.models.offline.bit_checkpoint`), 1000- and 21,843-class heads;
 - ``cifar10``: ``cifar-10-python.tar.gz`` in the pickled-batch format of Krizhevsky (2009)
-  (https://www.cs.toronto.edu/~kriz/cifar.html), a few hundred images.
+  (https://www.cs.toronto.edu/~kriz/cifar.html), pickled as Python 2 did, a few hundred images;
+- ``ilsvrc12_aux``: BVLC/caffe's ``caffe_ilsvrc12.tar.gz`` with a ``train.txt`` of the real
+  length (1,281,167 lines, 1000 synsets) listing half of the stand-in dog images.
 
 Each file is generated once into ``<cache_dir>/rehearsal/artifacts/`` and written atomically;
 ``manifest.json`` (written last) records, per resource, the file, its size, SHA-256 and MD5.
@@ -244,39 +248,94 @@ def cifar10_archive(root: Path, train_per_class: int, test_per_class: int,
     return fileio.atomic_write(path, pack)
 
 
+# --- BiT-M R50x1 and the ILSVRC-2012 training list -------------------------------------------
+
+def bit_checkpoints(root: Path, seed: int = 0) -> dict[str, Path]:
+    """BiT-M R50x1 in Google's .npz layout: 1000-class (ILSVRC-2012) and 21,843-class heads."""
+    from vitwatch.models import offline
+
+    return {"bit_m_r50x1_ilsvrc2012": offline.bit_checkpoint(root, "R50x1", seed, 1000),
+            "bit_m_r50x1": offline.bit_checkpoint(root, "R50x1", seed + 1, I21K_CLASSES)}
+
+
+def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
+    """``caffe_ilsvrc12.tar.gz`` with a full-length ``train.txt``: exactly 1,281,167 lines over
+    1000 synsets (the content check of :mod:`vitwatch.data.imagenet_overlap`), listing every
+    other image of ``images_tar`` (so that some test images are "seen") among filler IDs."""
+    from vitwatch.data import imagenet_overlap as ov
+    from vitwatch.data.stanford_dogs import FOLDERS
+
+    path = root / f"caffe_ilsvrc12_{images_tar.parent.name}_seed{seed}.tar.gz"
+    if path.is_file():
+        return path
+    with tarfile.open(images_tar) as tar:
+        ids = sorted(Path(n).stem for n in tar.getnames() if n.endswith(".jpg"))
+    seen = ids[::2]
+    synsets = sorted({f.split("-")[0] for f in FOLDERS}
+                     | {f"n{90_000_000 + k:08d}" for k in range(ov.N_CLASSES - len(FOLDERS))})
+    n_fill = ov.N_TRAIN_IMAGES - len(seen)
+    lines = [f"{i.split('_')[0]}/{i}.JPEG {synsets.index(i.split('_')[0])}" for i in seen]
+    lines += [f"{synsets[k % len(synsets)]}/{synsets[k % len(synsets)]}_{1_000_000 + k}.JPEG "
+              f"{k % len(synsets)}" for k in range(n_fill)]
+    data = ("\n".join(lines) + "\n").encode()
+    words = "".join(f"{s} synset {k}\n" for k, s in enumerate(synsets)).encode()
+    from vitwatch.data.synthetic import _add
+
+    def pack(f):
+        with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
+            _add(tar, "synsets.txt", words)
+            _add(tar, ov.MEMBER, data)
+    return fileio.atomic_write(path, pack)
+
+
 # --- all of them -------------------------------------------------------------------------------
 
-def build(cache_dir, dogs_train: int = 4, dogs_test: int = 2, cifar_train: int = 60,
-          cifar_test: int = 20, seed: int = 0, only: tuple[str, ...] | None = None,
-          log=print) -> dict[str, Artifact]:
-    """Generate (once) every artifact, or those of ``only``; return {resource name: Artifact}.
+DOGS = ("dogs_images", "dogs_lists", "dogs_annotation")
+VITS = ("vit_s16_i21k_ft_i1k", "vit_s16_i21k")
+BITS = ("bit_m_r50x1_ilsvrc2012", "bit_m_r50x1")
+PROVIDED = (*DOGS, *VITS, "hub_vit_s16_fe", "resnet50_imagenet", *BITS, "cifar10",
+            "ilsvrc12_aux")
 
-    The manifest caches the digests: a file is hashed again only when its size changed.
+
+def build(cache_dir, names=PROVIDED, dogs_train: int = 4, dogs_test: int = 2,
+          cifar_train: int = 60, cifar_test: int = 20, seed: int = 0,
+          log=print) -> dict[str, Artifact]:
+    """Generate (once) the stand-ins of resources ``names``; return {name: Artifact}.
+
+    Raises ValueError naming any resource without a stand-in generator. The manifest caches
+    the digests: a file is hashed again only when its path or size changed.
     """
+    missing = sorted(set(names) - set(PROVIDED))
+    if missing:
+        raise ValueError(f"no rehearsal stand-in for {', '.join(missing)}: add a generator to "
+                         "vitwatch.rehearsal.artifacts")
     root = artifacts_dir(cache_dir) / f"v{VERSION}"
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / "manifest.json"
     known = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    want = set(only) if only else None
+    want = set(names)
     files: dict[str, Path] = {}
-
-    def need(*names):
-        return want is None or bool(want.intersection(names))
-
-    if need("dogs_images", "dogs_lists", "dogs_annotation"):
+    if want & {*DOGS, "ilsvrc12_aux"}:
         log("rehearsal: Stanford Dogs archives (120 classes) ...")
-        files.update(dogs_archives(root, dogs_train, dogs_test, seed))
-    if need("vit_s16_i21k_ft_i1k", "vit_s16_i21k", "hub_vit_s16_fe"):
+        dogs = dogs_archives(root, dogs_train, dogs_test, seed)
+        files.update({k: v for k, v in dogs.items() if k in want})
+        if "ilsvrc12_aux" in want:
+            log("rehearsal: ILSVRC-2012 training list (1,281,167 lines) ...")
+            files["ilsvrc12_aux"] = ilsvrc12_archive(root, dogs["dogs_images"], seed)
+    if want & {*VITS, "hub_vit_s16_fe"}:
         log("rehearsal: ViT-S/16 checkpoints (1000- and 21,843-class heads) ...")
         npz = vit_checkpoints(root, seed)
-        files.update(npz)
-        if need("hub_vit_s16_fe"):
+        files.update({k: v for k, v in npz.items() if k in want})
+        if "hub_vit_s16_fe" in want:
             log("rehearsal: TF Hub SavedModel archive ...")
             files["hub_vit_s16_fe"] = hub_archive(root, npz["vit_s16_i21k_ft_i1k"])
-    if need("resnet50_imagenet"):
+    if "resnet50_imagenet" in want:
         log("rehearsal: ResNet-50 .h5 ...")
         files["resnet50_imagenet"] = resnet_h5(root, seed)
-    if need("cifar10"):
+    if want & set(BITS):
+        log("rehearsal: BiT-M R50x1 checkpoints ...")
+        files.update({k: v for k, v in bit_checkpoints(root, seed).items() if k in want})
+    if "cifar10" in want:
         log("rehearsal: CIFAR-10 archive ...")
         files["cifar10"] = cifar10_archive(root, cifar_train, cifar_test, seed)
     out = {}
@@ -290,4 +349,3 @@ def build(cache_dir, dogs_train: int = 4, dogs_test: int = 2, cifar_train: int =
     fileio.write_json(manifest_path, {**known, **{k: asdict(a) for k, a in out.items()}},
                       indent=1)
     return out
-

@@ -31,15 +31,17 @@ from vitwatch.rehearsal.server import Mirror, url_path
 NOTEBOOKS = ("02", "03", "04", "05")
 # Keep the quick code path (real loaders, 224 px, ViT-S/16, ResNet-50, CIFAR-10), cut the work.
 OVERRIDES = {
-    "batch_size": 32, "train_per_class": 4, "test_per_class": 2, "val_fraction": 0.25,
-    "vit_i21k_checkpoint": "vit_s16_i21k", "hub_handle": "https://tfhub.dev/sayakpaul/vit_s16_fe/1",
+    "batch_size": 32, "train_per_class": 2, "test_per_class": 1, "val_fraction": 0.5,
+    "vit_i21k_checkpoint": "vit_s16_i21k",
+    "hub_handle": "https://tfhub.dev/sayakpaul/vit_s16_fe/1",
     "head_epochs": 1, "head_seeds": 1, "probe_epochs": 5, "probe_l2_grid": [0.001],
     "finetune_epochs": 1, "n_bootstrap": 100, "n_attention_images": 8, "n_cka_images": 16,
     "small_dataset": "cifar10", "small_train_sizes": [100, 200], "small_seeds": 1,
     "small_epochs": 1, "small_test_size": 0,
 }
 # The redirect chain of tfhub.dev today: the handle -> Kaggle Models -> Google Storage.
-_KAGGLE_HOP = "/www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/{}/1/download"
+_KAGGLE_HOP = ("/www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/"
+               "{}/1/download")
 _STORAGE_HOP = "/storage.googleapis.com/kaggle-models-data/{}/1/model.tar.gz"
 
 
@@ -76,6 +78,22 @@ def parameters(cache_dir: Path, out_dir: Path) -> dict:
     return params
 
 
+def needed_resources(params: dict) -> list[str]:
+    """Names of downloads.RESOURCES the run will download: what the report's preflight
+    gathers from the loaders, plus the ILSVRC-2012 list of the leakage count when it is
+    downloaded rather than handed in."""
+    from vitwatch import downloads, report
+    from vitwatch.data import imagenet_overlap
+
+    cfg = config.from_profile("quick", **{k: v for k, v in params.items() if k != "profile"})
+    names = report.required_resources(cfg)
+    aux = imagenet_overlap.RESOURCE
+    if (aux in downloads.RESOURCES and aux not in names and cfg.dataset == "stanford_dogs"
+            and not getattr(cfg, "imagenet_train_list", "")):
+        names.append(aux)
+    return names
+
+
 def _requested(mirror: Mirror, files: dict) -> dict[str, int]:
     """GET requests that reached each served file, by url path."""
     counts = {path: 0 for path in files}
@@ -102,18 +120,19 @@ def run(cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike |
     wanted = [n for n in NOTEBOOKS if not only or n in only]
     books = [p for p in report.notebooks(root / "notebooks") if p.name[:2] in wanted]
 
-    artifacts = arts.build(cache, log=log)
-    from vitwatch import downloads
-    artifacts = {k: a for k, a in artifacts.items() if k in downloads.RESOURCES}
-    files, redirects = mirror_layout(artifacts)
     run_cache = cache / "rehearsal" / "run"             # empty: every file is downloaded
     shutil.rmtree(run_cache, ignore_errors=True)
     run_cache.mkdir(parents=True)
+    params = parameters(run_cache, out)
+    try:
+        artifacts = arts.build(cache, needed_resources(params), log=log)
+    except ValueError as exc:
+        raise RehearsalError(str(exc)) from None
+    files, redirects = mirror_layout(artifacts)
     checksums = fileio.write_json(run_cache / "checksums.json",
                                   {k: {"sha256": a.sha256} for k, a in artifacts.items()})
     shutil.rmtree(out / "executed", ignore_errors=True)
     (out / "executed").mkdir(parents=True)
-    params = parameters(run_cache, out)
     log(f"rehearsal: artifacts ready in {time.time() - t_start:.0f} s; "
         f"serving {len(files)} files on 127.0.0.1")
 
