@@ -214,6 +214,9 @@ def mean_attention_distance(attn, grid, patch_size: int) -> np.ndarray:
     is left out (as query and as key) and each query's weights over the patches are
     renormalised to sum to 1, so that the measure is the distance *of the attention spent on
     patches*: identity attention gives 0, uniform attention the mean pairwise distance.
+    This departs from the paper's Fig. 7, which does not drop the class token: for a head that
+    gives much of its attention to the class token, the two values differ, so ours is compared
+    with the paper's in shape (local and global heads per depth), not number for number.
 
     attn: list of ``(B, H, N, N)`` (one per block) -> ``(L, H)``; one ``(B, H, N, N)`` array
     -> ``(H,)``.

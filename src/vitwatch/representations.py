@@ -7,6 +7,11 @@ using *minibatch* CKA (Nguyen et al., 2021): the unbiased HSIC estimator of Song
 averaged over minibatches, so that activations of any size (a ResNet stage at 224 px is
 56 x 56 x 256 per image) never need to be held for all images at once.
 
+What is computed, exactly: ``CKA = sum_b HSIC_u(K_b, L_b) / sqrt(sum_b HSIC_u(K_b, K_b)
+sum_b HSIC_u(L_b, L_b))`` over minibatches b, with HSIC_u the unbiased estimator. Unlike the
+biased full-batch CKA, which lies in [0, 1], this estimate is not bounded: an unbiased HSIC can
+be negative, so a value can fall slightly below 0 (or, with few small batches, above 1).
+
 - :func:`linear_cka` — the exact full-batch value (Kornblith eq. 4), for small inputs and tests.
 - :class:`MinibatchCKA` — streams batches of activations of two lists of layers, accumulates
   the unbiased HSIC of every pair, returns the (La, Lb) CKA matrix.
