@@ -67,3 +67,29 @@ def test_backbone_forward_pads_the_last_batch(tmp_path, monkeypatch):
     assert full.shape == (4, 5) and short.shape == (3, 5) and short.dtype == np.float32
     expect = np.asarray(model(images.astype("float32") / 255.0))   # (7, 5)
     np.testing.assert_allclose(np.concatenate([full, short]), expect, atol=1e-5)
+
+
+def test_device_policy_is_a_no_op_on_cpu_and_sized_on_gpus():
+    cpu = fastpath.device_policy([], 32, 50e6)
+    assert cpu == {"device": "cpu", "precision": "float32", "jit": None, "batch_size": 32}
+    h100 = {"name": "H100", "compute_capability": (9, 0), "memory_bytes": 80 * 2 ** 30}
+    t4 = {"name": "T4", "compute_capability": (7, 5), "memory_bytes": 16 * 2 ** 30}
+    old = {"name": "K80", "compute_capability": (3, 7), "memory_bytes": 12 * 2 ** 30}
+    p = fastpath.device_policy([h100], 32, 50e6)
+    assert p["precision"] == "mixed_bfloat16" and p["jit"] is True
+    assert p["batch_size"] == 1024                       # capped: 1024 x 25 MB << 40 GiB
+    p = fastpath.device_policy([t4], 32, 50e6)           # 16 GiB / 2 / 25 MB -> 256 (343)
+    assert p["precision"] == "mixed_float16" and p["batch_size"] == 256
+    assert fastpath.device_policy([old], 32, 50e6)["precision"] == "float32"
+    assert fastpath.device_policy([h100, t4], 32, 50e6)["batch_size"] == 256  # smallest bounds
+
+
+def test_low_precision_check_against_fp32():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(64, 10)) * 5
+    ok = fastpath.agrees_with_fp32(logits, logits.astype(np.float16))
+    assert ok["safe"] and ok["top1_agreement"] == 1.0 and ok["max_rel_error"] < 1e-3
+    bad = fastpath.agrees_with_fp32(logits, rng.permutation(logits))
+    assert not bad["safe"] and bad["top1_agreement"] < 0.5
+    with pytest.raises(ValueError, match="shapes differ"):
+        fastpath.agrees_with_fp32(logits, logits[:3])

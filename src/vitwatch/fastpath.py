@@ -179,3 +179,59 @@ def backbone_forward(backbone, cache_dir=None,
         return out[:n].reshape(n, -1)                                 # (B, D)
 
     return forward
+
+
+# --- on a GPU: precision, XLA and batch size (a no-op on CPU) -------------------------------
+
+def gpus() -> list[dict]:
+    """The GPUs TensorFlow sees: name, compute capability (major, minor), memory in bytes."""
+    import tensorflow as tf
+    out = []
+    for i, d in enumerate(tf.config.list_physical_devices("GPU")):
+        details = tf.config.experimental.get_device_details(d)
+        try:
+            memory = tf.config.experimental.get_memory_info(f"GPU:{i}").get("peak", 0)
+        except (ValueError, RuntimeError):
+            memory = 0
+        out.append({"name": details.get("device_name", d.name),
+                    "compute_capability": tuple(details.get("compute_capability", (0, 0))),
+                    "memory_bytes": int(details.get("memory_limit", 0) or memory)})
+    return out
+
+
+def device_policy(devices: list[dict], batch_size: int, bytes_per_image: float,
+                  max_batch: int = 1024) -> dict:
+    """How to run extraction and fine-tuning on ``devices`` (:func:`gpus`).
+
+    No GPU: nothing changes (fp32, the measured graph/XLA choice, the profile's batch size).
+    A GPU: XLA; bfloat16 compute from compute capability 8.0 (A100, H100: same exponent range
+    as fp32, no loss scaling), float16 on 7.x (V100, T4: tensor cores, needs loss scaling for
+    training), fp32 below; and the largest power-of-two batch (>= ``batch_size``, <=
+    ``max_batch``) whose activations, ``bytes_per_image`` at fp32, fill at most half the
+    memory (the rest: weights, optimiser state, XLA's workspace). Whether the low precision is
+    numerically safe is checked against fp32 with :func:`agrees_with_fp32` before use.
+    """
+    if not devices:
+        return {"device": "cpu", "precision": "float32", "jit": None, "batch_size": batch_size}
+    gpu = min(devices, key=lambda d: d["memory_bytes"])           # the smallest one bounds
+    cc = tuple(gpu["compute_capability"])
+    precision = ("mixed_bfloat16" if cc >= (8, 0) else
+                 "mixed_float16" if cc >= (7, 0) else "float32")
+    per_image = bytes_per_image / (2 if precision != "float32" else 1)
+    batch = batch_size
+    while batch * 2 <= max_batch and batch * 2 * per_image <= gpu["memory_bytes"] / 2:
+        batch *= 2
+    return {"device": gpu["name"], "precision": precision, "jit": True, "batch_size": batch}
+
+
+def agrees_with_fp32(logits32, logits_low, min_agreement: float = 0.99,
+                     max_rel_error: float = 0.05) -> dict:
+    """Is a low-precision forward safe? Top-1 agreement with fp32 on the same images (the
+    route-agreement images of notebook 03) and the largest error relative to the logits' scale."""
+    a, b = np.asarray(logits32, np.float64), np.asarray(logits_low, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"agrees_with_fp32: shapes differ, {a.shape} vs {b.shape}")
+    agreement = float(np.mean(a.argmax(-1) == b.argmax(-1)))
+    rel = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+    return {"top1_agreement": agreement, "max_rel_error": rel,
+            "safe": agreement >= min_agreement and rel <= max_rel_error}
