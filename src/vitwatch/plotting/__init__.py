@@ -25,7 +25,7 @@ STYLE = {
     "axes.labelsize": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "legend.fontsize": 9,
+    "legend.fontsize": 10,         # legends of figures up to 10 in wide print at >= 7 pt
     "legend.frameon": False,
     "font.size": 10,
     "image.cmap": "viridis",

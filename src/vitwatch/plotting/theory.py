@@ -51,7 +51,7 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
     for i in range(1, grid):
         ax.plot([0.3 + 3 * i / grid] * 2, [6.2, 9.2], color="white", lw=2, zorder=2)
         ax.plot([0.3, 3.3], [6.2 + 3 * i / grid] * 2, color="white", lw=2, zorder=2)
-    ax.text(1.8, 9.55, "image cut into P x P patches", ha="center", fontsize=9)
+    ax.text(1.8, 9.55, "image cut into P x P patches", ha="center", fontsize=10.5)
     # flattened patches -> linear projection
     n = grid * grid
     xs = np.linspace(4.6, 12.6, n + 1)
@@ -62,30 +62,30 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
     for k, x in enumerate(xs):
         label = "*" if k == 0 else str(k)
         color = "#f4b6c2" if k == 0 else "#c9e3f5"
-        _box(ax, x - 0.28, 2.7, 0.56, 0.7, label, color, fontsize=8)
+        _box(ax, x - 0.28, 2.7, 0.56, 0.7, label, color, fontsize=9.5)
         ax.add_patch(Rectangle((x - 0.28, 2.25), 0.56, 0.35, facecolor="#b9e4b9",
                                edgecolor="#333333", linewidth=0.8))
-        ax.text(x, 2.42, str(k), ha="center", va="center", fontsize=7)
+        ax.text(x, 2.42, str(k), ha="center", va="center", fontsize=8.5)
         if k > 0:
             _arrow(ax, x, 4.3, x, 3.45)
-    ax.text(xs[0], 1.95, "class\ntoken", ha="center", va="top", fontsize=8)
-    ax.text((xs[1] + xs[-1]) / 2, 1.95, "patch tokens + position embeddings (green)",
-            ha="center", va="top", fontsize=8)
+    ax.text(xs[0], 1.95, "class\ntoken", ha="center", va="top", fontsize=9.5)
+    ax.text(xs[1] - 0.3, 1.95, "patch tokens + position embeddings (green)",
+            ha="left", va="top", fontsize=9.5)
     # encoder
     _box(ax, 14.3, 1.9, 3.0, 6.6, "", "#eeeeee")
-    ax.text(15.8, 8.15, "Transformer encoder", ha="center", fontsize=9, weight="bold")
-    ax.text(15.8, 7.75, "x L blocks", ha="center", fontsize=8)
+    ax.text(15.8, 8.15, "Transformer encoder", ha="center", fontsize=10.5, weight="bold")
+    ax.text(15.8, 7.75, "x L blocks", ha="center", fontsize=9.5)
     for y, t, c in [(6.6, "LayerNorm", "#fff7cc"), (5.6, "multi-head\nself-attention", "#c9e3f5"),
                     (4.4, "LayerNorm", "#fff7cc"), (3.4, "MLP (GELU)", "#d9f0d3")]:
-        _box(ax, 14.6, y, 2.4, 0.8 if "\n" not in t else 0.95, t, c, fontsize=8)
-    ax.text(17.45, 5.1, "+", fontsize=12, ha="center")
-    ax.text(17.45, 2.9, "+", fontsize=12, ha="center")
-    ax.text(17.8, 4.0, "residual\nconnections", fontsize=7, ha="left", va="center")
+        _box(ax, 14.6, y, 2.4, 0.8 if "\n" not in t else 0.95, t, c, fontsize=9.5)
+    ax.text(17.45, 5.1, "+", fontsize=13.5, ha="center")
+    ax.text(17.45, 2.9, "+", fontsize=13.5, ha="center")
+    ax.text(17.8, 4.0, "residual\nconnections", fontsize=8.5, ha="left", va="center")
     _arrow(ax, 13.3, 3.05, 14.3, 3.05)
     # head
     _box(ax, 14.3, 9.0, 3.0, 0.9, "MLP head -> class", "#f4b6c2")
     _arrow(ax, 15.8, 8.5, 15.8, 9.0)
-    ax.text(13.9, 9.45, "class token\noutput", ha="right", va="center", fontsize=8)
+    ax.text(13.9, 9.45, "class token\noutput", ha="right", va="center", fontsize=9.5)
     ax.set_title("The Vision Transformer (ViT): an image as a sequence of 16x16 'words' "
                  "(after Dosovitskiy et al., 2021, Fig. 1)")
     return fig
@@ -93,12 +93,13 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
 
 def _label_points(ax, xs, ys, labels, dy=0.25):
     for x, y, t in zip(xs, ys, labels):
-        ax.annotate(t, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(t, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9.5)
 
 
 def published_compute(state_of_the_art: list[dict], compute_scaling: list[dict]):
     """ImageNet top-1 against pre-training compute: paper Table 2 (left), Table 6 (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    # one panel above the other: at the PDF's text width, printed at full size
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 7.8))
     ax = axes[0]
     for r in state_of_the_art:
         c = FAMILY_COLORS[r["family"]]
@@ -198,7 +199,7 @@ def attention_heatmap(weights: np.ndarray, x_labels, y_labels, title: str, ax=No
         for i in range(w.shape[0]):
             for j in range(w.shape[1]):
                 if w[i, j] >= 0.05:
-                    ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=10,
                             color="white" if w[i, j] > 0.6 * w.max() else "black")
     (fig or ax.figure).colorbar(im, ax=ax, fraction=0.03, label="attention weight")
     return fig or ax.figure
@@ -288,12 +289,13 @@ def token_counts(table):
 
 def photo_gallery(photos: dict[str, np.ndarray], title: str = "The photographs used below"):
     n = len(photos)
-    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.2))
+    width = min(3.0 * n, 7.2)                    # the PDF's text width: printed at full size
+    fig, axes = plt.subplots(1, n, figsize=(width, width / n + 0.8))
     axes = np.atleast_1d(axes)
     for ax, (name, img) in zip(axes, photos.items()):
         ax.imshow(img)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel(f"{img.shape[1]} x {img.shape[0]} px")
+        ax.set_xlabel(f"{img.shape[1]} x {img.shape[0]} px", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
@@ -315,7 +317,7 @@ def patch_grid(image: np.ndarray, patch_size: int, title: str = "", number: bool
         for i in range(h // patch_size):
             for j in range(gw):
                 ax.text(j * patch_size + patch_size / 2, i * patch_size + patch_size / 2,
-                        str(i * gw + j), ha="center", va="center", fontsize=5, color="yellow")
+                        str(i * gw + j), ha="center", va="center", fontsize=6.5, color="yellow")
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.set_title(title or f"{h}x{w} image cut into {patch_size}x{patch_size} patches")
@@ -328,12 +330,12 @@ def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title
     """The first ``n_show`` flattened patches ``(N, P*P*3)`` shown as a sequence of tiles;
     the tiles whose indices are in ``highlight`` get a red frame."""
     n = min(n_show, len(patches))
-    fig, axes = plt.subplots(1, n, figsize=(10, 1.25))
+    fig, axes = plt.subplots(1, n, figsize=(10, 1.45))
     for k, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(patches[k].reshape(patch_size, patch_size, 3))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(str(k), fontsize=9)
+        ax.set_xlabel(str(k), fontsize=10)
         if k in highlight:
             for side in ax.spines.values():
                 side.set_visible(True)
@@ -342,7 +344,7 @@ def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title
     fig.suptitle(title or f"The image as a sequence: patches 0-{n - 1} of {len(patches)}",
                  fontsize=11)
     fig.supxlabel("position in the sequence (token index)", fontsize=10)
-    fig.subplots_adjust(left=0.01, right=0.99, wspace=0.15, top=0.8, bottom=0.3)
+    fig.subplots_adjust(left=0.01, right=0.99, wspace=0.15, top=0.78, bottom=0.34)
     return fig
 
 
@@ -413,7 +415,7 @@ def embedding_filters(components: np.ndarray, ratios=None, title: str = "", cols
         if k < n:
             ax.imshow(c[k], interpolation="nearest")
             lab = f"PC {k + 1}" + (f"\n{100 * ratios[k]:.1f}%" if ratios is not None else "")
-            ax.set_xlabel(lab, fontsize=7)
+            ax.set_xlabel(lab, fontsize=8.5)
         else:
             ax.axis("off")
     fig.suptitle(title or "Principal components of the patch-embedding filters")
