@@ -135,3 +135,108 @@ def test_accuracy_by_box_fraction(store_cfg):
     assert df["n"].sum() == store.labels.size and len(df) == 4
     overall = (df["acc"] * df["n"]).sum() / df["n"].sum()
     assert overall == pytest.approx(store.correct("A_vit_s16").mean())
+
+
+class _Forbidden(dict):
+    """A mapping whose test-set entries raise when read: selection must not touch them."""
+    FORBIDDEN = ("test_probs", "test_preds", "top1", "top5", "macro_f1", "seed_test_probs")
+
+    def __getitem__(self, key):
+        if key in self.FORBIDDEN:
+            raise AssertionError(f"a selection function read the test set ({key!r})")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def test_selection_never_reads_test_arrays(store_cfg):
+    store = analysis.load_store(store_cfg)
+    guarded = analysis.Store(
+        store.dataset,
+        {r: (_Forbidden(m), _Forbidden(a)) for r, (m, a) in store.runs.items()},
+        store.cost, store.profile)
+    # the choice follows validation accuracy only
+    best = guarded.best_run("vit_s16")
+    vals = {r: m["val_top1"] for r, (m, _) in store.runs.items()
+            if m["backbone"] == "vit_s16" and m["protocol"] in "ABC"}
+    assert best == max(vals, key=lambda r: (vals[r], r))
+    chosen = analysis.select_runs(guarded, ["vit_s16", "resnet50", "absent"], ("A", "B"))
+    assert set(chosen) == {"vit_s16", "resnet50"}
+    # a run that wins on test but loses on validation is not chosen
+    flipped = {r: (dict(m, val_top1=0.0 if r == best else m["val_top1"], top1=1.0), a)
+               for r, (m, a) in store.runs.items()}
+    other = analysis.Store(store.dataset, flipped, store.cost, store.profile)
+    assert other.best_run("vit_s16") != best
+    with pytest.raises(AssertionError, match="test set"):
+        guarded.probs("A_vit_s16")                       # the guard itself works
+
+
+def test_localisation_verdicts_come_from_paired_differences():
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    n = 40
+    base = rng.uniform(0.3, 0.7, n)
+    rows = []
+    for i in range(n):
+        # rollout = Grad-CAM + 0.02 on every image: separate intervals would overlap widely,
+        # the paired difference is unambiguous
+        rows += [{"image": i, "map": "ViT rollout", "mass_inside": base[i] + 0.02, "hit": True},
+                 {"image": i, "map": "Grad-CAM", "mass_inside": base[i], "hit": i % 2 == 0},
+                 {"image": i, "map": "centre prior", "mass_inside": base[i] + 0.02,
+                  "hit": True},
+                 {"image": i, "map": "uniform", "mass_inside": 0.5, "hit": np.nan}]
+    loc = pd.DataFrame(rows)
+    diffs = analysis.localisation_differences(loc, n_boot=300).set_index("map")
+    assert diffs.loc["Grad-CAM", "diff"] == pytest.approx(0.02)
+    assert diffs.loc["Grad-CAM", "lo"] > 0
+    assert diffs.loc["Grad-CAM", "hit_diff"] == pytest.approx(0.5)
+    assert diffs.loc["centre prior", "diff"] == pytest.approx(0.0)
+    assert np.isnan(diffs.loc["uniform", "hit_diff"])          # a uniform map has no peak
+    summary = {m: analysis.stats.bootstrap_mean(g["mass_inside"].to_numpy(), 300)
+               for m, g in loc.groupby("map", sort=False)}
+    assert summary["ViT rollout"][1] < summary["Grad-CAM"][2]      # the intervals overlap
+    text = analysis.describe_localisation(summary, diffs.reset_index())
+    assert "more of its mass on the dog than the Grad-CAM" in text
+    assert "cannot be told apart from that of the centre prior" in text
+    assert "paired difference +2.0 points" in text
+    with pytest.raises(ValueError, match="no 'absent' maps"):
+        analysis.localisation_differences(loc, ref="absent")
+
+
+def test_box_size_gaps_paired_with_an_interval_on_the_change(store_cfg):
+    store = analysis.load_store(store_cfg)
+    n = store.labels.size
+    fr = np.linspace(0.01, 0.99, n)
+    per_bin, change = analysis.box_size_gaps(store, "A_vit_s16", "A_resnet50", fr, n_boot=200)
+    d = store.correct("A_vit_s16").astype(float) - store.correct("A_resnet50")
+    assert per_bin["n"].sum() == n
+    assert per_bin["gap"].iloc[0] == pytest.approx(d[fr < 0.25].mean())
+    assert change[0] == pytest.approx(d[fr < 0.25].mean() - d[fr >= 0.75].mean())
+    assert change[1] <= change[0] <= change[2]
+    text = analysis.describe_box_gaps(per_bin, change)
+    assert "smallest-box bin" in text and "change between them" in text
+    assert "Too few" in analysis.describe_box_gaps(per_bin.iloc[:1], None)
+
+
+def test_power_table_and_calibration_inputs(store_cfg):
+    store = analysis.load_store(store_cfg)
+    pt = analysis.power_table({"full": 8580, "quick": 600}, discordance=(0.1,))
+    assert pt.loc["full", "10 % discordant"] < pt.loc["quick", "10 % discordant"]
+    assert pt.loc["full", "10 % discordant"] == pytest.approx(
+        100 * analysis.stats.min_detectable_difference(8580, 0.1))
+    inputs = analysis.calibration_inputs(store, ["A_vit_s16", "Z_resnet50"])
+    assert set(inputs) == {"A_vit_s16", "Z_resnet50"}
+    tp, tl, vp, vl = inputs["A_vit_s16"]
+    assert tp.shape == vp.shape and tl.shape == vl.shape
+
+
+def test_profile_test_sizes_and_calibration_sentence(store_cfg):
+    from vitwatch import calibration
+    sizes = analysis.profile_test_sizes()
+    assert sizes["full"] == 8580 and sizes["smoke"] < sizes["quick"] < sizes["full"]
+    store = analysis.load_store(store_cfg)
+    cal = calibration.table(analysis.calibration_inputs(store, ["A_vit_s16"]), n_boot=50)
+    text = analysis.describe_calibration(cal, ["A_vit_s16"])
+    assert "A_vit_s16: ECE" in text and "fitted on validation" in text
+    assert "No run stored" in analysis.describe_calibration(cal, ["absent"])

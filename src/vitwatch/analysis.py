@@ -223,27 +223,183 @@ def describe_seed(df) -> str:
     return "Against the seed report (protocol A): " + "; ".join(parts) + "."
 
 
-def describe_localisation(summary) -> str:
-    """summary: map -> (mean, lo, hi) share of mass inside the boxes."""
+def localisation_differences(loc, ref: str = "ViT rollout", others=None, n_boot: int = 1000,
+                             seed: int = 0):
+    """Paired differences of the share of mass inside the boxes, ``ref`` minus each other map,
+    on the same images (:func:`vitwatch.localisation.evaluate`'s long table), with percentile
+    CIs from a bootstrap over images. One row per other map: ``map``, ``diff``, ``lo``, ``hi``,
+    ``n``; also the pointing-game difference (``hit_diff``, ``hit_lo``, ``hit_hi``) where both
+    maps have a peak."""
+    import pandas as pd
+    wide = loc.pivot(index="image", columns="map", values="mass_inside")
+    hits = loc.pivot(index="image", columns="map", values="hit")
+    if ref not in wide:
+        raise ValueError(f"localisation_differences: no {ref!r} maps in the table "
+                         f"(maps: {list(wide.columns)})")
+    others = [m for m in (others or wide.columns) if m != ref and m in wide]
+    rows = []
+    for m in others:
+        d = wide[ref].to_numpy() - wide[m].to_numpy()                 # (n,) paired
+        row = {"map": m, "n": d.size,
+               **dict(zip(("diff", "lo", "hi"), stats.bootstrap_mean(d, n_boot, seed)))}
+        h = hits[[ref, m]].dropna()
+        if len(h):
+            hd = h[ref].astype(float).to_numpy() - h[m].astype(float).to_numpy()
+            row.update(zip(("hit_diff", "hit_lo", "hit_hi"), stats.bootstrap_mean(hd, n_boot,
+                                                                                 seed)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired_verdict(lo: float, hi: float, more: str, less: str, same: str) -> str:
+    return more if lo > 0 else less if hi < 0 else same
+
+
+def describe_localisation(summary, diffs=None, ref: str = "ViT rollout") -> str:
+    """summary: map -> (mean, lo, hi) share of mass inside the boxes; ``diffs``: the paired
+    differences of :func:`localisation_differences`, from which every verdict is drawn
+    (separate intervals of paired measurements are never compared)."""
     parts = [f"{m} {100 * v[0]:.0f} % [{100 * v[1]:.0f}, {100 * v[2]:.0f}]"
              for m, v in summary.items()]
     text = "Share of the map's mass inside the boxes (mean, 95 % CI): " + "; ".join(parts) + "."
-    vit, cnn, prior = (summary.get(k) for k in ("ViT rollout", "ResNet-50 Grad-CAM",
-                                                 "centre prior"))
-    if vit and prior:
-        beat = "beats" if vit[1] > prior[2] else ("falls below" if vit[2] < prior[1] else
-                                                  "cannot be told apart from")
-        text += f" The ViT's rollout {beat} the centre prior"
-        if cnn:
-            # separate intervals, or the point estimates only with "about as much"
-            text += (", and puts more of its mass on the dog than ResNet-50's Grad-CAM"
-                     if vit[1] > cnn[2] else
-                     ", and puts less of its mass on the dog than ResNet-50's Grad-CAM"
-                     if vit[2] < cnn[1] else
-                     ", and its share cannot be told apart from that of ResNet-50's "
-                     "Grad-CAM (overlapping intervals)")
-        text += "."
+    if diffs is None or not len(diffs):
+        return text
+    clauses = []
+    for _, r in diffs.iterrows():
+        if r["map"] == "uniform":
+            continue
+        verdict = _paired_verdict(r["lo"], r["hi"], "more of its mass on the dog than",
+                                  "less of its mass on the dog than",
+                                  "a share that cannot be told apart from that of")
+        clauses.append(f"{verdict} the {r['map']} (paired difference "
+                       f"{100 * r['diff']:+.1f} points [{100 * r['lo']:+.1f}, "
+                       f"{100 * r['hi']:+.1f}] over {int(r['n'])} images)")
+    if clauses:
+        text += f" The {ref} puts " + "; ".join(clauses) + "."
     return text
+
+
+def select_runs(store: Store, backbones, protocols=("A", "B", "C")) -> dict[str, str]:
+    """backbone -> its run with the best *validation* top-1 among ``protocols``
+    (:meth:`Store.best_run`); backbones without such a run are left out. Never reads test."""
+    chosen = {b: store.best_run(b, protocols) for b in backbones}
+    return {b: r for b, r in chosen.items() if r is not None}
+
+
+def box_size_gaps(store: Store, vit_run: str, cnn_run: str, fractions,
+                  edges=(0.0, 0.25, 0.5, 0.75, 1.0001), n_boot: int = 1000, seed: int = 0):
+    """ViT minus CNN accuracy per bin of box area share, paired over the bin's images, and
+    the change of that gap from the smallest-box bin to the largest (bins resampled
+    independently). Returns ``(per_bin DataFrame, (change, lo, hi) or None)``."""
+    import pandas as pd
+    fractions = np.asarray(fractions)
+    d = store.correct(vit_run).astype(float) - store.correct(cnn_run)      # (N,) paired
+    rows, per_bin = [], []
+    for lo_e, hi_e in zip(edges[:-1], edges[1:]):
+        sel = (fractions >= lo_e) & (fractions < hi_e)
+        if not sel.any():
+            continue
+        v, lo, hi = stats.bootstrap_mean(d[sel], n_boot, seed)
+        rows.append({"bin": f"{100 * lo_e:.0f}–{min(100, 100 * hi_e):.0f} %", "gap": v,
+                     "lo": lo, "hi": hi, "n": int(sel.sum())})
+        per_bin.append(d[sel])
+    change = None
+    if len(per_bin) > 1:
+        first, last = per_bin[0], per_bin[-1]
+        rng = np.random.default_rng(seed)
+        reps = np.array([first[rng.integers(0, first.size, first.size)].mean()
+                         - last[rng.integers(0, last.size, last.size)].mean()
+                         for _ in range(n_boot)])
+        change = (float(first.mean() - last.mean()), *stats.percentile_ci(reps))
+    return pd.DataFrame(rows), change
+
+
+def describe_box_gaps(per_bin, change, vit: str = "ViT", cnn: str = "ResNet") -> str:
+    """A sentence on whether the ViT's lead grows for small dogs, from paired intervals."""
+    if change is None or len(per_bin) < 2:
+        return "Too few bins or backbones to compare accuracy across box sizes."
+    f, l = per_bin.iloc[0], per_bin.iloc[-1]
+    verdict = _paired_verdict(change[1], change[2], "larger for small dogs",
+                              "smaller for small dogs",
+                              "not shown to depend on the dog's size (the interval of the "
+                              "change includes zero)")
+    return (f"{vit} minus {cnn}, paired on the same images: {100 * f['gap']:+.1f} points "
+            f"[{100 * f['lo']:+.1f}, {100 * f['hi']:+.1f}] in the smallest-box bin "
+            f"({int(f['n'])} images) and {100 * l['gap']:+.1f} [{100 * l['lo']:+.1f}, "
+            f"{100 * l['hi']:+.1f}] in the largest ({int(l['n'])}); the change between them, "
+            f"{100 * change[0]:+.1f} points [{100 * change[1]:+.1f}, {100 * change[2]:+.1f}], "
+            f"says the lead is {verdict}.")
+
+
+def calibration_inputs(store: Store, runs) -> dict:
+    """run -> (test_probs, test_labels, val_probs, val_labels) for :func:`calibration.table`;
+    runs without stored validation probabilities are skipped."""
+    out = {}
+    for r in runs:
+        arrays = store.runs[r][1]
+        if "val_probs" in arrays and "val_labels" in arrays and len(arrays["val_labels"]):
+            out[r] = (arrays["test_probs"], store.labels, arrays["val_probs"],
+                      arrays["val_labels"])
+    return out
+
+
+def power_table(test_sizes: Mapping[str, int], discordance=(0.05, 0.1, 0.2),
+                alpha: float = 0.05, power: float = 0.8):
+    """Smallest detectable paired accuracy difference (points) per test set and discordance
+    (:func:`vitwatch.stats.min_detectable_difference`)."""
+    import pandas as pd
+    rows = []
+    for name, n in test_sizes.items():
+        row = {"test set": name, "images": int(n)}
+        for psi in discordance:
+            d = stats.min_detectable_difference(int(n), psi, alpha, power)
+            row[f"{100 * psi:.0f} % discordant"] = 100 * d
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("test set")
+
+
+STANFORD_DOGS_TEST = 8580       # images in the official test split
+STANFORD_DOGS_CLASSES = 120
+
+
+def profile_test_sizes() -> dict[str, int]:
+    """Test images of each profile, from its YAML: the synthetic stand-in's
+    ``synthetic_classes x synthetic_test_per_class``, Stanford Dogs' ``120 x test_per_class``,
+    or the whole official test split (8,580) when ``test_per_class`` is 0."""
+    from vitwatch import config
+    out = {}
+    for name in config.PROFILES:
+        p = config.from_profile(name)
+        if p.dataset == "synthetic":
+            out[name] = int(p.synthetic_classes * p.synthetic_test_per_class)
+        elif p.test_per_class > 0:
+            out[name] = int(STANFORD_DOGS_CLASSES * p.test_per_class)
+        else:
+            out[name] = STANFORD_DOGS_TEST
+    return out
+
+
+def describe_calibration(cal, runs) -> str:
+    """One sentence per run of ``runs``: ECE and NLL before and after temperature scaling
+    (``cal`` from :func:`vitwatch.calibration.table`), the verdict from the ECE intervals of
+    the same test images."""
+    parts = []
+    for run in runs:
+        rows = cal[cal["run"] == run].set_index("state")
+        if len(rows) < 2:
+            continue
+        b, a = rows.loc["before"], rows.loc["after"]
+        tone = ("over-confident" if a["T"] > 1.05 else "under-confident" if a["T"] < 0.95
+                else "about right in its confidence")
+        parts.append(
+            f"{run}: ECE {100 * b['ece']:.1f} % [{100 * b['ece_lo']:.1f}, "
+            f"{100 * b['ece_hi']:.1f}] and NLL {b['nll']:.2f} before; the temperature fitted on "
+            f"validation, T = {a['T']:.2f}, says the head is {tone}, and brings them to "
+            f"{100 * a['ece']:.1f} % [{100 * a['ece_lo']:.1f}, {100 * a['ece_hi']:.1f}] and "
+            f"{a['nll']:.2f} on test")
+    if not parts:
+        return "No run stored validation probabilities, so no temperature could be fitted."
+    return "; ".join(parts) + "."
 
 
 # --- images and models -----------------------------------------------------------------------
