@@ -96,7 +96,7 @@ def test_resolve_downloads_unknown_handles_as_compressed_archives(monkeypatch, t
 
 def test_tensorflow_hub_is_not_imported_but_still_importable():
     """vitwatch resolves handles itself (tensorflow/hub#934); ``import tensorflow_hub`` must
-    still work for users, which the setuptools<82 pin of pyproject.toml ensures on 3.12."""
+    still work for users, which the setuptools<81 pin of pyproject.toml ensures on 3.12."""
     from pathlib import Path
     src = Path(hub.__file__).parents[1]
     users = [p for p in src.rglob("*.py") if "import tensorflow_hub" in p.read_text()]

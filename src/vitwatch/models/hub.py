@@ -20,8 +20,10 @@ and the next tried; when all fail, one :class:`~vitwatch.downloads.DownloadError
 import time (``tensorflow_hub/__init__.py``), which setuptools removed in 82.0.0, so on a fresh
 Python 3.12 environment the import fails (tensorflow/hub#934). The package stays a dependency
 (the client named it, and users may load ``tensorflow_hub`` in their own cells);
-``pyproject.toml`` therefore pins ``setuptools<82`` on every Python, which keeps that import
-working (a 3.10/3.11 environment whose setuptools was upgraded breaks the same way as 3.12).
+``pyproject.toml`` therefore pins ``setuptools<81`` on every Python (81 still has
+``pkg_resources`` but its warning asks for ``<81``), which keeps that import working: a fresh 3.12
+environment otherwise gets setuptools 82+ through TensorFlow's requirement, and a 3.10/3.11
+environment whose setuptools was upgraded breaks the same way.
 """
 from __future__ import annotations
 
