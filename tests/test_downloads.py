@@ -63,7 +63,9 @@ class Mirror:
 
             def _send(self, body: bytes, fault: str):
                 match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-                if match and fault != "ignore-range":
+                etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+                if_range = self.headers.get("If-Range")
+                if match and fault != "ignore-range" and if_range in (None, etag):
                     start = int(match.group(1))
                     end = int(match.group(2)) + 1 if match.group(2) else len(body)
                     self.send_response(206)
@@ -71,6 +73,7 @@ class Mirror:
                     body = body[start:end]
                 else:
                     self.send_response(200)
+                self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if fault in ("truncate", "ignore-range-truncate"):
@@ -197,6 +200,19 @@ def test_an_interrupted_download_is_resumed_by_the_rerun(mirror, sleeps, tmp_pat
     assert got.read_bytes() == body and not part.exists()
     meta = json.loads((got.parent / (got.name + ".meta.json")).read_text())
     assert meta["sha256"] == hashlib.sha256(body).hexdigest() and meta["url"] == url
+
+
+def test_a_file_changed_between_tries_is_downloaded_whole_not_spliced(mirror, sleeps, tmp_path):
+    old, new = _npz_bytes(4), _npz_bytes(5)
+    assert len(old) == len(new) and old != new
+    path = mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, old, "truncate")
+    with pytest.raises(downloads.DownloadError, match="truncated"):
+        downloads.fetch("vit_s16_i21k", tmp_path, retries=1, progress=False)
+    mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, new, "")   # a new version
+    got = downloads.fetch("vit_s16_i21k", tmp_path, progress=False)
+    assert mirror.requests(path)[1] == f"bytes={len(old) // 2}-"      # asked to resume...
+    assert got.read_bytes() == new                                    # ...got the whole new one
+    assert not list(got.parent.glob("*.part*"))
 
 
 def test_a_server_ignoring_range_restarts_the_download(mirror, sleeps, tmp_path):

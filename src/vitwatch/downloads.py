@@ -298,7 +298,10 @@ def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
              label: str) -> int | None:
     """One request: resume ``part`` if it holds bytes; return the announced total length."""
     have = part.stat().st_size if part.exists() else 0
+    validator = part.with_name(part.name + ".etag")     # the part's ETag / Last-Modified
     headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and validator.is_file():                    # RFC 9110 13.1.5: the rest of the
+        headers["If-Range"] = validator.read_text()     # same file, or all of a new one
     try:
         resp = _open(url, headers, timeout)
     except urllib.error.HTTPError as exc:
@@ -314,10 +317,16 @@ def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
         if resp.status == 206:
             start = resp.headers.get("Content-Range", "bytes 0-").split()[-1].split("-")[0]
             if not start.isdigit() or int(start) != have:
+                part.unlink()
                 raise _Retry("truncated", f"resumed at byte {start} instead of {have}")
             mode = "ab"
-        else:                                    # 200: the server ignored Range: restart
+        else:                                    # 200: Range ignored or file changed: restart
             have, mode = 0, "wb"
+            tag = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            if tag:
+                validator.write_text(tag)
+            elif validator.exists():
+                validator.unlink()
         total = _announced_total(resp, have)
         bar = _bar(total, have, label, progress)
         try:
@@ -449,6 +458,7 @@ def download(url: str, dest: str | os.PathLike, *, digest: tuple[str, str] | Non
             last = _classify(exc)[:2]
             continue
         problem = _verify(part, dest.name, digest, total)
+        part.with_name(part.name + ".etag").unlink(missing_ok=True)
         if problem is None:
             os.replace(part, dest)
             _write_meta(dest, url)
