@@ -110,3 +110,13 @@ def conclusion(diffs, protocol: str, label=str, box_sentence: str = "") -> str:
     if box_sentence:
         out.append(box_sentence)
     return " ".join(out)
+
+
+def describe_split(dataset) -> str:
+    """Where our numbers come from, for the comparison with the seed's validation accuracies."""
+    n_tr, n_val, n_te = (int(dataset.get(k, 0)) for k in ("n_train", "n_val", "n_test"))
+    share = 100 * n_val / max(n_tr + n_val, 1)
+    return (f"Our heads are trained on {n_tr:,} images; {n_val:,} more ({share:.0f} % of the "
+            f"training split used) are held out as the validation set on which every choice is "
+            f"made, and the accuracies above are measured on {n_te:,} test images that no "
+            "choice has seen. The seed's figures are validation accuracies of its own split.")

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitwatch import catalogue, pairs
+from vitwatch import catalogue, matched
 from test_leakage import _store  # noqa: E402
 
 
@@ -24,13 +24,13 @@ def test_pair_differences_are_paired_and_split():
     rng = np.random.default_rng(1)
     store = _three(rng)
     seen = np.arange(300) < 100
-    d = pairs.pair_differences(store, seen, n_boot=200)
+    d = matched.pair_differences(store, seen, n_boot=200)
     assert set(zip(d["cnn"], d["part"])) == {("resnet50", "all"), ("resnet50", "unseen"),
                                             ("bit_r50x1", "all"), ("bit_r50x1", "unseen")}
     r = d[(d["cnn"] == "bit_r50x1") & (d["part"] == "unseen")].iloc[0]
     expect = store.correct("B_vit_s16")[~seen].mean() - store.correct("B_bit_r50x1")[~seen].mean()
     assert r["diff"] == pytest.approx(expect) and r["lo"] <= r["diff"] <= r["hi"]
-    text = pairs.conclusion(d, "B", box_sentence="Boxes add nothing.")
+    text = matched.conclusion(d, "B", box_sentence="Boxes add nothing.")
     assert "of the seed's lead remains" in text and text.endswith("Boxes add nothing.")
     share = (d[(d.cnn == "bit_r50x1") & (d.part == "all")]["diff"].iloc[0]
              / d[(d.cnn == "resnet50") & (d.part == "all")]["diff"].iloc[0])
@@ -40,9 +40,9 @@ def test_pair_differences_are_paired_and_split():
 def test_conclusion_without_matched_cnn_says_so():
     rng = np.random.default_rng(2)
     store = _store({("A", "vit_s16"): rng.random(50) < 0.8, ("A", "resnet50"): rng.random(50) < 0.5})
-    text = pairs.conclusion(pairs.pair_differences(store, None, n_boot=100), "A")
+    text = matched.conclusion(matched.pair_differences(store, None, n_boot=100), "A")
     assert "cannot be separated" in text
-    assert "cannot be tested" in pairs.conclusion(pd.DataFrame(), "A")
+    assert "cannot be tested" in matched.conclusion(pd.DataFrame(), "A")
 
 
 def test_backbone_table_rows():
@@ -51,7 +51,12 @@ def test_backbone_table_rows():
     store.cost = {"vit_s16": {"params": 22_050_664, "gmacs": 4.61}}
     table = pd.DataFrame([{"backbone": m["backbone"], "protocol": m["protocol"],
                            "top1": store.correct(r).mean()} for r, (m, _) in store.runs.items()])
-    bt = pairs.backbone_table(store, table).set_index("backbone")
+    bt = matched.backbone_table(store, table).set_index("backbone")
     assert bt.loc["vit_s16", "params (M)"] == pytest.approx(22.050664)
     assert "80.46" in bt.loc["vit_s16", "ImageNet-1k top-1 % (published)"]
     assert np.isnan(bt.loc["resnet50", "GMACs"]) and np.isnan(bt.loc["bit_r50x1", "Dogs top-1 % (A)"])
+
+
+def test_describe_split_states_the_held_out_share():
+    text = matched.describe_split({"n_train": 10800, "n_val": 1200, "n_test": 8580})
+    assert "1,200 more (10 % of the training split used)" in text and "8,580 test" in text
