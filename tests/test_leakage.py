@@ -121,3 +121,17 @@ def test_for_profile_smoke_standin_and_missing_list(tmp_path):
                                  imagenet_train_list=str(tmp_path / "missing.txt"))
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         ov.for_profile(real, paths, ["n02085620"])
+
+
+def test_required_resources_and_resource_entry():
+    import types
+
+    from vitwatch import downloads
+
+    res = downloads.RESOURCES[ov.RESOURCE]
+    assert res.url.endswith("/caffe_ilsvrc12.tar.gz") and res.fname == "caffe_ilsvrc12.tar.gz"
+    real = types.SimpleNamespace(dataset="stanford_dogs", imagenet_train_list="")
+    assert ov.required_resources(real) == [ov.RESOURCE]
+    handed = types.SimpleNamespace(dataset="stanford_dogs", imagenet_train_list="/x/train.txt")
+    smoke = types.SimpleNamespace(dataset="synthetic", imagenet_train_list="")
+    assert ov.required_resources(handed) == [] and ov.required_resources(smoke) == []

@@ -116,6 +116,10 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("resnet50_imagenet", _KERAS_APPS + "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
              "resnet50_weights_tf_dim_ordering_tf_kernels.h5", None, 102_967_424,
              md5="2cb95161c43110f7111970584f804107"),
+    # BVLC/caffe's ILSVRC-2012 auxiliary files (data/ilsvrc12/get_ilsvrc_aux.sh); train.txt lists
+    # the 1,281,167 training images. No published digest: imagenet_overlap checks its content.
+    Resource("ilsvrc12_aux", "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz",
+             "caffe_ilsvrc12.tar.gz", None, 17_900_000),
     Resource("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
              "cifar-10-batches-py",
              "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170_498_071,

@@ -46,10 +46,10 @@ def notebooks(notebooks_dir: Path) -> list[Path]:
 def required_resources(cfg) -> list[str]:
     """Names of `downloads.RESOURCES` this profile needs, gathered from the loaders."""
     names: list[str] = []
-    from .data import small, stanford_dogs
+    from .data import imagenet_overlap, small, stanford_dogs
     from .models import registry
 
-    for module in (stanford_dogs, registry, small):
+    for module in (stanford_dogs, registry, small, imagenet_overlap):
         for name in module.required_resources(cfg):
             if name not in names:
                 names.append(name)

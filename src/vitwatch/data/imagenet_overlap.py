@@ -125,6 +125,11 @@ def load(cache_dir, list_path: str = "", synsets=None, generated: bool = False) 
     return tl
 
 
+def required_resources(cfg) -> list[str]:
+    """Downloads notebook 04's leakage count needs (names of ``downloads.RESOURCES``)."""
+    return [] if cfg.dataset == "synthetic" or cfg.imagenet_train_list else [RESOURCE]
+
+
 def for_profile(cfg, test_paths, synsets) -> tuple[TrainList, bool]:
     """The training list of ``cfg``'s profile and whether it is the generated stand-in: with the
     synthetic data (smoke) a stand-in listing half of the test images, under
