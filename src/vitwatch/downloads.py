@@ -662,8 +662,11 @@ def preflight(names: list[str], cache_dir: str | os.PathLike,
                         else probe(res.download_url, timeout))
     failed = [f"  - {n}: {RESOURCES[n].download_url} ({s})" for n, s in status.items()
               if s not in ("cached", "reachable") and not RESOURCES[n].optional]
+    optional = [f"  - {n}: {RESOURCES[n].download_url} ({s}; optional: Kaggle Models is tried "
+                "next, else the report goes on without it)" for n, s in status.items()
+                if s not in ("cached", "reachable") and RESOURCES[n].optional]
     if failed:
         raise DownloadError("these downloads are needed and could not be reached:\n"
-                            + "\n".join(failed) + "\n" + OFFLINE_HINT,
+                            + "\n".join(failed + optional) + "\n" + OFFLINE_HINT,
                             cause="preflight")
     return status
