@@ -49,7 +49,8 @@ def image_size(path) -> tuple[int, int]:
 
 
 def scale_boxes(boxes, orig_wh, size: int | tuple[int, int]) -> np.ndarray:
-    """Boxes (k, 4) xyxy in original pixels -> the same boxes on a (H, W) = ``size`` grid."""
+    """Boxes (k, 4) xyxy in the pixels of the loaded photo (``orig_wh`` = :func:`image_size`)
+    -> the same boxes on a (H, W) = ``size`` grid."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     w0, h0 = orig_wh
     if w0 <= 0 or h0 <= 0:
