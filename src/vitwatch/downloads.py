@@ -111,7 +111,7 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("hub_vit_s16_classification", "https://tfhub.dev/sayakpaul/vit_s16_classification/1",
              "vit_s16_classification", size=85_000_000, extract=True,
              archive="vit_s16_classification.tar.gz", query="tf-hub-format=compressed",
-             expect="saved_model.pb", kaggle=_KAGGLE_VIT + "vit-s16-classification",
+             expect="saved_model.pb", kaggle=_KAGGLE_VIT + "vit-s16-classification",  # by analogy
              optional=True),
     Resource("resnet50_imagenet", _KERAS_APPS + "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
              "resnet50_weights_tf_dim_ordering_tf_kernels.h5", None, 102_967_424,
