@@ -280,6 +280,7 @@ def _tar_gz(files: dict[str, bytes], evil: str | None = None) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore:Python 3.14 will:DeprecationWarning")  # no filter= there
 @pytest.mark.parametrize("data_filter", [True, False])
 def test_extraction_is_safe_with_or_without_data_filter(tmp_path, monkeypatch, data_filter):
     if not data_filter:
