@@ -13,7 +13,7 @@ help:
 	@echo "make report [PROFILE=full|quick|smoke]  execute every notebook, write reports/<profile>/vitwatch-report.{html,pdf}"
 	@echo "make test                               unit tests + every notebook under smoke + the report build"
 	@echo "make lab                                JupyterLab with the project's kernel"
-	@echo "make bench                              throughput benchmarks of the backbones"
+	@echo "make bench [TIMM_PYTHON=...]            throughput of the backbones and the input pipeline (vs timm)"
 	@echo "make preflight [PROFILE=...]            check the downloads a profile needs, then stop"
 	@echo "make rehearsal                          notebooks 02-05 on the quick path with full-size stand-ins served locally"
 	@echo "make strip                              remove outputs from notebooks/ before committing"
@@ -49,8 +49,9 @@ lab: $(STAMP)
 rehearsal: $(STAMP)
 	$(BIN)/vitwatch rehearsal
 
+# TIMM_PYTHON=/path/to/python (one with torch + timm) adds timm's rows and the ratio to timm
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_backbones.py
+	$(BIN)/python benchmarks/bench_backbones.py $(if $(TIMM_PYTHON),--timm-python $(TIMM_PYTHON))
 
 strip: $(STAMP)
 	$(BIN)/vitwatch strip
