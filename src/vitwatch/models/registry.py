@@ -158,7 +158,8 @@ def _vit(name, cfg, spec, param, i21k=False):
     head = _read_head(path)
     return dict(model=model, preprocess=vit.preprocess, img_size=cfg.img_size,
                 feature_dim=model.embed_dim, head=head, source=str(path),
-                key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", file_digest(path)),
+                key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", "gelu_tanh",
+                         file_digest(path)),
                 description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})")
 
 
