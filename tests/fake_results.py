@@ -86,8 +86,9 @@ def make_store(results_dir, image_dir, n_classes: int = 6, per_class: int = 8, s
                                                     for _ in range(s - 1)]),
                 seed_val_probs=np.stack([val_probs] + [_probs(labels, n_classes, acc,
                                                               rng_seeds) for _ in range(s - 1)]))
-        acc_of = lambda key, p: float(np.mean(                     # noqa: E731
-            [(q.argmax(1) == labels).mean() for q in arrays.get(key, p[None])]))
+        def acc_of(key, p, arrays=arrays):
+            return float(np.mean([(q.argmax(1) == labels).mean()
+                                  for q in arrays.get(key, p[None])]))
         results.save(cfg, f"{protocol}_{backbone}", arrays,
                      {"backbone": backbone, "protocol": protocol,
                       "top1": acc_of("seed_test_probs", probs), "top5": 1.0,

@@ -2,10 +2,10 @@
 macro-F1 against scikit-learn, and the analysis tables built from a store with seeds."""
 import numpy as np
 import pytest
+from fake_results import make_store
 from sklearn.metrics import f1_score
 
 from vitwatch import analysis, seeds, stats
-from fake_results import make_store
 
 
 def _correct(s=3, n=400, seed=0):
