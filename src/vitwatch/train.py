@@ -13,7 +13,8 @@
   the closed-form few-shot regression of [Kolesnikov et al., 2020; Dosovitskiy et al., 2021]).
 - **C**, fine-tuning: the last ``cfg.finetune_blocks`` blocks unfrozen, AdamW, linear warm-up
   then cosine decay, gradient clipping, early stopping on validation with the best weights
-  restored ([Steiner et al., 2022]). The head starts from protocol B's probe when available
+  restored. Not AugReg's recipe: [Steiner et al., 2022] fine-tune with SGD, momentum 0.9,
+  batch 512, clipping at 1, cosine schedule. The head starts from protocol B's probe when available
   (LP-FT, [Kumar et al., 2022]). ``tf.distribute.MirroredStrategy`` when several GPUs are seen.
 - **Z**, no training: the backbone's own ImageNet-1k classifier restricted to the dog classes.
 
@@ -831,7 +832,8 @@ def vit_at(cfg, img_size: int, name: str = "vit_s16"):
     model = vit.build(cfg.vit_variant, num_classes=0, img_size=img_size, name=name)
     vit.load_npz(model, path)
     model.trainable = False
-    key = registry._key(name, cfg.vit_variant, img_size, "pm1", registry.file_digest(path))
+    key = registry._key(name, cfg.vit_variant, img_size, "pm1", "gelu_tanh",
+                       registry.file_digest(path))
     return registry.Backbone(name, model, vit.preprocess, img_size, model.embed_dim, key,
                              description=f"ViT-{cfg.vit_variant} at {img_size} px",
                              params=int(model.count_params()), source=str(path))
