@@ -252,9 +252,11 @@ def localisation(df, title: str = "Share of the map's mass inside the dog's boxe
 def localisation_examples(images, boxes, maps: Mapping[str, Sequence[np.ndarray]],
                           title: str = "Where the models look"):
     """Rows of images: the photo with its boxes, then one overlay per map family."""
+    import textwrap
     n = len(images)
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.4), squeeze=False)
+    size = min(1.9, 7.2 / cols)          # the PDF's text width: titles print at >= 7 pt
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.6), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(images[i])
         for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
@@ -267,8 +269,8 @@ def localisation_examples(images, boxes, maps: Mapping[str, Sequence[np.ndarray]
                 axes[i, j].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
                                                    ec="cyan", lw=0.8, ls="--"))
             if i == 0:
-                axes[i, j].set_title(name, fontsize=8)
-    axes[0, 0].set_title("image and box", fontsize=8)
+                axes[i, j].set_title(textwrap.fill(name, max(9, int(12 * size))), fontsize=8)
+    axes[0, 0].set_title(textwrap.fill("image and box", max(9, int(12 * size))), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -410,7 +412,7 @@ def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagram
         ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)",
                ylabel="accuracy", title=_short(name, 28))
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=10, loc="upper left")     # 3 panels of 3.3 in print at ~0.73
     for ax in list(axes.flat)[len(diagrams):]:
         ax.axis("off")
     fig.suptitle(title)
