@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -61,7 +60,8 @@ def tf_peak(iters: int) -> float:
     f = tf.function(lambda a, b: tf.matmul(a, b))
     for m, k, n in PEAK_SIZES:
         a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
-        best = max(best, 2 * m * k * n / best_time(lambda: f(a, b).numpy(), iters)[0] / 1e9)
+        best = max(best, 2 * m * k * n / best_time(lambda a=a, b=b: f(a, b).numpy(),
+                                                         iters)[0] / 1e9)
     return best
 
 
@@ -113,11 +113,11 @@ def timm_rows(batch: int, iters: int) -> dict:
     for label, arch, key in [("ViT-S/16 timm (PyTorch)", "vit_small_patch16_224", "vit_s16"),
                              ("ResNet-50 timm (PyTorch)", "resnet50", "resnet50_timm")]:
         m = timm.create_model(arch, pretrained=False).eval()
-        rows.append((label, key, *best_time(lambda: m(x), iters)))
+        rows.append((label, key, *best_time(lambda m=m: m(x), iters)))
     peak = 0.0
     for m_, k, n in PEAK_SIZES:
         a, b = torch.randn(m_, k), torch.randn(k, n)
-        peak = max(peak, 2 * m_ * k * n / best_time(lambda: a @ b, iters)[0] / 1e9)
+        peak = max(peak, 2 * m_ * k * n / best_time(lambda a=a, b=b: a @ b, iters)[0] / 1e9)
     return {"rows": rows, "peak": peak, "torch": torch.__version__}
 
 
@@ -136,7 +136,8 @@ def pipeline_rows(n: int = 24, img_size: int = 224) -> list[tuple[str, float]]:
     """Images/s on one core of the input pipeline, from files and from the decode cache."""
     from PIL import Image
 
-    from vitwatch.data import decoded, stanford_dogs as sd
+    from vitwatch.data import decoded
+    from vitwatch.data import stanford_dogs as sd
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

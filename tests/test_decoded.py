@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from vitwatch import config
-from vitwatch.data import decoded, images, stanford_dogs as sd, synthetic
+from vitwatch.data import decoded, images, synthetic
+from vitwatch.data import stanford_dogs as sd
 
 SIZE = 40
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .train import count_params, make_forward
+from .train import count_params
 
 
 def count_gmacs(model, img_size: int) -> float | None:
@@ -33,8 +34,11 @@ def count_gmacs(model, img_size: int) -> float | None:
 
 def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str, Any]:
     """Parameters, GMACs and measured forward throughput (images/s, after one warm-up batch)
-    of a backbone on this machine."""
-    forward = make_forward(backbone)
+    of a backbone on this machine, on the path feature extraction takes (:mod:`.fastpath`)."""
+    from . import fastpath
+    forward = getattr(backbone, "_fast_forward", None)
+    if forward is None:
+        forward = backbone._fast_forward = fastpath.backbone_forward(backbone)
     s = backbone.img_size
     images = np.random.default_rng(0).integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
     forward(images)                                                    # trace + warm up

@@ -30,9 +30,9 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -42,14 +42,14 @@ from .. import fileio
 VERSION = 1                  # bump when decoding changes (images.decode)
 ENV_DISABLE = "VITWATCH_DECODE_CACHE"       # "0": decode every time, as before
 _LOCK = threading.Lock()
-_PATHS: dict[str, tuple["DecodedSplit", int]] = {}   # path -> (cache, position)
+_PATHS: dict[str, tuple[DecodedSplit, int]] = {}   # path -> (cache, position)
 LAST_BUILD: dict = {}        # statistics of the last build: n_images, seconds, images/s, bytes
 
 
 def _npy_header(n: int) -> bytes:
     """A 128-byte .npy v1.0 header of a flat uint8 array of ``n`` values (fixed length, so it
     can be written before ``n`` is known and rewritten after)."""
-    body = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d,), }" % n
+    body = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}"
     body = body.ljust(128 - 10 - 1) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode()
 
