@@ -91,9 +91,12 @@ def test_protocol_b_learns_and_picks_l2_on_validation(setup):
     run = train.protocol_b(tiny_backbone(), data, cfg, progress=False)
     _check_probs(run, data)
     scan = run.extra["l2_scan"]
-    assert set(scan) == {str(l2) for l2 in cfg.probe_l2_grid}
+    grid = train.probe_grid(cfg)                    # lr x L2 x standardisation, every backbone
+    assert len(scan) == len(grid) == len(cfg.probe_l2_grid) * 2     # "auto": raw and standardised
     best_val = max(s["val_accuracy"] for s in scan.values())
-    assert scan[str(run.extra["l2"])]["val_accuracy"] == best_val
+    chosen = (f"lr={run.extra['lr']:g} l2={run.extra['l2']:g} "
+              f"std={int(run.extra['standardize'])}")
+    assert scan[chosen]["val_accuracy"] == best_val
     assert run.timings["backbone_forward_images"] == \
         cfg.probe_views * len(data.train) + len(data.val) + len(data.test)
     assert run.top1 > 4 * CHANCE, run.top1
@@ -291,3 +294,17 @@ def test_every_backbone_has_its_own_colour():
     from vitwatch.models import registry
     colours = [plotting.color_for(n) for n in registry.NAMES]
     assert len(set(colours)) == len(colours)
+
+
+def test_standardisation_folds_into_the_stored_head():
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 5.0, size=(40, 6)).astype(np.float32)
+    head = keras.layers.Dense(4, activation="softmax")
+    head.build((None, 6))
+    head.set_weights([rng.normal(size=(6, 4)).astype(np.float32), np.zeros(4, np.float32)])
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    expected = np.asarray(head((x - mean) / scale))
+    train.fold_standardisation(head, mean, scale)
+    np.testing.assert_allclose(np.asarray(head(x)), expected, rtol=1e-4, atol=1e-5)

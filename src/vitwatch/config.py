@@ -73,6 +73,8 @@ PARAMS: dict[str, Param] = {
     "eval_view": Param(str, "native", "evaluation view of every image: each backbone's aspect-preserving resize + centre crop, or a squash to img_size", ("native", "squash")),
     "probe_views": Param(int, 1, "protocol B: augmented views of train cached (1 = the plain image only)"),
     "probe_l2_grid": Param(list, [1e-4, 1e-3, 1e-2], "protocol B: L2 strengths tried, chosen on validation"),
+    "probe_lr_grid": Param(list, [], "protocol B: Adam learning rates tried, chosen on validation ([] = [head_lr])"),
+    "probe_standardize": Param(str, "auto", "protocol B: standardise features (per dimension, train statistics): 'auto' tries both on validation", ("auto", "never", "always")),
     "probe_epochs": Param(int, 30, "protocol B: epochs of the head on cached features"),
     "finetune": Param(bool, True, "protocol C: run fine-tuning"),
     "finetune_epochs": Param(int, 1, "protocol C: maximum epochs"),

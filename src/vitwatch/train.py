@@ -179,8 +179,8 @@ def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
         hp.update(head_epochs=cfg.head_epochs, head_lr=cfg.head_lr, augment=cfg.augment,
                   batch_size=cfg.batch_size, augmentation=features.AUGMENTATION)
     elif protocol == "B":
-        hp.update(probe_views=cfg.probe_views, probe_l2_grid=list(cfg.probe_l2_grid),
-                  probe_epochs=cfg.probe_epochs, head_lr=cfg.head_lr, head_batch=HEAD_BATCH)
+        hp.update(probe_views=cfg.probe_views, probe_grid=probe_grid(cfg),
+                  probe_epochs=cfg.probe_epochs, head_batch=HEAD_BATCH)
     elif protocol == "C":
         hp.update(finetune_epochs=cfg.finetune_epochs, finetune_lr=cfg.finetune_lr,
                   finetune_blocks=cfg.finetune_blocks, batch_size=cfg.batch_size,
@@ -540,35 +540,63 @@ def protocol_a(backbone, data, cfg, progress: bool = True, stream: bool = False)
 
 # --- protocol B -------------------------------------------------------------------------------
 
+def probe_grid(cfg) -> list[tuple[float, float, bool]]:
+    """Every (learning rate, L2, standardise) protocol B tries, the same for every backbone:
+    ``probe_lr_grid`` (``[head_lr]`` when empty) x ``probe_l2_grid`` x standardisation
+    (``probe_standardize``: "auto" tries raw and standardised features, so that a CNN's
+    unnormalised features are not handicapped by one learning rate tuned for another scale)."""
+    lrs = list(getattr(cfg, "probe_lr_grid", None) or [cfg.head_lr])
+    std = {"auto": (False, True), "never": (False,), "always": (True,)}[
+        getattr(cfg, "probe_standardize", "never")]
+    return [(float(lr), float(l2), s) for s in std for lr in lrs for l2 in cfg.probe_l2_grid]
+
+
+def fold_standardisation(head, mean: np.ndarray, scale: np.ndarray) -> None:
+    """Rewrite a head trained on ``(x - mean) / scale`` as the same function of raw ``x``:
+    W' = W / scale, b' = b - (mean / scale) W."""
+    kernel, bias = head.get_weights()                                    # (D, K), (K,)
+    head.set_weights([kernel / scale[:, None], bias - (mean / scale) @ kernel])
+
+
 def _probe(train_x, train_y, val_x, val_y, test_x, test_y, k: int, cfg, seed: int,
            backbone_name: str, progress: bool) -> RunResult:
-    """One probe: a head per L2 of the grid (seed ``seed``), the best on validation kept."""
+    """One probe: a head per point of :func:`probe_grid` (seed ``seed``, same epochs for every
+    backbone), the best on validation kept; the test set is scored once, with that head."""
     t0 = time.perf_counter()
+    mean = train_x.mean(axis=0)
+    scale = train_x.std(axis=0) + 1e-6                                  # (D,)
     scan, best = {}, None
-    for l2 in _progress(cfg.probe_l2_grid, len(cfg.probe_l2_grid),
-                        f"B {backbone_name} seed {seed}", progress, unit="L2 value"):
-        head, history, epoch = fit_head(train_x, train_y, val_x, val_y, k,
-                                        epochs=cfg.probe_epochs, lr=cfg.head_lr, l2=float(l2),
-                                        seed=seed)
+    grid = probe_grid(cfg)
+    for lr, l2, standardise in _progress(grid, len(grid), f"B {backbone_name} seed {seed}",
+                                         progress, unit="setting"):
+        tx, vx = ((train_x - mean) / scale, (val_x - mean) / scale) if standardise else \
+            (train_x, val_x)
+        head, history, epoch = fit_head(tx, train_y, vx, val_y, k, epochs=cfg.probe_epochs,
+                                        lr=lr, l2=l2, seed=seed)
+        if standardise:
+            fold_standardisation(head, mean, scale)
         val_loss, val_acc, val_probs = _evaluate(head, val_x, val_y)
-        scan[str(l2)] = {"val_accuracy": val_acc, "val_loss": val_loss, "best_epoch": epoch}
+        scan[f"lr={lr:g} l2={l2:g} std={int(standardise)}"] = {
+            "val_accuracy": val_acc, "val_loss": val_loss, "best_epoch": epoch}
         if best is None or (val_acc, -val_loss) > best[0]:
-            best = ((val_acc, -val_loss), float(l2), head, history, epoch, val_probs)
+            best = ((val_acc, -val_loss), (lr, l2, standardise), head, history, epoch,
+                    val_probs)
     train_seconds = time.perf_counter() - t0
-    _, l2, head, history, epoch, val_probs = best
+    _, (lr, l2, standardise), head, history, epoch, val_probs = best
     _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
     kernel, bias = head.get_weights()
     return RunResult("B", backbone_name, val_probs, val_y, test_probs, test_y, history,
                      timings={"train_seconds": train_seconds},
                      trainable_params=count_params(head.trainable_weights),
-                     extra={"l2": l2, "l2_scan": scan, "best_epoch": epoch},
+                     extra={"l2": l2, "lr": lr, "standardize": standardise, "l2_scan": scan,
+                            "best_epoch": epoch},
                      arrays={"head_kernel": kernel, "head_bias": bias})
 
 
 def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
     """Linear probe: features cached once (``cfg.probe_views`` views of train: the eval view,
     then augmented views 1, 2, ..., the same as protocol A's), the softmax head trained for
-    each L2 of ``cfg.probe_l2_grid``; the L2 with the best validation accuracy wins. One probe
+    each setting of :func:`probe_grid`; the one with the best validation accuracy wins. One probe
     per seed of :func:`head_seeds`, on the same features."""
     if not cfg.probe_l2_grid:
         raise ValueError("parameter 'probe_l2_grid' is empty: give at least one L2 strength")

@@ -66,18 +66,30 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     return fig
 
 
+def _scan_by_l2(scan: Mapping[str, Mapping[str, float]]) -> dict[float, float]:
+    """L2 -> best validation accuracy over the other settings of the probe grid. Keys are
+    ``"lr=... l2=... std=..."`` (or a bare L2, as older runs stored them)."""
+    out: dict[float, float] = {}
+    for key, v in scan.items():
+        fields = dict(f.split("=") for f in key.split()) if "=" in key else {"l2": key}
+        l2 = float(fields["l2"])
+        out[l2] = max(out.get(l2, -1.0), v["val_accuracy"])
+    return out
+
+
 def l2_scan(scans: Mapping[str, Mapping[str, Mapping[str, float]]],
             chosen: Mapping[str, float] | None = None,
             title: str = "Linear probe: choosing the L2 strength on validation"):
-    """Validation accuracy against L2 strength (log scale), one line per backbone; the chosen
-    value circled. ``scans``: backbone -> ``{str(l2): {"val_accuracy": ...}}``."""
+    """Validation accuracy against L2 strength (log scale), one line per backbone, each point
+    the best over the grid's learning rates and feature standardisation; the chosen value
+    circled. ``scans``: backbone -> the run's ``l2_scan``."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for name, scan in scans.items():
-        l2 = np.array([float(k) for k in scan])
-        order = np.argsort(l2)
-        acc = 100 * np.array([scan[k]["val_accuracy"] for k in scan])
+        by_l2 = _scan_by_l2(scan)
+        l2 = np.array(sorted(by_l2))
+        acc = 100 * np.array([by_l2[v] for v in l2])
         hub = "hub" in name                  # same checkpoint as ours: keep both visible
-        ax.plot(l2[order], acc[order], "--" if hub else "-", marker="s" if hub else "o",
+        ax.plot(l2, acc, "--" if hub else "-", marker="s" if hub else "o",
                 ms=6 if hub else 4, mfc="none" if hub else color_for(name),
                 color=color_for(name), label=label(name))
         if chosen and name in chosen:
