@@ -77,3 +77,24 @@ def test_notebooks_declare_only_known_parameters():
             config.check(name, ast.literal_eval(node.value), source=path.name)
         assert not any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
             f"{path.name} is committed with outputs (run `make strip`)"
+
+
+def test_one_source_of_parameters():
+    """PARAMS defaults, smoke.yaml and every notebook's parameters cell hold the same values."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    smoke = config.load_profile("smoke")
+    for k, v in smoke.items():
+        assert config.PARAMS[k].default == v, f"PARAMS[{k!r}] default differs from smoke.yaml"
+    for path in sorted(Path(config.__file__).parents[2].glob("notebooks/[0-9]*.ipynb")):
+        cells = [c for c in nbformat.read(path, 4).cells
+                 if "parameters" in c.metadata.get("tags", [])]
+        assert len(cells) == 1, f"{path.name}: one parameters cell expected"
+        for node in ast.parse(cells[0].source).body:
+            name, value = node.targets[0].id, ast.literal_eval(node.value)
+            assert value == config.PARAMS[name].default, \
+                f"{path.name}: {name} = {value!r}, PARAMS/smoke.yaml say " \
+                f"{config.PARAMS[name].default!r}"

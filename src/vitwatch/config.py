@@ -52,7 +52,7 @@ PARAMS: dict[str, Param] = {
     "img_size": Param(int, 64, "input resolution of the backbones (224 for the real models)"),
     "train_per_class": Param(int, 0, "images per class kept from the official train split (0 = all)"),
     "test_per_class": Param(int, 0, "images per class kept from the official test split (0 = all)"),
-    "val_fraction": Param(float, 0.1, "share of train carved out (stratified) as validation"),
+    "val_fraction": Param(float, 0.2, "share of train carved out (stratified) as validation"),
     "synthetic_classes": Param(int, 10, "number of breeds of the synthetic stand-in"),
     "synthetic_train_per_class": Param(int, 30, "synthetic train images per breed"),
     "synthetic_test_per_class": Param(int, 10, "synthetic test images per breed"),
@@ -67,11 +67,11 @@ PARAMS: dict[str, Param] = {
     "bit_i21k_checkpoint": Param(str, "generated", "BiT-M R50x1 ImageNet-21k only: named checkpoint, URL or local .npz; 'generated' = tiny random one; '' = skip"),
     # --- notebook 03: protocols -----------------------------------------------------------
     "head_epochs": Param(int, 3, "protocol A: epochs of the softmax head on the frozen backbone"),
-    "head_lr": Param(float, 1e-3, "protocol A: Adam learning rate of the head"),
+    "head_lr": Param(float, 1e-2, "protocol A: Adam learning rate of the head"),
     "augment": Param(bool, True, "protocol A: random crop / flip augmentation"),
     "head_seeds": Param(int, 2, "protocols A, B, C: heads trained per run, with seeds seed, seed + 1, ..."),
     "eval_view": Param(str, "native", "evaluation view of every image: each backbone's aspect-preserving resize + centre crop, or a squash to img_size", ("native", "squash")),
-    "probe_views": Param(int, 1, "protocol B: augmented views of train cached (1 = the plain image only)"),
+    "probe_views": Param(int, 2, "protocol B: augmented views of train cached (1 = the plain image only)"),
     "probe_l2_grid": Param(list, [1e-4, 1e-3, 1e-2], "protocol B: L2 strengths tried, chosen on validation"),
     "probe_lr_grid": Param(list, [], "protocol B: Adam learning rates tried, chosen on validation ([] = [head_lr])"),
     "probe_standardize": Param(str, "auto", "protocol B: standardise features (per dimension, train statistics): 'auto' tries both on validation", ("auto", "never", "always")),
@@ -83,7 +83,7 @@ PARAMS: dict[str, Param] = {
     "finetune_warmup_epochs": Param(float, 0.5, "protocol C: linear warm-up length"),
     "finetune_patience": Param(int, 2, "protocol C: early-stopping patience in epochs"),
     # --- notebook 04: analysis ------------------------------------------------------------
-    "n_bootstrap": Param(int, 1000, "bootstrap resamples for confidence intervals"),
+    "n_bootstrap": Param(int, 500, "bootstrap resamples for confidence intervals"),
     "n_attention_images": Param(int, 16, "images for mean attention distance and rollout statistics"),
     "n_cka_images": Param(int, 64, "images for the CKA similarity of ViT and ResNet layers"),
     # --- notebook 05: inductive bias ------------------------------------------------------
