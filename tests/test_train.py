@@ -308,3 +308,15 @@ def test_standardisation_folds_into_the_stored_head():
     expected = np.asarray(head((x - mean) / scale))
     train.fold_standardisation(head, mean, scale)
     np.testing.assert_allclose(np.asarray(head(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_code_version_changes_with_the_source(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "train.py").write_text("x = 1\n")
+    (tmp_path / "models" / "vit.py").write_text("y = 2\n")
+    v1 = train.code_version(tmp_path)
+    assert v1 == train.code_version(tmp_path)
+    (tmp_path / "models" / "vit.py").write_text("y = 3\n")
+    assert train.code_version(tmp_path) != v1
+    # the package's own version is part of every run's key
+    assert len(train.code_version()) == 12

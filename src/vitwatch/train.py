@@ -167,10 +167,30 @@ def data_fingerprint(data) -> str:
     return h.hexdigest()[:16]
 
 
+# The source that produces a run: a stored run is reused only when none of it changed.
+CODE_PARTS = ("train.py", "features.py", "fastpath.py", "seeds.py", "data", "models")
+
+
+def code_version(root=None, parts=CODE_PARTS) -> str:
+    """SHA-256 (12 hex digits) of the Python source of ``parts`` of the package (files or
+    folders under ``root``, the package folder by default), in a stable order."""
+    from pathlib import Path
+    root = Path(root) if root is not None else Path(__file__).parent
+    h = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
-    """Everything that changes a run's result: the key :func:`run_or_load` compares."""
+    """Everything that changes a run's result: the key :func:`run_or_load` compares, the
+    version of the code that computes it included (:func:`code_version`)."""
     from vitwatch import features
     hp = {"protocol": protocol, "backbone": backbone.name, "weights": backbone.cache_key,
+          "code": code_version(),
           "data": data_fingerprint(data), "img_size": backbone.img_size, "seed": cfg.seed,
           "eval_view": features.eval_view_spec(backbone, _view_name(cfg))}
     if protocol in ("A", "B", "C"):
