@@ -231,10 +231,14 @@ def test_power_table_and_calibration_inputs(store_cfg):
     assert tp.shape == vp.shape and tl.shape == vl.shape
 
 
-def test_profile_test_sizes_and_calibration_sentence(store_cfg):
+def test_profile_test_sizes_and_calibration_sentence(store_cfg, monkeypatch):
+    import os
     from vitwatch import calibration
+    before = "/tmp/vitwatch-figures-of-this-run"
+    monkeypatch.setenv("VITWATCH_FIGURES_DIR", before)
     sizes = analysis.profile_test_sizes()
     assert sizes["full"] == 8580 and sizes["smoke"] < sizes["quick"] < sizes["full"]
+    assert os.environ["VITWATCH_FIGURES_DIR"] == before      # reading profiles moves nothing
     store = analysis.load_store(store_cfg)
     cal = calibration.table(analysis.calibration_inputs(store, ["A_vit_s16"]), n_boot=50)
     text = analysis.describe_calibration(cal, ["A_vit_s16"])

@@ -173,15 +173,18 @@ def test_cifar_scale_trainer_with_flips_runs():
     assert trainer.predict(x[:5]).shape == (5, 10)
 
 
-def test_runtime_estimates():
+def test_runtime_estimates(monkeypatch):
     # 3 sizes up to 64 images, batch 32 -> 2 epochs x 2 steps = 4 steps per run, 2 seeds
     assert scratch.estimate_seconds({"a": 0.5, "b": 1.0}, [16, 32, 64], 2, 2, 32) == \
         pytest.approx(3 * 2 * 4 * 1.5)
     assert scratch.format_hours(0.25) == "about 15 minutes"
     assert scratch.format_hours(3.21) == "about 3.2 hours"
     assert scratch.format_hours(150) == "about 6 days"
+    monkeypatch.setenv("VITWATCH_FIGURES_DIR", "/tmp/figures-of-this-run")
     est = scratch.profile_estimates({"resnet": 0.01, "vit": 0.02, "vit_spt_lsa": 0.02},
                                     "digits").set_index("profile")
+    import os
+    assert os.environ["VITWATCH_FIGURES_DIR"] == "/tmp/figures-of-this-run"  # left alone
     smoke = config.from_profile("smoke")
     steps = smoke.small_epochs * math.ceil(max(smoke.small_train_sizes) / 32)
     runs = len(smoke.small_train_sizes) * smoke.small_seeds

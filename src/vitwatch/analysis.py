@@ -236,7 +236,8 @@ def localisation_differences(loc, ref: str = "ViT rollout", others=None, n_boot:
     if ref not in wide:
         raise ValueError(f"localisation_differences: no {ref!r} maps in the table "
                          f"(maps: {list(wide.columns)})")
-    others = [m for m in (others or wide.columns) if m != ref and m in wide]
+    order = list(dict.fromkeys(loc["map"]))                          # as in the table
+    others = [m for m in (others or order) if m != ref and m in wide]
     rows = []
     for m in others:
         d = wide[ref].to_numpy() - wide[m].to_numpy()                 # (n,) paired
@@ -366,10 +367,15 @@ def profile_test_sizes() -> dict[str, int]:
     """Test images of each profile, from its YAML: the synthetic stand-in's
     ``synthetic_classes x synthetic_test_per_class``, Stanford Dogs' ``120 x test_per_class``,
     or the whole official test split (8,580) when ``test_per_class`` is 0."""
+    import types
+
     from vitwatch import config
     out = {}
     for name in config.PROFILES:
-        p = config.from_profile(name)
+        # the YAML values over the defaults; not from_profile, which also points
+        # save_figure at that profile's figures folder
+        p = types.SimpleNamespace(**{**{k: v.default for k, v in config.PARAMS.items()},
+                                     **config.load_profile(name)})
         if p.dataset == "synthetic":
             out[name] = int(p.synthetic_classes * p.synthetic_test_per_class)
         elif p.test_per_class > 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -558,7 +559,9 @@ def profile_estimates(measured: dict, dataset: str) -> pd.DataFrame:
 
     rows = []
     for name in config.PROFILES:
-        p = config.from_profile(name)
+        # YAML over defaults (from_profile would also redirect save_figure's folder)
+        p = types.SimpleNamespace(**{**{k: v.default for k, v in config.PARAMS.items()},
+                                     **config.load_profile(name)})
         batch = 128 if p.small_dataset == "cifar10" else 32
         img, ch = (32, 3) if p.small_dataset == "cifar10" else (8, 1)
         same = p.small_dataset == dataset
