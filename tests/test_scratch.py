@@ -223,7 +223,8 @@ def test_verdict_cites_figure_4_as_observed():
                   ("vit", 100, [0.5, 0.52]), ("vit", 800, [0.85, 0.86])])
     v = scratch.verdict(scratch.aggregate(runs), runs)
     assert "9M-image JFT subset in Figure 4" in v and "observes the crossover" in v
-    assert "paired 95 % interval excludes zero at every size" in v
+    assert "paired 95 % interval of the CNN's lead excludes zero at every size" in v
+    assert "pooled over 4 seed x size pairs" in v
     assert "means only" in scratch.verdict(scratch.aggregate(runs))
 
 

@@ -483,10 +483,16 @@ def verdict(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = 
         g = paired_gaps(runs, cnn, vit)
         per = g[g["n_train"] > 0]
         separated = sum(_signed(lo, hi) != 0 for lo, hi in zip(per["ci_low"], per["ci_high"]))
-        certainty = (f" (the paired 95 % interval excludes zero at {separated} of {len(per)} "
-                     "sizes; where it does not, the ranking is not established)"
-                     if separated < len(per) else
-                     " (the paired 95 % interval excludes zero at every size)")
+        pooled = g.iloc[-1]
+        pooled_text = ("" if math.isnan(pooled["ci_low"]) else
+                       f"; pooled over {int(pooled['pairs'])} seed x size pairs, "
+                       f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
+                       f"{100 * pooled['ci_high']:+.1f}]")
+        certainty = (f" (the paired 95 % interval of the CNN's lead excludes zero at "
+                     f"{separated} of {len(per)} sizes; where it does not, the ranking is not "
+                     f"established{pooled_text})" if separated < len(per) else
+                     f" (the paired 95 % interval of the CNN's lead excludes zero at every "
+                     f"size{pooled_text})")
     else:
         certainty = " (no paired interval without the per-seed runs: means only)"
     if (gap > 0).all():
