@@ -172,3 +172,15 @@ def test_command_without_apt_is_playwright_install(monkeypatch):
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
     monkeypatch.setattr(render.sys, "platform", "linux")
     assert render.pdf_command().endswith("-m playwright install chromium")
+
+
+def test_install_error_summary_names_the_cause():
+    offline = (
+        "Downloading Chrome for Testing from https://cdn.example/chrome-linux64.zip\n"
+        "Error: getaddrinfo ENOTFOUND cdn.example\n"
+        "    at GetAddrInfoReqWrap.onlookupall (node:internal/dns/promises:101:17) {\n"
+        "  code: 'ENOTFOUND',\n}\n"
+    )
+    assert render.install_error_summary(offline) == "Error: getaddrinfo ENOTFOUND cdn.example"
+    assert render.install_error_summary("disk full\n}\n") == "disk full"
+    assert render.install_error_summary("") == "no message"

@@ -363,13 +363,22 @@ def install_playwright_chromium(timeout: float = PLAYWRIGHT_INSTALL_TIMEOUT) -> 
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False, f"`{' '.join(cmd[1:])}` did not finish within {timeout:.0f} s"
+        return False, f"`python {' '.join(cmd[1:])}` did not finish within {timeout:.0f} s"
     except OSError as exc:
-        return False, f"`{' '.join(cmd[1:])}` could not start: {exc}"
+        return False, f"`python {' '.join(cmd[1:])}` could not start: {exc}"
     if out.returncode != 0:
-        last = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no message"]
-        return False, f"`{' '.join(cmd[1:])}` failed (exit {out.returncode}): {last[0][:300]}"
+        why = install_error_summary(out.stderr or out.stdout)
+        return False, f"`python {' '.join(cmd[1:])}` failed (exit {out.returncode}): {why}"
     return True, ""
+
+
+def install_error_summary(text: str) -> str:
+    """The telling line of Playwright's installer output: its last ``Error: ...`` line (e.g.
+    ``Error: getaddrinfo ENOTFOUND cdn.playwright.dev`` offline), else its last line of text."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")]
+    words = [line for line in lines if any(c.isalnum() for c in line)]
+    return ((errors or words or ["no message"])[-1])[:300]
 
 
 def pdf_command() -> str:
