@@ -88,7 +88,7 @@ PARAMS: dict[str, Param] = {
     "n_cka_images": Param(int, 64, "images for the CKA similarity of ViT and ResNet layers"),
     # --- notebook 05: inductive bias ------------------------------------------------------
     "small_dataset": Param(str, "digits", "dataset trained from scratch", ("digits", "cifar10")),
-    "small_train_sizes": Param(list, [100, 200, 400, 800], "training-set sizes (log-spaced)"),
+    "small_train_sizes": Param(list, [100, 300, 800], "training-set sizes (log-spaced)"),
     "small_seeds": Param(int, 2, "seeds per training-set size"),
     "small_epochs": Param(int, 12, "step budget of every from-scratch run, in passes over the largest size"),
     "small_models": Param(list, ["resnet", "vit", "vit_spt_lsa"], "models of notebook 05 (vitwatch.models.small.ARCHS)"),
