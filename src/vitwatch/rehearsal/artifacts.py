@@ -338,14 +338,16 @@ def build(cache_dir, names=PROVIDED, dogs_train: int = 4, dogs_test: int = 2,
     if "cifar10" in want:
         log("rehearsal: CIFAR-10 archive ...")
         files["cifar10"] = cifar10_archive(root, cifar_train, cifar_test, seed)
-    out = {}
+    out, stamps = {}, known.get("_stamps", {})
     for name, path in files.items():
-        size = path.stat().st_size
+        st = path.stat()
+        stamp = [str(path), st.st_size, st.st_mtime_ns]       # regenerated -> hashed again
         old = known.get(name)
-        if old and old["path"] == str(path) and old["size"] == size:
+        if old and stamps.get(name) == stamp:
             out[name] = Artifact(**old)
         else:
-            out[name] = Artifact(name, str(path), size, *digests(path))
-    fileio.write_json(manifest_path, {**known, **{k: asdict(a) for k, a in out.items()}},
-                      indent=1)
+            out[name] = Artifact(name, str(path), st.st_size, *digests(path))
+            stamps[name] = stamp
+    fileio.write_json(manifest_path, {**known, **{k: asdict(a) for k, a in out.items()},
+                                      "_stamps": stamps}, indent=1)
     return out

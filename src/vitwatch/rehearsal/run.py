@@ -95,11 +95,11 @@ def needed_resources(params: dict) -> list[str]:
 
 
 def _requested(mirror: Mirror, files: dict) -> dict[str, int]:
-    """GET requests that reached each served file, by url path."""
+    """Downloads (GET, not a preflight's ``Range: bytes=0-0`` probe) of each served file."""
     counts = {path: 0 for path in files}
-    for method, raw, _range in mirror.requests:
+    for method, raw, byte_range in mirror.requests:
         kind, target = mirror.lookup(raw)
-        if method == "GET" and kind == "file":
+        if method == "GET" and kind == "file" and byte_range != "bytes=0-0":
             for path, f in files.items():
                 if Path(f) == Path(target):
                     counts[path] += 1
@@ -131,7 +131,8 @@ def run(cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike |
     files, redirects = mirror_layout(artifacts)
     checksums = fileio.write_json(run_cache / "checksums.json",
                                   {k: {"sha256": a.sha256} for k, a in artifacts.items()})
-    shutil.rmtree(out / "executed", ignore_errors=True)
+    for sub in ("executed", "results", "figures"):     # nothing from a previous rehearsal
+        shutil.rmtree(out / sub, ignore_errors=True)
     (out / "executed").mkdir(parents=True)
     log(f"rehearsal: artifacts ready in {time.time() - t_start:.0f} s; "
         f"serving {len(files)} files on 127.0.0.1")
@@ -193,3 +194,6 @@ def command(args) -> int:
         return 1
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())
