@@ -18,15 +18,12 @@ from typing import Mapping
 
 import numpy as np
 
-from vitwatch import results, stats
+from vitwatch import catalogue, results, stats
 
-PROTOCOLS = {"A": "frozen backbone + head (seed's)", "B": "linear probe (cached features)",
-             "C": "fine-tuning", "Z": "zero-training ImageNet-1k head"}
-BACKBONES = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
-             "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)",
-             "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (i21k only)"}
+PROTOCOLS = catalogue.PROTOCOLS
+BACKBONES = catalogue.LABELS
 # The seed report: validation accuracy, frozen backbone + softmax head (protocol A).
-SEED_REFERENCE = {"vit_s16": 0.834, "vit_s16_hub": 0.834, "resnet50": 0.763}
+SEED_REFERENCE = catalogue.SEED_REFERENCE
 
 
 def backbone_label(name: str) -> str:

@@ -41,12 +41,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-PROTOCOLS = {
-    "A": "frozen backbone + softmax head, augmentation (the seed's)",
-    "B": "linear probe on cached features",
-    "C": "fine-tuning",
-    "Z": "zero-training ImageNet-1k head",
-}
+from vitwatch import catalogue
+
+PROTOCOLS = catalogue.PROTOCOLS
 HEAD_BATCH = 128              # protocol B: batch size of the head on cached features
 FINETUNE_WEIGHT_DECAY = 0.05  # protocol C: AdamW decoupled weight decay
 FINETUNE_CLIPNORM = 1.0       # protocol C: global gradient-norm clipping

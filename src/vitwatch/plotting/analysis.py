@@ -15,11 +15,11 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 import numpy as np
 
+from vitwatch import catalogue
+
 from . import color_for
 
-LABELS = {"vit_s16": "ViT-S/16 (ours)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
-          "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (i21k only)",
-          "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (i21k only)"}
+LABELS = catalogue.LABELS
 MAP_COLORS = {"ViT rollout": "#1f77b4", "ResNet-50 Grad-CAM": "#d62728",
               "ResNet-50 Grad-CAM, true class": "#f4a3a3",
               "BiT-M R50x1 Grad-CAM": "#ff7f0e", "BiT-M R50x1 Grad-CAM, true class": "#ffc78a",

@@ -14,11 +14,11 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 import numpy as np
 
+from vitwatch import catalogue
+
 from . import color_for
 
-LABELS = {"vit_s16": "ViT-S/16 (ours, .npz)", "vit_s16_hub": "ViT-S/16 (TF Hub)",
-          "resnet50": "ResNet-50", "vit_s16_i21k": "ViT-S/16 (ImageNet-21k only)",
-          "bit_r50x1": "BiT-M R50x1", "bit_r50x1_i21k": "BiT-M R50x1 (ImageNet-21k only)"}
+LABELS = catalogue.LONG_LABELS
 
 
 def label(backbone: str) -> str:
