@@ -174,7 +174,7 @@ def test_startup_noise_filter_keeps_errors():
         "W0000 00:00:1796216049.9    7609 cpu_feature_guard.cc:227] This TensorFlow binary\n",
     ]
     kept = [
-        "E0000 00:00:1796216070.1    7609 cuda_platform.cc:52] failed call to cuInit\n",
+        "E0000 00:00:1796216070.1    7609 cuda_dnn.cc:522] Could not create cudnn handle\n",
         "Traceback (most recent call last):\n",
         "MemoryError: out of memory\n",
     ]
