@@ -28,6 +28,7 @@ the torch release it was built for; see /work/.library/env/machines/python.md)::
 
 Generated with the versions stored in the fixture (``versions``).
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def google_layout_checkpoint(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
     """Random weights with the keys and shapes of a Google BiT .npz checkpoint."""
     rng = np.random.default_rng(seed)
 
-    def kernel(*shape):                      # mean 0.3, std 2: standardisation must undo both
+    def kernel(*shape):  # mean 0.3, std 2: standardisation must undo both
         return (0.3 + 2.0 * rng.standard_normal(shape)).astype("float32")
 
     def gn(prefix, c):
@@ -89,28 +90,39 @@ def main() -> None:
     images = np.random.default_rng(1).uniform(-1, 1, (4, S, S, 3)).astype("float32")
     width = cfg["width"]
     model = ResNetV2(
-        layers=cfg["num_units"], channels=tuple(4 * width * 2 ** b for b in range(4)),
-        stem_chs=width, num_classes=cfg["num_classes"], stem_type="fixed",
-        conv_layer=partial(StdConv2d, eps=1e-8),                   # as _create_resnetv2_bit
-        norm_layer=partial(GroupNormAct, num_groups=cfg["num_groups"])).eval()
+        layers=cfg["num_units"],
+        channels=tuple(4 * width * 2**b for b in range(4)),
+        stem_chs=width,
+        num_classes=cfg["num_classes"],
+        stem_type="fixed",
+        conv_layer=partial(StdConv2d, eps=1e-8),  # as _create_resnetv2_bit
+        norm_layer=partial(GroupNormAct, num_groups=cfg["num_groups"]),
+    ).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ckpt.npz"
         np.savez(path, **ckpt)
         _load_weights(model, str(path))
     with torch.no_grad():
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)             # NHWC -> NCHW
-        maps = model.forward_features(x)                              # (B, C, h, w), GN+ReLU
-        features = model.forward_head(maps, pre_logits=True)        # (B, C)
-        logits = model.forward_head(maps)                             # (B, K)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        maps = model.forward_features(x)  # (B, C, h, w), GN+ReLU
+        features = model.forward_head(maps, pre_logits=True)  # (B, C)
+        logits = model.forward_head(maps)  # (B, K)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        OUT, images=images, logits=logits.numpy(), features=features.numpy(),
-        post_relu=maps.permute(0, 2, 3, 1).numpy(),                  # (B, h, w, C)
+        OUT,
+        images=images,
+        logits=logits.numpy(),
+        features=features.numpy(),
+        post_relu=maps.permute(0, 2, 3, 1).numpy(),  # (B, h, w, C)
         config=np.array(json.dumps(cfg)),
         versions=np.array(json.dumps({"torch": torch.__version__, "timm": timm.__version__})),
-        **{"ckpt/" + k: v for k, v in ckpt.items()})
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB) with timm {timm.__version__}, "
-          f"torch {torch.__version__}", file=sys.stderr)
+        **{"ckpt/" + k: v for k, v in ckpt.items()},
+    )
+    print(
+        f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB) with timm {timm.__version__}, "
+        f"torch {torch.__version__}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ timm imports torchvision, which does not import beside the CPU-only torch 2.13.0
 the torch 2.14.1 / torchvision 0.29.1 pair (run on the CPU). Generated with torch 2.14.1 and
 timm 1.0.31 (the fixture's ``versions`` key).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIG = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_dim=128,
-              num_classes=10)
-MLP_BIAS = -2.5         # mean of the MLP's first biases (GELU's left tail)
-MLP_OUT_GAIN = 30.0     # the MLP's second kernels, in units of 1/sqrt(fan_in)
-MIN_GELU_GAP = 1e-2     # max |features(tanh) - features(exact)| the fixture must show
+CONFIG = dict(
+    img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_dim=128, num_classes=10
+)
+MLP_BIAS = -2.5  # mean of the MLP's first biases (GELU's left tail)
+MLP_OUT_GAIN = 30.0  # the MLP's second kernels, in units of 1/sqrt(fan_in)
+MIN_GELU_GAP = 1e-2  # max |features(tanh) - features(exact)| the fixture must show
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "vit_parity.npz"
 
 
@@ -61,12 +63,16 @@ def google_layout_checkpoint(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
         scale = scale if scale is not None else 1 / np.sqrt(np.prod(shape[:-1]))
         return (scale * rng.standard_normal(shape)).astype("float32")
 
-    w = {"embedding/kernel": normal(P, P, 3, C), "embedding/bias": normal(C, scale=0.1),
-         "cls": normal(1, 1, C, scale=0.5),
-         "Transformer/posembed_input/pos_embedding": normal(1, N, C, scale=0.5),
-         "Transformer/encoder_norm/scale": 1 + normal(C, scale=0.2),
-         "Transformer/encoder_norm/bias": normal(C, scale=0.1),
-         "head/kernel": normal(C, K), "head/bias": normal(K, scale=0.1)}
+    w = {
+        "embedding/kernel": normal(P, P, 3, C),
+        "embedding/bias": normal(C, scale=0.1),
+        "cls": normal(1, 1, C, scale=0.5),
+        "Transformer/posembed_input/pos_embedding": normal(1, N, C, scale=0.5),
+        "Transformer/encoder_norm/scale": 1 + normal(C, scale=0.2),
+        "Transformer/encoder_norm/bias": normal(C, scale=0.1),
+        "head/kernel": normal(C, K),
+        "head/bias": normal(K, scale=0.1),
+    }
     for i in range(cfg["depth"]):
         b = f"Transformer/encoderblock_{i}/"
         a = b + "MultiHeadDotProductAttention_1/"
@@ -91,19 +97,27 @@ def timm_outputs(ckpt: dict, images: np.ndarray, act_layer: str) -> dict[str, np
     from timm.models.vision_transformer import VisionTransformer, _load_weights
 
     model = VisionTransformer(
-        img_size=CONFIG["img_size"], patch_size=CONFIG["patch_size"],
-        embed_dim=CONFIG["embed_dim"], depth=CONFIG["depth"], num_heads=CONFIG["num_heads"],
-        mlp_ratio=CONFIG["mlp_dim"] / CONFIG["embed_dim"], num_classes=CONFIG["num_classes"],
-        qkv_bias=True, class_token=True, global_pool="token", act_layer=act_layer).eval()
+        img_size=CONFIG["img_size"],
+        patch_size=CONFIG["patch_size"],
+        embed_dim=CONFIG["embed_dim"],
+        depth=CONFIG["depth"],
+        num_heads=CONFIG["num_heads"],
+        mlp_ratio=CONFIG["mlp_dim"] / CONFIG["embed_dim"],
+        num_classes=CONFIG["num_classes"],
+        qkv_bias=True,
+        class_token=True,
+        global_pool="token",
+        act_layer=act_layer,
+    ).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ckpt.npz"
         np.savez(path, **ckpt)
         _load_weights(model, str(path))
     with torch.no_grad():
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)           # NHWC -> NCHW
-        tokens = model.forward_features(x)                           # (B, N, C), after norm
-        features = model.forward_head(tokens, pre_logits=True)      # (B, C)
-        logits = model.forward_head(tokens)                          # (B, K)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        tokens = model.forward_features(x)  # (B, N, C), after norm
+        features = model.forward_head(tokens, pre_logits=True)  # (B, C)
+        logits = model.forward_head(tokens)  # (B, K)
     return {"features": features.numpy(), "logits": logits.numpy()}
 
 
@@ -112,25 +126,40 @@ def main() -> None:
     import torch
 
     ckpt = google_layout_checkpoint(CONFIG)
-    images = np.random.default_rng(1).uniform(-1, 1, (4, CONFIG["img_size"],
-                                                      CONFIG["img_size"], 3)).astype("float32")
-    tanh = timm_outputs(ckpt, images, "gelu_tanh")                   # Google's function
-    exact = timm_outputs(ckpt, images, "gelu")                       # timm's default
+    images = (
+        np.random.default_rng(1)
+        .uniform(-1, 1, (4, CONFIG["img_size"], CONFIG["img_size"], 3))
+        .astype("float32")
+    )
+    tanh = timm_outputs(ckpt, images, "gelu_tanh")  # Google's function
+    exact = timm_outputs(ckpt, images, "gelu")  # timm's default
     gap = float(np.abs(tanh["features"] - exact["features"]).max())
     if gap < MIN_GELU_GAP:
-        raise SystemExit(f"tanh and exact GELU features differ by only {gap:.2e} "
-                         f"< MIN_GELU_GAP={MIN_GELU_GAP}: raise MLP_OUT_GAIN")
+        raise SystemExit(
+            f"tanh and exact GELU features differ by only {gap:.2e} "
+            f"< MIN_GELU_GAP={MIN_GELU_GAP}: raise MLP_OUT_GAIN"
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        OUT, images=images, logits=tanh["logits"], features=tanh["features"],
-        logits_exact=exact["logits"], features_exact=exact["features"],
+        OUT,
+        images=images,
+        logits=tanh["logits"],
+        features=tanh["features"],
+        logits_exact=exact["logits"],
+        features_exact=exact["features"],
         config=np.array(json.dumps(CONFIG)),
-        versions=np.array(json.dumps({"torch": torch.__version__, "timm": timm.__version__,
-                                      "act_layer": "gelu_tanh"})),
-        **{"ckpt/" + k: v for k, v in ckpt.items()})
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB) with timm {timm.__version__}, "
-          f"torch {torch.__version__}; tanh vs exact GELU features differ by {gap:.2e}",
-          file=sys.stderr)
+        versions=np.array(
+            json.dumps(
+                {"torch": torch.__version__, "timm": timm.__version__, "act_layer": "gelu_tanh"}
+            )
+        ),
+        **{"ckpt/" + k: v for k, v in ckpt.items()},
+    )
+    print(
+        f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB) with timm {timm.__version__}, "
+        f"torch {torch.__version__}; tanh vs exact GELU features differ by {gap:.2e}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

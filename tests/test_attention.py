@@ -1,4 +1,5 @@
 """vitwatch.attention against hand-computed cases and against Keras' MultiHeadAttention."""
+
 import numpy as np
 import pytest
 
@@ -24,7 +25,11 @@ def test_scaled_dot_product_hand_computed():
 
 def test_attention_rows_sum_to_one_and_mask():
     rng = np.random.default_rng(0)
-    q, k, v = rng.normal(size=(2, 3, 5, 8)), rng.normal(size=(2, 3, 7, 8)), rng.normal(size=(2, 3, 7, 4))
+    q, k, v = (
+        rng.normal(size=(2, 3, 5, 8)),
+        rng.normal(size=(2, 3, 7, 8)),
+        rng.normal(size=(2, 3, 7, 4)),
+    )
     mask = np.ones((5, 7), bool)
     mask[:, -2:] = False
     out, w = attention.scaled_dot_product_attention(q, k, v, mask)
@@ -39,16 +44,17 @@ def test_attention_rows_sum_to_one_and_mask():
 
 def test_multi_head_matches_keras():
     import keras
+
     rng = np.random.default_rng(1)
     B, N, C, H = 2, 6, 16, 4
     x = rng.normal(size=(B, N, C)).astype("float32")
     layer = keras.layers.MultiHeadAttention(num_heads=H, key_dim=C // H)
-    layer(x, x)                                                   # builds the weights
+    layer(x, x)  # builds the weights
     dense = [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
-    for d in dense:                                               # non-zero biases, exercised too
+    for d in dense:  # non-zero biases, exercised too
         d.bias.assign(rng.normal(size=d.bias.shape).astype("float32"))
     ref, ref_w = layer(x, x, return_attention_scores=True)
-    qk, kk, vk, ok = (d.kernel.numpy() for d in dense)             # (C, H, d) ... (H, d, C)
+    qk, kk, vk, ok = (d.kernel.numpy() for d in dense)  # (C, H, d) ... (H, d, C)
     qb, kb, vb, ob = (d.bias.numpy() for d in dense)
     out, w = attention.multi_head_attention(x, qk, kk, vk, ok, H, qb, kb, vb, ob)
     np.testing.assert_allclose(w, np.asarray(ref_w), atol=1e-5)
@@ -116,4 +122,4 @@ def test_mean_attention_distance_known_cases():
 def test_time_attention_is_superlinear():
     lens, secs, slope = attention.time_attention([128, 256, 512, 1024], dim=32, repeats=2)
     assert list(lens) == [128, 256, 512, 1024] and np.all(secs > 0)
-    assert 1.3 < slope < 3.5            # superlinear; cache effects can push it above 2
+    assert 1.3 < slope < 3.5  # superlinear; cache effects can push it above 2

@@ -1,4 +1,5 @@
 """Calibration metrics against independent implementations (scikit-learn, scipy, a hand case)."""
+
 import numpy as np
 import pytest
 from scipy import optimize
@@ -27,7 +28,7 @@ def test_ece_hand_checked_case():
     assert calibration.ece(probs, labels) == pytest.approx(0.4125)
     r = calibration.reliability(probs, labels)
     assert r["count"].sum() == 4 and r["count"][13] == 2 and r["count"][8] == 2
-    assert np.isnan(r["accuracy"][0])                       # empty bins are NaN, not 0
+    assert np.isnan(r["accuracy"][0])  # empty bins are NaN, not 0
 
 
 def test_ece_zero_for_a_perfectly_calibrated_bin_and_one_bin_case():
@@ -43,7 +44,8 @@ def test_ece_zero_for_a_perfectly_calibrated_bin_and_one_bin_case():
 def test_nll_and_brier_match_sklearn():
     probs, labels = _overconfident(500, 4)
     assert calibration.nll(probs, labels) == pytest.approx(
-        log_loss(labels, probs, labels=range(4)), rel=1e-9)
+        log_loss(labels, probs, labels=range(4)), rel=1e-9
+    )
     # multi-class Brier = sum over classes of the one-vs-rest binary Brier scores
     ovr = sum(brier_score_loss(labels == k, probs[:, k]) for k in range(4))
     assert calibration.brier(probs, labels) == pytest.approx(ovr, rel=1e-9)
@@ -57,14 +59,15 @@ def test_temperature_matches_scipy_and_lowers_nll():
     def nll(temp):
         return -np.mean(log_softmax(logz / temp, axis=1)[np.arange(labels.size), labels])
 
-    ref = optimize.minimize_scalar(nll, bounds=(0.05, 20), method="bounded",
-                                   options={"xatol": 1e-8}).x
+    ref = optimize.minimize_scalar(
+        nll, bounds=(0.05, 20), method="bounded", options={"xatol": 1e-8}
+    ).x
     assert t == pytest.approx(ref, rel=1e-4)
-    assert t == pytest.approx(3.0, rel=0.15)                # recovers the over-confidence
+    assert t == pytest.approx(3.0, rel=0.15)  # recovers the over-confidence
     after = calibration.apply_temperature(probs, t)
     assert calibration.nll(after, labels) < calibration.nll(probs, labels)
     assert calibration.ece(after, labels) < calibration.ece(probs, labels)
-    np.testing.assert_array_equal(after.argmax(1), probs.argmax(1))   # accuracy unchanged
+    np.testing.assert_array_equal(after.argmax(1), probs.argmax(1))  # accuracy unchanged
     np.testing.assert_allclose(after.sum(1), 1.0)
 
 

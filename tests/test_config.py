@@ -1,4 +1,5 @@
 """Profile and parameter validation: unknown key or wrong type -> ValueError naming the key."""
+
 import types
 
 import pytest
@@ -20,7 +21,7 @@ def test_validate_accepts_known_names_and_fills_defaults():
     ns = {"np": object(), "profile": "quick", "img_size": 224, "head_lr": 1}
     cfg = config.validate(ns, before)
     assert cfg.profile == "quick" and cfg.img_size == 224
-    assert cfg.head_lr == 1.0 and isinstance(cfg.head_lr, float)      # int accepted for float
+    assert cfg.head_lr == 1.0 and isinstance(cfg.head_lr, float)  # int accepted for float
     assert cfg.seed == config.PARAMS["seed"].default
     assert cfg.results_dir.endswith("reports/quick/results")
 
@@ -63,6 +64,7 @@ def test_profile_file_errors_name_the_file(tmp_path):
 def test_notebooks_declare_only_known_parameters():
     """Each notebook's parameters cell holds known names with values of the right type."""
     import ast
+
     import nbformat
 
     books = sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -72,11 +74,14 @@ def test_notebooks_declare_only_known_parameters():
         cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
         for node in ast.parse(cells[0].source).body:
-            assert isinstance(node, ast.Assign), f"{path.name}: parameters cell holds only assignments"
+            assert isinstance(node, ast.Assign), (
+                f"{path.name}: parameters cell holds only assignments"
+            )
             name = node.targets[0].id
             config.check(name, ast.literal_eval(node.value), source=path.name)
-        assert not any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
-            f"{path.name} is committed with outputs (run `make strip`)"
+        assert not any(
+            c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"
+        ), f"{path.name} is committed with outputs (run `make strip`)"
 
 
 def test_one_source_of_parameters():
@@ -90,11 +95,13 @@ def test_one_source_of_parameters():
     for k, v in smoke.items():
         assert config.PARAMS[k].default == v, f"PARAMS[{k!r}] default differs from smoke.yaml"
     for path in sorted(Path(config.__file__).parents[2].glob("notebooks/[0-9]*.ipynb")):
-        cells = [c for c in nbformat.read(path, 4).cells
-                 if "parameters" in c.metadata.get("tags", [])]
+        cells = [
+            c for c in nbformat.read(path, 4).cells if "parameters" in c.metadata.get("tags", [])
+        ]
         assert len(cells) == 1, f"{path.name}: one parameters cell expected"
         for node in ast.parse(cells[0].source).body:
             name, value = node.targets[0].id, ast.literal_eval(node.value)
-            assert value == config.PARAMS[name].default, \
-                f"{path.name}: {name} = {value!r}, PARAMS/smoke.yaml say " \
+            assert value == config.PARAMS[name].default, (
+                f"{path.name}: {name} = {value!r}, PARAMS/smoke.yaml say "
                 f"{config.PARAMS[name].default!r}"
+            )

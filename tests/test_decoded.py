@@ -1,4 +1,5 @@
 """Decode once: the on-disk uint8 cache gives the same views as decoding every time."""
+
 import numpy as np
 import pytest
 
@@ -17,13 +18,19 @@ def dogs(tmp_path, monkeypatch):
     import hashlib
 
     from vitwatch import downloads
-    for name in sd.ARCHIVES:            # hand-fetched archives: the generated ones' SHA-256
+
+    for name in sd.ARCHIVES:  # hand-fetched archives: the generated ones' SHA-256
         res = downloads.RESOURCES[name]
         digest = hashlib.sha256((root / res.fname).read_bytes()).hexdigest()
         monkeypatch.setitem(downloads.RESOURCES, name, dataclasses.replace(res, sha256=digest))
-    cfg = config.from_profile("smoke", cache_dir=str(tmp_path / "cache"), img_size=SIZE,
-                              dataset="stanford_dogs", dogs_archives_dir=str(root),
-                              val_fraction=0.34)
+    cfg = config.from_profile(
+        "smoke",
+        cache_dir=str(tmp_path / "cache"),
+        img_size=SIZE,
+        dataset="stanford_dogs",
+        dogs_archives_dir=str(root),
+        val_fraction=0.34,
+    )
     yield sd.load(cfg), cfg
     decoded.clear()
 
@@ -39,13 +46,13 @@ def test_cached_views_equal_fresh_decodes_and_decode_once(dogs, monkeypatch):
     calls = []
     real = images.decode
     monkeypatch.setattr(images, "decode", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    plain, aug = _views(data.train)                 # builds the train cache: one decode each
-    again = _views(data.train)                      # served from the cache: no decode
+    plain, aug = _views(data.train)  # builds the train cache: one decode each
+    again = _views(data.train)  # served from the cache: no decode
     assert sorted(calls) == sorted(data.train.paths)
     assert decoded.LAST_BUILD["n_images"] == len(data.train)
     assert all(np.array_equal(a, b) for a, b in zip((plain, aug), again))
     folder = decoded.DecodedSplit(data.train.paths, 2 * SIZE, cfg.cache_dir).folder
-    pixels = np.load(folder / "pixels.npy", mmap_mode="r")          # a valid .npy
+    pixels = np.load(folder / "pixels.npy", mmap_mode="r")  # a valid .npy
     assert pixels.dtype == np.uint8 and pixels.ndim == 1 and pixels.size > 0
     # The same views decoded from the files every time (cache off): the augmented view (same
     # DCT scale as the cache) identical; the squashed view resized from a finer DCT scale, so
@@ -56,7 +63,7 @@ def test_cached_views_equal_fresh_decodes_and_decode_once(dogs, monkeypatch):
     assert np.array_equal(aug, fresh[1])
     diff = np.abs(plain.astype(int) - fresh[0])
     assert diff.mean() < 4 and not np.array_equal(plain, aug)
-    assert len(calls) > len(data.train)             # now each view decoded the files again
+    assert len(calls) > len(data.train)  # now each view decoded the files again
 
 
 def test_undecodable_file_is_logged_from_the_cache(tmp_path, dogs):
@@ -75,7 +82,7 @@ def test_undecodable_file_is_logged_from_the_cache(tmp_path, dogs):
 def test_larger_requests_fall_back_to_the_file(dogs):
     data, _ = dogs
     path = data.test.paths[0]
-    found, _, _ = decoded.lookup(path, min_side=8 * SIZE)            # larger than cached
+    found, _, _ = decoded.lookup(path, min_side=8 * SIZE)  # larger than cached
     assert not found
     found, img, _ = decoded.lookup(path, img_size=SIZE)
     assert found and img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8

@@ -5,6 +5,7 @@ real URL paths, reached through the test-only ``VITWATCH_MIRROR`` rewrite, and m
 request: 403, 404, 500, a stall, a truncated body, a server that ignores ``Range``, a redirect
 chain tfhub.dev -> Kaggle -> storage.googleapis.com. Every wait is bounded (short timeouts,
 few retries, backoff sleeps recorded instead of slept)."""
+
 import hashlib
 import http.server
 import io
@@ -22,7 +23,7 @@ import pytest
 
 from vitwatch import downloads
 
-FAST = (2.0, 0.5)                     # connect, read timeouts of the fault tests (seconds)
+FAST = (2.0, 0.5)  # connect, read timeouts of the fault tests (seconds)
 
 
 def _path(url: str) -> str:
@@ -37,7 +38,7 @@ class Mirror:
         self.files: dict[str, bytes] = {}
         self.faults: dict[str, list[str]] = {}
         self.log: list[tuple[str, str | None]] = []
-        self.release = threading.Event()       # ends the stalls at teardown
+        self.release = threading.Event()  # ends the stalls at teardown
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,7 +52,7 @@ class Mirror:
                 if fault.isdigit():
                     self.send_error(int(fault))
                 elif fault == "stall":
-                    mirror.release.wait(10)     # says nothing; the client must time out
+                    mirror.release.wait(10)  # says nothing; the client must time out
                 elif fault.startswith("redirect:"):
                     self.send_response(302)
                     self.send_header("Location", fault.split(":", 1)[1])
@@ -127,21 +128,24 @@ def _npz_bytes(seed=0) -> bytes:
 def _publish(monkeypatch, name: str, body: bytes, algo="sha256"):
     """Pretend ``body`` is the published file of ``name`` (its digest in RESOURCES)."""
     import dataclasses
+
     res = downloads.RESOURCES[name]
     digest = hashlib.new(algo, body).hexdigest()
-    fields = {"sha256": digest, "md5": None} if algo == "sha256" else {"sha256": None,
-                                                                        "md5": digest}
+    fields = (
+        {"sha256": digest, "md5": None} if algo == "sha256" else {"sha256": None, "md5": digest}
+    )
     monkeypatch.setitem(downloads.RESOURCES, name, dataclasses.replace(res, **fields))
 
 
 # --- HTTP faults ---------------------------------------------------------------------------
+
 
 def test_403_fails_at_once_naming_url_and_alternatives(mirror, sleeps, tmp_path):
     url = downloads.RESOURCES["vit_s16_i21k"].url
     path = mirror.serve(url, _npz_bytes(), "403")
     with pytest.raises(downloads.DownloadError) as err:
         downloads.fetch("vit_s16_i21k", tmp_path, progress=False)
-    assert len(mirror.requests(path)) == 1 and sleeps == []      # one try, no backoff
+    assert len(mirror.requests(path)) == 1 and sleeps == []  # one try, no backoff
     msg = str(err.value)
     assert "refused (HTTP 403)" in msg and url in msg and err.value.cause == "refused"
     assert str(tmp_path / "downloads" / "vit_s16_i21k.npz") in msg and "PROFILE=smoke" in msg
@@ -149,7 +153,7 @@ def test_403_fails_at_once_naming_url_and_alternatives(mirror, sleeps, tmp_path)
 
 
 def test_404_is_not_found_and_not_retried(mirror, sleeps, tmp_path):
-    path = _path(downloads.RESOURCES["vit_s16_i21k"].url)        # nothing served there
+    path = _path(downloads.RESOURCES["vit_s16_i21k"].url)  # nothing served there
     with pytest.raises(downloads.DownloadError, match=r"not found \(HTTP 404\)"):
         downloads.fetch("vit_s16_i21k", tmp_path, progress=False)
     assert len(mirror.requests(path)) == 1
@@ -159,7 +163,7 @@ def test_500_then_200_succeeds_after_a_backoff(mirror, sleeps, tmp_path, monkeyp
     body = b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40
     _publish(monkeypatch, "resnet50_imagenet", body, algo="md5")
     path = mirror.serve(downloads.RESOURCES["resnet50_imagenet"].url, body, "500", "")
-    got = downloads.fetch("resnet50_imagenet", tmp_path)      # with the progress bar
+    got = downloads.fetch("resnet50_imagenet", tmp_path)  # with the progress bar
     assert got.read_bytes() == body and got.name == "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
     assert len(mirror.requests(path)) == 2 and sleeps == [downloads.BACKOFF]
 
@@ -171,7 +175,7 @@ def test_a_stalled_server_errors_within_the_timeout(mirror, sleeps, tmp_path):
         downloads.fetch("vit_s16_i21k", tmp_path, retries=2, timeout=FAST, progress=False)
     assert time.monotonic() - t0 < 2 * FAST[1] + 3
     assert err.value.cause == "timeout" and len(mirror.requests(path)) == 2
-    assert len(sleeps) == 1                                     # retried once, with backoff
+    assert len(sleeps) == 1  # retried once, with backoff
 
 
 def test_a_truncated_body_is_never_taken_for_the_file(mirror, sleeps, tmp_path):
@@ -195,8 +199,8 @@ def test_an_interrupted_download_is_resumed_by_the_rerun(mirror, sleeps, tmp_pat
     part = tmp_path / "downloads" / "vit_s16_i21k.npz.part"
     half = len(body) // 2
     assert part.stat().st_size == half
-    got = downloads.fetch("vit_s16_i21k", tmp_path, progress=False)   # the rerun
-    assert mirror.requests(path) == [None, f"bytes={half}-"]          # only the rest asked
+    got = downloads.fetch("vit_s16_i21k", tmp_path, progress=False)  # the rerun
+    assert mirror.requests(path) == [None, f"bytes={half}-"]  # only the rest asked
     assert got.read_bytes() == body and not part.exists()
     meta = json.loads((got.parent / (got.name + ".meta.json")).read_text())
     assert meta["sha256"] == hashlib.sha256(body).hexdigest() and meta["url"] == url
@@ -208,10 +212,10 @@ def test_a_file_changed_between_tries_is_downloaded_whole_not_spliced(mirror, sl
     path = mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, old, "truncate")
     with pytest.raises(downloads.DownloadError, match="truncated"):
         downloads.fetch("vit_s16_i21k", tmp_path, retries=1, progress=False)
-    mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, new, "")   # a new version
+    mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, new, "")  # a new version
     got = downloads.fetch("vit_s16_i21k", tmp_path, progress=False)
-    assert mirror.requests(path)[1] == f"bytes={len(old) // 2}-"      # asked to resume...
-    assert got.read_bytes() == new                                    # ...got the whole new one
+    assert mirror.requests(path)[1] == f"bytes={len(old) // 2}-"  # asked to resume...
+    assert got.read_bytes() == new  # ...got the whole new one
     assert not list(got.parent.glob("*.part*"))
 
 
@@ -231,7 +235,7 @@ def test_checksum_mismatch_is_rejected(mirror, sleeps, tmp_path, monkeypatch):
     with pytest.raises(downloads.DownloadError, match="checksum mismatch") as err:
         downloads.fetch("dogs_lists", tmp_path, progress=False)
     assert err.value.cause == "checksum mismatch"
-    assert not list((tmp_path / "downloads").glob("lists.tar*"))     # neither file nor .part
+    assert not list((tmp_path / "downloads").glob("lists.tar*"))  # neither file nor .part
 
 
 def test_a_web_page_served_with_200_is_not_an_npz(mirror, sleeps, tmp_path):
@@ -246,9 +250,9 @@ def test_a_corrupt_cached_file_is_downloaded_again(mirror, sleeps, tmp_path):
     body = _npz_bytes(3)
     path = mirror.serve(downloads.RESOURCES["vit_s16_i21k"].url, body)
     got = downloads.fetch("vit_s16_i21k", tmp_path, progress=False)
-    assert downloads.fetch("vit_s16_i21k", tmp_path, progress=False) == got   # cached
+    assert downloads.fetch("vit_s16_i21k", tmp_path, progress=False) == got  # cached
     assert len(mirror.requests(path)) == 1
-    got.write_bytes(body[:-8] + b"garbage!")                         # same size, other bytes
+    got.write_bytes(body[:-8] + b"garbage!")  # same size, other bytes
     assert downloads.fetch("vit_s16_i21k", tmp_path, progress=False).read_bytes() == body
     assert len(mirror.requests(path)) == 2
 
@@ -263,12 +267,13 @@ def test_mirror_checksums_are_for_the_mirror_only(mirror, sleeps, tmp_path, monk
     assert downloads.expected_digest(res) == ("sha256", hashlib.sha256(body).hexdigest())
     mirror.serve(res.url, body)
     with pytest.raises(downloads.DownloadError, match="not a tar archive"):
-        downloads.fetch("dogs_lists", tmp_path, progress=False)      # digest ok, format not
+        downloads.fetch("dogs_lists", tmp_path, progress=False)  # digest ok, format not
     monkeypatch.delenv("VITWATCH_MIRROR")
     assert downloads.expected_digest(res) == ("sha256", res.sha256)  # the published one
 
 
 # --- archives ----------------------------------------------------------------------------
+
 
 def _tar_gz(files: dict[str, bytes], evil: str | None = None) -> bytes:
     buf = io.BytesIO()
@@ -284,10 +289,10 @@ def _tar_gz(files: dict[str, bytes], evil: str | None = None) -> bytes:
 @pytest.mark.parametrize("data_filter", [True, False])
 def test_extraction_is_safe_with_or_without_data_filter(tmp_path, monkeypatch, data_filter):
     if not data_filter:
-        monkeypatch.delattr(tarfile, "data_filter", raising=False)   # Python < 3.10.12
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)  # Python < 3.10.12
     good = tmp_path / "good.tar.gz"
     good.write_bytes(_tar_gz({"top/a.txt": b"a", "top/sub/b.txt": b"b"}))
-    out = downloads.extract(good, tmp_path / "out", expect="a.txt")   # top/ unwrapped
+    out = downloads.extract(good, tmp_path / "out", expect="a.txt")  # top/ unwrapped
     assert (out / "sub" / "b.txt").read_bytes() == b"b"
     evil = tmp_path / "evil.tar.gz"
     evil.write_bytes(_tar_gz({"a.txt": b"a"}, evil="../escaped.txt"))
@@ -310,13 +315,13 @@ def _cifar_tar_gz(n=4) -> tuple[bytes, np.ndarray]:
     return _tar_gz(files), first
 
 
-def test_cifar10_comes_through_the_downloader_into_the_cache(mirror, sleeps, tmp_path,
-                                                             monkeypatch):
+def test_cifar10_comes_through_the_downloader_into_the_cache(mirror, sleeps, tmp_path, monkeypatch):
     from vitwatch.data import small
+
     body, first = _cifar_tar_gz()
     _publish(monkeypatch, "cifar10", body)
     mirror.serve(downloads.RESOURCES["cifar10"].url, body)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))          # must stay unused
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # must stay unused
     data = small.load(types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path)))
     assert data.x_train.shape == (20, 32, 32, 3) and data.x_test.shape == (4, 32, 32, 3)
     # rows are R, G, B planes of 32x32: pixel (0, 1) of image 0 is bytes 1, 1025, 2049
@@ -326,6 +331,7 @@ def test_cifar10_comes_through_the_downloader_into_the_cache(mirror, sleeps, tmp
 
 
 # --- preflight ---------------------------------------------------------------------------
+
 
 def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monkeypatch):
     R = downloads.RESOURCES
@@ -338,24 +344,31 @@ def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monk
     probe = downloads.probe
     monkeypatch.setattr(downloads, "probe", lambda url, timeout=10.0: probe(url, 0.5))
     with pytest.raises(downloads.DownloadError) as err:
-        downloads.preflight(["dogs_images", "dogs_lists", "dogs_annotation", "vit_s16_i21k",
-                             "vit_s16_i21k_ft_i1k"], tmp_path)
+        downloads.preflight(
+            ["dogs_images", "dogs_lists", "dogs_annotation", "vit_s16_i21k", "vit_s16_i21k_ft_i1k"],
+            tmp_path,
+        )
     msg = str(err.value)
     assert "dogs_annotation" in msg and "refused (HTTP 403)" in msg
     assert "vit_s16_i21k:" in msg and "timeout" in msg
     assert "not found (HTTP 404)" in msg and "dogs_lists" not in msg and "dogs_images" not in msg
     status = downloads.preflight(["dogs_images", "dogs_lists", "hub_vit_s16_fe"], tmp_path)
-    assert status == {"dogs_images": "cached", "dogs_lists": "reachable",
-                      "hub_vit_s16_fe": "reachable"}
-    assert mirror.requests(hub_path) == ["bytes=0-0"]     # the archive itself is checked
-    mirror.faults[hub_path] = ["403"]                      # optional: reported, not fatal
+    assert status == {
+        "dogs_images": "cached",
+        "dogs_lists": "reachable",
+        "hub_vit_s16_fe": "reachable",
+    }
+    assert mirror.requests(hub_path) == ["bytes=0-0"]  # the archive itself is checked
+    mirror.faults[hub_path] = ["403"]  # optional: reported, not fatal
     assert downloads.preflight(["hub_vit_s16_fe"], tmp_path) == {
-        "hub_vit_s16_fe": "refused (HTTP 403)"}
+        "hub_vit_s16_fe": "refused (HTTP 403)"
+    }
     mirror.close()
     assert downloads.probe(R["dogs_lists"].url, 0.5).startswith("offline")
 
 
 # --- the TF Hub route --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def savedmodel(tmp_path_factory):
@@ -363,6 +376,7 @@ def savedmodel(tmp_path_factory):
     import keras
 
     from vitwatch.models import hub, vit
+
     keras.utils.set_random_seed(0)
     model = vit.build("testing", num_classes=0, img_size=32)
     folder = hub.export_savedmodel(model, tmp_path_factory.mktemp("sm") / "vit_fe")
@@ -375,10 +389,13 @@ def savedmodel(tmp_path_factory):
 
 def test_tfhub_redirect_chain_to_storage_loads_the_backbone(mirror, sleeps, tmp_path, savedmodel):
     from vitwatch.models import hub
+
     model, _, archive = savedmodel
     res = downloads.RESOURCES["hub_vit_s16_fe"]
-    kaggle = "https://www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/" \
-             "vit-s16-fe/1/download"
+    kaggle = (
+        "https://www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/"
+        "vit-s16-fe/1/download"
+    )
     storage = "https://storage.googleapis.com/kaggle-models-data/1234/vit-s16-fe.tar.gz"
     first = mirror.serve(res.download_url, b"", "redirect:" + kaggle)
     mirror.serve(kaggle, b"", "redirect:" + storage)
@@ -386,32 +403,37 @@ def test_tfhub_redirect_chain_to_storage_loads_the_backbone(mirror, sleeps, tmp_
     backbone = hub.load_hub_backbone(res.url, cache_dir=tmp_path)
     assert [p for p, _ in mirror.log] == [first, _path(kaggle), last]
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(backbone.predict_on_batch(x)), np.asarray(model(x)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(backbone.predict_on_batch(x)), np.asarray(model(x)), atol=1e-5
+    )
     assert downloads.is_cached("hub_vit_s16_fe", tmp_path)
     assert (tmp_path / "downloads" / res.fname / "saved_model.pb").is_file()
     assert hub.resolve(res.url, cache_dir=tmp_path) == tmp_path / "downloads" / res.fname
-    assert len(mirror.log) == 3                                     # offline from now on
+    assert len(mirror.log) == 3  # offline from now on
 
 
-def test_kagglehub_is_the_fallback_when_tfhub_refuses(mirror, sleeps, tmp_path, savedmodel,
-                                                      monkeypatch):
+def test_kagglehub_is_the_fallback_when_tfhub_refuses(
+    mirror, sleeps, tmp_path, savedmodel, monkeypatch
+):
     import kagglehub
 
     from vitwatch.models import hub
+
     _, folder, _ = savedmodel
     res = downloads.RESOURCES["hub_vit_s16_fe"]
     path = mirror.serve(res.download_url, b"", "403")
     asked = []
-    monkeypatch.setattr(kagglehub, "model_download", lambda h, *a, **k: asked.append(h)
-                        or str(folder.parent))                      # SavedModel one level down
+    monkeypatch.setattr(
+        kagglehub, "model_download", lambda h, *a, **k: asked.append(h) or str(folder.parent)
+    )  # SavedModel one level down
     assert hub.resolve(res.url, cache_dir=tmp_path) == folder
     assert asked == ["spsayakpaul/vision-transformer/tensorFlow2/vit-s16-fe"]
     assert len(mirror.requests(path)) == 1 and sleeps == []
 
 
-def test_every_route_failing_skips_the_hub_comparison_with_one_sentence(mirror, sleeps,
-                                                                         tmp_path, monkeypatch):
+def test_every_route_failing_skips_the_hub_comparison_with_one_sentence(
+    mirror, sleeps, tmp_path, monkeypatch
+):
     import kagglehub
 
     from vitwatch import config
@@ -422,6 +444,7 @@ def test_every_route_failing_skips_the_hub_comparison_with_one_sentence(mirror, 
 
     def refused(handle, *a, **k):
         raise PermissionError("403 Client Error: Forbidden for url")
+
     monkeypatch.setattr(kagglehub, "model_download", refused)
     with pytest.raises(downloads.DownloadError) as err:
         hub.resolve(res.url, cache_dir=tmp_path)
@@ -439,10 +462,12 @@ def test_every_route_failing_skips_the_hub_comparison_with_one_sentence(mirror, 
 def test_published_keras_hashes_are_the_installed_keras_ones():
     """ResNet-50's MD5 and CIFAR-10's SHA-256 are Keras' own (read from its source)."""
     import importlib.util
+
     root = Path(importlib.util.find_spec("keras").origin).parent / "src"
     resnet = (root / "applications" / "resnet.py").read_text()
     cifar = (root / "datasets" / "cifar10.py").read_text()
     assert re.search(r'"resnet50": \(\s*"' + downloads.RESOURCES["resnet50_imagenet"].md5, resnet)
     assert downloads.RESOURCES["cifar10"].sha256 in cifar
     assert downloads.RESOURCES["resnet50_imagenet"].url.endswith(
-        "resnet50_weights_tf_dim_ordering_tf_kernels.h5")
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+    )

@@ -1,4 +1,5 @@
 """The measured fast path: forced, measured once and remembered, padded last batch."""
+
 import json
 import types
 
@@ -10,7 +11,7 @@ from vitwatch import fastpath
 
 
 def _double(x):
-    return tf.reduce_sum(x, axis=-1) * 2.0                      # (B, ...) -> (B, ...)
+    return tf.reduce_sum(x, axis=-1) * 2.0  # (B, ...) -> (B, ...)
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +31,7 @@ def test_forced_path_and_bad_value(tmp_path, monkeypatch):
 
 
 def test_measured_once_then_remembered_per_shape(tmp_path, monkeypatch):
-    monkeypatch.setattr(fastpath, "MIN_BATCH_SECONDS", 0.0)     # always try XLA
+    monkeypatch.setattr(fastpath, "MIN_BATCH_SECONDS", 0.0)  # always try XLA
     calls = []
     real = fastpath.measure
     monkeypatch.setattr(fastpath, "measure", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -42,7 +43,7 @@ def test_measured_once_then_remembered_per_shape(tmp_path, monkeypatch):
     (entry,) = stored.values()
     assert entry["reason"] == "measured" and entry["graph_s"] > 0 and entry["xla_s"] > 0
     assert entry["jit"] == (entry["xla_s"] < entry["graph_s"])
-    fastpath.choose(_double, tf.ones((5, 3)), "m", tmp_path, log=None)   # another shape
+    fastpath.choose(_double, tf.ones((5, 3)), "m", tmp_path, log=None)  # another shape
     assert len(calls) == 2 and len(json.loads((tmp_path / "fastpath.json").read_text())) == 2
 
 
@@ -56,29 +57,29 @@ def test_small_batches_keep_the_graph_and_damaged_store_is_remeasured(tmp_path, 
 
 def test_backbone_forward_pads_the_last_batch(tmp_path, monkeypatch):
     import keras
+
     monkeypatch.setenv("VITWATCH_JIT", "graph")
     inp = keras.Input((4, 4, 3))
     model = keras.Model(inp, keras.layers.Dense(5)(keras.layers.Flatten()(inp)))
-    backbone = types.SimpleNamespace(name="tiny", model=model,
-                                     preprocess=lambda x: x / 255.0)
+    backbone = types.SimpleNamespace(name="tiny", model=model, preprocess=lambda x: x / 255.0)
     forward = fastpath.backbone_forward(backbone, tmp_path, log=None)
     images = np.random.default_rng(0).integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
-    full, short = forward(images[:4]), forward(images[4:])      # (4, 5), (3, 5) padded to 4
+    full, short = forward(images[:4]), forward(images[4:])  # (4, 5), (3, 5) padded to 4
     assert full.shape == (4, 5) and short.shape == (3, 5) and short.dtype == np.float32
-    expect = np.asarray(model(images.astype("float32") / 255.0))   # (7, 5)
+    expect = np.asarray(model(images.astype("float32") / 255.0))  # (7, 5)
     np.testing.assert_allclose(np.concatenate([full, short]), expect, atol=1e-5)
 
 
 def test_device_policy_is_a_no_op_on_cpu_and_sized_on_gpus():
     cpu = fastpath.device_policy([], 32, 50e6)
     assert cpu == {"device": "cpu", "precision": "float32", "jit": None, "batch_size": 32}
-    h100 = {"name": "H100", "compute_capability": (9, 0), "memory_bytes": 80 * 2 ** 30}
-    t4 = {"name": "T4", "compute_capability": (7, 5), "memory_bytes": 16 * 2 ** 30}
-    old = {"name": "K80", "compute_capability": (3, 7), "memory_bytes": 12 * 2 ** 30}
+    h100 = {"name": "H100", "compute_capability": (9, 0), "memory_bytes": 80 * 2**30}
+    t4 = {"name": "T4", "compute_capability": (7, 5), "memory_bytes": 16 * 2**30}
+    old = {"name": "K80", "compute_capability": (3, 7), "memory_bytes": 12 * 2**30}
     p = fastpath.device_policy([h100], 32, 50e6)
     assert p["precision"] == "mixed_bfloat16" and p["jit"] is True
-    assert p["batch_size"] == 1024                       # capped: 1024 x 25 MB << 40 GiB
-    p = fastpath.device_policy([t4], 32, 50e6)           # 16 GiB / 2 / 25 MB -> 256 (343)
+    assert p["batch_size"] == 1024  # capped: 1024 x 25 MB << 40 GiB
+    p = fastpath.device_policy([t4], 32, 50e6)  # 16 GiB / 2 / 25 MB -> 256 (343)
     assert p["precision"] == "mixed_float16" and p["batch_size"] == 256
     assert fastpath.device_policy([old], 32, 50e6)["precision"] == "float32"
     assert fastpath.device_policy([h100, t4], 32, 50e6)["batch_size"] == 256  # smallest bounds

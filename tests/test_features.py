@@ -1,11 +1,13 @@
 """Feature cache: correct rows, keyed by what changes features, atomic, resumable after a kill."""
+
 import types
 
 import numpy as np
 import pytest
 
 from vitwatch import config, features
-from vitwatch.data import images, stanford_dogs as sd
+from vitwatch.data import images
+from vitwatch.data import stanford_dogs as sd
 
 SIZE = 24
 
@@ -16,7 +18,7 @@ class StubModel:
     def __init__(self, die_after=None):
         self.calls, self.images, self.die_after, self.max_batch = 0, 0, die_after, 0
 
-    def __call__(self, x):                                  # (B, S, S, 3) -> (B, 6)
+    def __call__(self, x):  # (B, S, S, 3) -> (B, 6)
         if self.die_after is not None and self.calls >= self.die_after:
             raise KeyboardInterrupt("killed")
         self.calls += 1
@@ -31,22 +33,35 @@ def preprocess(x):
 
 
 def stub(key="w1", die_after=None, dim=6):
-    return types.SimpleNamespace(name="stub", model=StubModel(die_after), preprocess=preprocess,
-                                 img_size=SIZE, feature_dim=dim, cache_key=key)
+    return types.SimpleNamespace(
+        name="stub",
+        model=StubModel(die_after),
+        preprocess=preprocess,
+        img_size=SIZE,
+        feature_dim=dim,
+        cache_key=key,
+    )
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     cache = tmp_path_factory.mktemp("data")
-    cfg = config.from_profile("smoke", cache_dir=str(cache), img_size=SIZE, synthetic_classes=3,
-                              synthetic_train_per_class=8, synthetic_test_per_class=2)
-    return sd.load(cfg).train                                        # 22 images
+    cfg = config.from_profile(
+        "smoke",
+        cache_dir=str(cache),
+        img_size=SIZE,
+        synthetic_classes=3,
+        synthetic_train_per_class=8,
+        synthetic_test_per_class=2,
+    )
+    return sd.load(cfg).train  # 22 images
 
 
 def _cfg(tmp_path, **kw):
-    kw.setdefault("eval_view", "squash")            # the reference _direct() squashes
-    return config.from_profile("smoke", cache_dir=str(tmp_path / "cache"), batch_size=4,
-                               img_size=SIZE, **kw)
+    kw.setdefault("eval_view", "squash")  # the reference _direct() squashes
+    return config.from_profile(
+        "smoke", cache_dir=str(tmp_path / "cache"), batch_size=4, img_size=SIZE, **kw
+    )
 
 
 def _direct(split):
@@ -83,22 +98,22 @@ def test_killed_run_resumes_computing_only_missing_shards(tmp_path, split, capsy
     assert not list(folder.glob("*.tmp-*")) and not (folder / "features.npy").exists()
     resumed = stub()
     f = features.extract(resumed, split, "train", cfg, shard_size=8)
-    assert resumed.model.images == len(split) - 8                     # only what was missing
+    assert resumed.model.images == len(split) - 8  # only what was missing
     assert features.LAST_STATS["computed_images"] == len(split) - 8
     np.testing.assert_allclose(f, _direct(split), atol=1e-5)
     out = capsys.readouterr().out
     assert f"8 cached, {len(split) - 8} to compute" in out
-    assert "estimated time left" in out                          # the time estimate
+    assert "estimated time left" in out  # the time estimate
 
 
 def test_key_covers_weights_view_seed_and_split(tmp_path, split):
     cfg = _cfg(tmp_path)
     base = features.extract(stub("w1"), split, "train", cfg)
-    other = stub("w2")                                                 # other weights
+    other = stub("w2")  # other weights
     features.extract(other, split, "train", cfg)
     assert other.model.images == len(split)
     v1 = stub("w1")
-    aug = features.extract(v1, split, "train", cfg, view=1)            # augmented view
+    aug = features.extract(v1, split, "train", cfg, view=1)  # augmented view
     assert v1.model.images == len(split) and not np.allclose(aug, base)
     v2 = stub("w1")
     aug2 = features.extract(v2, split, "train", cfg, view=2)
@@ -142,18 +157,22 @@ def test_wrong_feature_dim_is_reported(tmp_path, split):
 def test_native_view_is_resize_then_centre_crop(tmp_path, split):
     """Shorter side to floor(S / crop_pct), centre crop S x S, as timm's eval transform."""
     from PIL import Image
+
     wide = tmp_path / "wide.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 100, 3)).astype(np.uint8)).save(wide)
     spec = {"kind": "crop", "crop_pct": 0.8, "interpolation": "bilinear"}
     out = features.render_eval(str(wide), 16, spec)
     ref = np.asarray(Image.open(wide).convert("RGB").resize((50, 20), Image.Resampling.BILINEAR))
-    np.testing.assert_array_equal(out, ref[2:18, 17:33])             # (16, 16, 3)
+    np.testing.assert_array_equal(out, ref[2:18, 17:33])  # (16, 16, 3)
     vit, res = stub(), stub()
     vit.name, res.name = "vit_s16", "resnet50"
     assert features.eval_view_spec(vit)["crop_pct"] == 0.9
-    assert features.eval_view_spec(res) == {"kind": "crop", "crop_pct": 0.875,
-                                            "interpolation": "bilinear"}
+    assert features.eval_view_spec(res) == {
+        "kind": "crop",
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+    }
     assert features.eval_view_spec(res, "squash") == {"kind": "squash"}
     with pytest.raises(ValueError, match="eval_view"):
         features.eval_view_spec(res, "stretch")
@@ -162,8 +181,10 @@ def test_native_view_is_resize_then_centre_crop(tmp_path, split):
     bb = stub()
     f = features.extract(bb, split, "train", cfg)
     assert bb.model.images == len(split)
-    x = np.stack([features.render_eval(p, SIZE, features.eval_view_spec(bb))
-                  for p in split.paths]).astype(np.float32)
+    x = np.stack(
+        [features.render_eval(p, SIZE, features.eval_view_spec(bb)) for p in split.paths]
+    ).astype(np.float32)
     np.testing.assert_allclose(f, StubModel()(preprocess(x)), atol=1e-5)
-    assert features.cache_dir_for(bb, split, "train", cfg) != \
-        features.cache_dir_for(bb, split, "train", _cfg(tmp_path))
+    assert features.cache_dir_for(bb, split, "train", cfg) != features.cache_dir_for(
+        bb, split, "train", _cfg(tmp_path)
+    )

@@ -1,5 +1,6 @@
 """The TF Hub route (TFSMLayer in a Keras 3 model), offline on a SavedModel we export with the
 signature of sayakpaul/vit_s16_fe; the routes and errors of hub.resolve."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,11 +23,12 @@ def exported(tmp_path_factory):
 
 def test_export_has_the_hub_signature(exported):
     import tensorflow as tf
+
     _, path = exported
     sig = tf.saved_model.load(str(path)).signatures["serving_default"]
     (spec,) = sig.structured_input_signature[1].values()
     assert spec.shape.as_list() == [None, 32, 32, 3] and spec.dtype == tf.float32
-    assert not list(path.parent.glob("*.tmp*"))            # written atomically
+    assert not list(path.parent.glob("*.tmp*"))  # written atomically
 
 
 def test_hub_backbone_matches_the_exported_model(exported):
@@ -35,8 +37,9 @@ def test_hub_backbone_matches_the_exported_model(exported):
     assert layer_model.input_shape == (None, 32, 32, 3)
     assert layer_model.output_shape == (None, 64)
     x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(layer_model.predict_on_batch(x)),
-                               np.asarray(model(x)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(layer_model.predict_on_batch(x)), np.asarray(model(x)), atol=1e-5
+    )
 
 
 def test_frozen_by_default_and_trainable_on_request(exported):
@@ -47,8 +50,10 @@ def test_frozen_by_default_and_trainable_on_request(exported):
     assert len(backbone.trainable_weights) > 10
     inputs = keras.Input((32, 32, 3))
     clf = keras.Model(inputs, keras.layers.Dense(3)(backbone(inputs)))
-    clf.compile(optimizer=keras.optimizers.SGD(0.1),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clf.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x = np.random.default_rng(1).uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
     before = np.asarray(backbone.predict_on_batch(x))
     clf.train_on_batch(x, np.arange(8) % 3)
@@ -59,12 +64,15 @@ def test_resolve_falls_back_to_kaggle_then_names_every_route(monkeypatch, tmp_pa
     """tfhub.dev (through vitwatch.downloads) first, Kaggle Models next; the error names both.
     The HTTP side (403, 5xx, stalls, redirects) is rehearsed in test_downloads.py."""
     import kagglehub
+
     calls = []
 
     def refused(name, cache_dir, **kw):
         calls.append((name, kw.get("retries")))
-        raise downloads.DownloadError("could not download https://tfhub.dev/...: refused "
-                                      "(HTTP 403).\nalternatives", cause="refused")
+        raise downloads.DownloadError(
+            "could not download https://tfhub.dev/...: refused (HTTP 403).\nalternatives",
+            cause="refused",
+        )
 
     def no_kaggle(handle, *a, **k):
         raise ConnectionError("Kaggle unreachable")
@@ -77,7 +85,7 @@ def test_resolve_falls_back_to_kaggle_then_names_every_route(monkeypatch, tmp_pa
     assert calls == [("hub_vit_s16_fe", 3)]
     msg = str(err.value)
     assert url in msg and "403" in msg and "Kaggle unreachable" in msg
-    assert "hub_handle=" in msg                            # the offline alternatives
+    assert "hub_handle=" in msg  # the offline alternatives
 
 
 def test_resolve_downloads_unknown_handles_as_compressed_archives(monkeypatch, tmp_path):
@@ -98,10 +106,12 @@ def test_tensorflow_hub_is_not_imported_but_still_importable():
     """vitwatch resolves handles itself (tensorflow/hub#934); ``import tensorflow_hub`` must
     still work for users, which the setuptools<81 pin of pyproject.toml ensures on 3.12."""
     from pathlib import Path
+
     src = Path(hub.__file__).parents[1]
     users = [p for p in src.rglob("*.py") if "import tensorflow_hub" in p.read_text()]
     assert users == []
     import tensorflow_hub
+
     assert callable(tensorflow_hub.resolve)
 
 
@@ -113,6 +123,7 @@ def test_local_folder_without_savedmodel_is_a_clear_error(tmp_path):
 def test_savedmodel_in_the_cache_folder_is_used_offline(exported, tmp_path, monkeypatch):
     """OFFLINE_HINT: a user may copy the extracted SavedModel into the cache folder."""
     import shutil
+
     _, path = exported
     res = downloads.RESOURCES["hub_vit_s16_fe"]
     shutil.copytree(path, tmp_path / "downloads" / res.fname)

@@ -1,4 +1,5 @@
 """Robust decoding: every awkward file a scraped dataset holds, generated here, never fatal."""
+
 import struct
 import time
 import zlib
@@ -14,19 +15,29 @@ def _rgb(h=40, w=60):
     """A test picture: red left half, blue right half, a green marker in the top-left."""
     a = np.zeros((h, w, 3), np.uint8)
     a[:, : w // 2] = (220, 30, 30)
-    a[:, w // 2:] = (30, 30, 220)
+    a[:, w // 2 :] = (30, 30, 220)
     a[:8, :8] = (30, 220, 30)
     return a
 
 
 def _png_header_only(path, width, height):
     """A tiny PNG that claims ``width x height`` pixels (a decompression bomb's header)."""
+
     def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_plain_jpeg_and_resize(tmp_path):
@@ -34,7 +45,7 @@ def test_plain_jpeg_and_resize(tmp_path):
     Image.fromarray(_rgb()).save(p, quality=95)
     a = images.load_image(p)
     assert a.dtype == np.uint8 and a.shape == (40, 60, 3)
-    assert a[20, 5, 0] > 180 and a[20, 55, 2] > 180            # red left, blue right
+    assert a[20, 5, 0] > 180 and a[20, 55, 2] > 180  # red left, blue right
     b = images.load_image(p, img_size=32)
     assert b.shape == (32, 32, 3)
 
@@ -44,9 +55,9 @@ def test_grayscale_cmyk_png_as_jpg_palette_alpha_16bit(tmp_path):
     rgb = _rgb()
     Image.fromarray(rgb).convert("L").save(tmp_path / "gray.jpg")
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
-    Image.fromarray(rgb).save(tmp_path / "png.jpg", format="PNG")        # PNG named .jpg
+    Image.fromarray(rgb).save(tmp_path / "png.jpg", format="PNG")  # PNG named .jpg
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
-    pal.info["transparency"] = pal.getpixel((0, 0))                     # marker transparent
+    pal.info["transparency"] = pal.getpixel((0, 0))  # marker transparent
     pal.save(tmp_path / "palette.png", transparency=pal.getpixel((0, 0)))
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     rgba[:8, :8, 3] = 0
@@ -58,9 +69,9 @@ def test_grayscale_cmyk_png_as_jpg_palette_alpha_16bit(tmp_path):
     assert gray.shape == (40, 60, 3) and np.array_equal(gray[..., 0], gray[..., 1])
     cmyk = images.load_image(tmp_path / "cmyk.jpg", log=log)
     assert cmyk.shape == (40, 60, 3)
-    assert cmyk[20, 5, 0] > 150 and cmyk[20, 5, 2] < 100                # still red on the left
+    assert cmyk[20, 5, 0] > 150 and cmyk[20, 5, 2] < 100  # still red on the left
     png = images.load_image(tmp_path / "png.jpg", log=log)
-    assert np.array_equal(png, rgb)                                      # lossless: exact
+    assert np.array_equal(png, rgb)  # lossless: exact
     palette = images.load_image(tmp_path / "palette.png", log=log)
     assert palette.shape == (40, 60, 3) and tuple(palette[2, 2]) == (255, 255, 255)
     alpha = images.load_image(tmp_path / "alpha.png", log=log)
@@ -71,16 +82,16 @@ def test_grayscale_cmyk_png_as_jpg_palette_alpha_16bit(tmp_path):
 
 
 def test_exif_rotation_is_applied(tmp_path):
-    rgb = _rgb()                                                      # (40, 60): landscape
+    rgb = _rgb()  # (40, 60): landscape
     exif = Image.Exif()
-    exif[0x0112] = 6                                                  # "rotate 90 CW"
+    exif[0x0112] = 6  # "rotate 90 CW"
     p = tmp_path / "rotated.jpg"
     Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90).save(p, quality=95, exif=exif)
     with Image.open(p) as raw:
-        assert raw.size == (40, 60)                                   # stored sideways
+        assert raw.size == (40, 60)  # stored sideways
     a = images.load_image(p)
-    assert a.shape == (40, 60, 3)                                     # displayed upright
-    assert a[3, 3, 1] > 180 and a[3, 3, 0] < 100                      # marker back top-left
+    assert a.shape == (40, 60, 3)  # displayed upright
+    assert a[3, 3, 1] > 180 and a[3, 3, 0] < 100  # marker back top-left
 
 
 def _bright_rectangle_photo(path, orientation):
@@ -104,19 +115,20 @@ def test_boxes_follow_the_exif_transpose_of_the_pixels(tmp_path, orientation):
     box = _bright_rectangle_photo(path, orientation)
     assert images.header(path) == (orientation, (64, 40))
     a = images.load_image(path)
-    assert a.shape[:2] == ((64, 40) if orientation >= 5 else (40, 64))    # (H, W) upright
-    with Image.open(path) as raw:                               # Pillow's own reading of the tag
+    assert a.shape[:2] == ((64, 40) if orientation >= 5 else (40, 64))  # (H, W) upright
+    with Image.open(path) as raw:  # Pillow's own reading of the tag
         from PIL import ImageOps
+
         np.testing.assert_array_equal(a, np.asarray(ImageOps.exif_transpose(raw)))
-    bright = a.mean(axis=2) > 128                                          # (H, W)
+    bright = a.mean(axis=2) > 128  # (H, W)
     x0, y0, x1, y1 = images.orient_boxes([box], orientation, (64, 40))[0]
     expected = np.zeros_like(bright)
-    expected[int(y0) - 1:int(y1), int(x0) - 1:int(x1)] = True              # VOC: 1-based incl.
+    expected[int(y0) - 1 : int(y1), int(x0) - 1 : int(x1)] = True  # VOC: 1-based incl.
     np.testing.assert_array_equal(bright, expected)
     assert images.oriented_size(orientation, (64, 40)) == (a.shape[1], a.shape[0])
-    if orientation != 1:                  # the old bug: boxes left in the stored frame
+    if orientation != 1:  # the old bug: boxes left in the stored frame
         stale = np.zeros_like(bright)
-        stale[box[1] - 1:box[3], box[0] - 1:box[2]] = True
+        stale[box[1] - 1 : box[3], box[0] - 1 : box[2]] = True
         assert stale.shape != bright.shape or not np.array_equal(stale, bright)
 
 
@@ -131,8 +143,7 @@ def test_orient_boxes_maps_every_pixel_as_pillow_does():
             (row,), (col,) = np.nonzero(moved)
             box = images.orient_boxes([[x, y, x, y]], orientation, (W, H))[0]
             assert box.tolist() == [col + 1, row + 1, col + 1, row + 1], (orientation, x, y)
-    np.testing.assert_array_equal(images.orient_boxes([[1, 2, 3, 4]], 1, (W, H)),
-                                  [[1, 2, 3, 4]])
+    np.testing.assert_array_equal(images.orient_boxes([[1, 2, 3, 4]], 1, (W, H)), [[1, 2, 3, 4]])
     assert images.orient_boxes(np.zeros((0, 4)), 6, (W, H)).shape == (0, 4)
 
 
@@ -151,17 +162,25 @@ def test_unusual_orientation_tags_are_ignored(tmp_path):
         images.header(tmp_path / "junk.jpg")
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("empty", "empty file"), ("truncated", "truncated"), ("garbage", "not a recognised image"),
-    ("missing", "missing file"), ("bomb", "decompression-bomb"), ("textfile", "not a recognised"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("empty", "empty file"),
+        ("truncated", "truncated"),
+        ("garbage", "not a recognised image"),
+        ("missing", "missing file"),
+        ("bomb", "decompression-bomb"),
+        ("textfile", "not a recognised"),
+    ],
+)
 def test_undecodable_files_are_skipped_and_logged(tmp_path, kind, reason):
     p = tmp_path / f"{kind}.jpg"
     if kind == "empty":
         p.write_bytes(b"")
     elif kind == "truncated":
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
-            tmp_path / "full.jpg", quality=95)
+            tmp_path / "full.jpg", quality=95
+        )
         data = (tmp_path / "full.jpg").read_bytes()
         p.write_bytes(data[: len(data) // 2])
     elif kind == "garbage":
@@ -192,13 +211,13 @@ def test_default_log_and_to_list(tmp_path):
 def test_large_jpeg_decodes_quickly_at_reduced_scale(tmp_path):
     rng = np.random.default_rng(0)
     big = np.kron(rng.integers(0, 255, (30, 40, 3), np.uint8), np.ones((100, 100, 1), np.uint8))
-    p = tmp_path / "big.jpg"                                          # 3000 x 4000 px
+    p = tmp_path / "big.jpg"  # 3000 x 4000 px
     Image.fromarray(big).save(p, quality=85)
     t = time.perf_counter()
     a = images.load_image(p, img_size=64)
     assert a.shape == (64, 64, 3)
     assert time.perf_counter() - t < 2.0
-    full = images.load_image(p, min_side=500)                         # draft: >= 500 px
+    full = images.load_image(p, min_side=500)  # draft: >= 500 px
     assert full.shape[0] >= 500 and full.shape[0] < 3000
 
 

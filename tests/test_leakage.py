@@ -1,4 +1,5 @@
 """The ImageNet-1k overlap of the test split, and accuracy on seen vs unseen test images."""
+
 import tarfile
 
 import numpy as np
@@ -24,7 +25,7 @@ def test_standin_roundtrip_and_mask(tmp_path):
     assert tarfile.is_tarfile(archive)
     tl = ov.read_train_list(archive, synsets={"n02085620"})
     seen = ov.seen_mask(paths, tl)
-    assert 0.2 < seen.mean() < 0.4                       # about the requested fraction
+    assert 0.2 < seen.mean() < 0.4  # about the requested fraction
     # the other synset's 200 lines are counted but not kept
     assert tl.n_lines == seen.sum() + 200 and all(i.startswith("n02085620") for i in tl.ids)
     everything = ov.read_train_list(archive)
@@ -73,8 +74,10 @@ def _store(correct_by_run):
     for (protocol, backbone), correct in correct_by_run.items():
         probs = np.full((n, 3), 0.1, dtype=np.float32)
         probs[np.arange(n), np.where(correct, 0, 1)] = 0.8
-        runs[f"{protocol}_{backbone}"] = ({"protocol": protocol, "backbone": backbone},
-                                          {"test_probs": probs, "test_labels": labels})
+        runs[f"{protocol}_{backbone}"] = (
+            {"protocol": protocol, "backbone": backbone},
+            {"test_probs": probs, "test_labels": labels},
+        )
     ds = {"test_labels": labels.tolist(), "class_names": ["a", "b", "c"]}
     return analysis.Store(ds, runs)
 
@@ -82,7 +85,7 @@ def _store(correct_by_run):
 def test_split_accuracy_and_paired_parts():
     rng = np.random.default_rng(0)
     seen = np.arange(200) < 80
-    vit = np.where(seen, True, rng.random(200) < 0.5)          # perfect on seen images
+    vit = np.where(seen, True, rng.random(200) < 0.5)  # perfect on seen images
     cnn = rng.random(200) < 0.5
     store = _store({("B", "vit"): vit, ("B", "cnn"): cnn})
     df = leakage.split_accuracy(store, seen, n_boot=300)
@@ -110,15 +113,20 @@ def test_describe_overlap():
 def test_for_profile_smoke_standin_and_missing_list(tmp_path):
     import types
 
-    cfg = types.SimpleNamespace(dataset="synthetic", cache_dir=str(tmp_path), seed=3,
-                                imagenet_train_list="")
+    cfg = types.SimpleNamespace(
+        dataset="synthetic", cache_dir=str(tmp_path), seed=3, imagenet_train_list=""
+    )
     paths = _paths(50)
     tl, generated = ov.for_profile(cfg, paths, ["n02085620"])
     assert generated and 0 < ov.seen_mask(paths, tl).sum() < 50
-    again, _ = ov.for_profile(cfg, paths, ["n02085620"])          # cached, same list
+    again, _ = ov.for_profile(cfg, paths, ["n02085620"])  # cached, same list
     assert again.ids == tl.ids
-    real = types.SimpleNamespace(dataset="stanford_dogs", cache_dir=str(tmp_path), seed=0,
-                                 imagenet_train_list=str(tmp_path / "missing.txt"))
+    real = types.SimpleNamespace(
+        dataset="stanford_dogs",
+        cache_dir=str(tmp_path),
+        seed=0,
+        imagenet_train_list=str(tmp_path / "missing.txt"),
+    )
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         ov.for_profile(real, paths, ["n02085620"])
 

@@ -1,4 +1,5 @@
 """Boxes, mass inside boxes, centre prior, Grad-CAM (checked against CAM on a linear head)."""
+
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ from vitwatch import localisation as loc  # noqa: E402
 
 
 def test_scale_boxes_and_mask():
-    boxes = [[0, 0, 100, 50]]                      # left half, top half of a 200 x 100 photo
+    boxes = [[0, 0, 100, 50]]  # left half, top half of a 200 x 100 photo
     scaled = loc.scale_boxes(boxes, (200, 100), 10)
     np.testing.assert_allclose(scaled, [[0, 0, 5, 5]])
     mask = loc.box_mask(scaled, 10, 10)
@@ -26,7 +27,7 @@ def test_scale_boxes_and_mask():
 def test_mass_inside_and_pointing():
     mask = loc.box_mask([[4, 4, 12, 12]], 16, 16)
     inside = np.zeros((4, 4))
-    inside[1:3, 1:3] = 1.0                         # coarse map, 4 x 4 cells of 4 pixels
+    inside[1:3, 1:3] = 1.0  # coarse map, 4 x 4 cells of 4 pixels
     assert loc.mass_inside(inside, mask) > 0.9
     assert loc.pointing_hit(inside, [[4, 4, 12, 12]], (16, 16))
     uniform = np.ones((8, 8))
@@ -45,13 +46,13 @@ def test_pointing_game_scores_the_peak_cell_centre_with_15_px_tolerance():
     m = np.zeros((7, 7))
     m[0, 3] = 1
     assert loc.peak_centre(m, (224, 224)) == (112.0, 16.0)
-    box = [[100, 0, 110, 40]]                      # 2 px left of the centre: a hit
+    box = [[100, 0, 110, 40]]  # 2 px left of the centre: a hit
     assert loc.box_distance((112.0, 16.0), box) == pytest.approx(2.0)
     assert loc.pointing_hit(m, box, (224, 224))
-    far = [[0, 31, 60, 60]]                        # 52 px left, 15 px below: distance 54.1
+    far = [[0, 31, 60, 60]]  # 52 px left, 15 px below: distance 54.1
     assert loc.box_distance((112.0, 16.0), far) == pytest.approx(np.hypot(52, 15))
     assert not loc.pointing_hit(m, far, (224, 224))
-    edge = [[127, 0, 200, 40]]                     # exactly 15 px to the right: a hit
+    edge = [[127, 0, 200, 40]]  # exactly 15 px to the right: a hit
     assert loc.pointing_hit(m, edge, (224, 224))
     assert not loc.pointing_hit(m, edge, (224, 224), tolerance=14.9)
     # a non-square frame: cells are 640 / 7 wide and 480 / 7 high
@@ -70,7 +71,7 @@ def test_to_grid_preserves_mass_shares_and_gives_one_grid():
     np.testing.assert_allclose(coarse * 4, fine.reshape(7, 2, 7, 2).sum(axis=(1, 3)))
     np.testing.assert_array_equal(loc.to_grid(coarse, (7, 7)), coarse)
     assert loc.to_grid(fine, (5, 5)).shape == (5, 5)
-    mask = loc.box_mask([[0, 0, 48, 112]], 112, 112)           # 3 whole coarse columns
+    mask = loc.box_mask([[0, 0, 48, 112]], 112, 112)  # 3 whole coarse columns
     assert loc.mass_inside(coarse, mask) == pytest.approx(loc.mass_inside(fine, mask))
 
 
@@ -103,13 +104,15 @@ def test_evaluate_table():
     assert list(f["hit"]) == list(c["hit"])
     # the centre prior points at the frame centre (50, 50): 28 px from [0, 0, 30, 30],
     # 10 px from [40, 60, 60, 90] (within 15 px)
-    far = loc.evaluate({}, [np.array([[0, 0, 30, 30]]), np.array([[40, 60, 60, 90]])],
-                       [(100, 100)] * 2, grid=16)
+    far = loc.evaluate(
+        {}, [np.array([[0, 0, 30, 30]]), np.array([[40, 60, 60, 90]])], [(100, 100)] * 2, grid=16
+    )
     assert far[far["map"] == "centre prior"]["hit"].tolist() == [False, True]
 
 
 def test_image_size_reads_header(tmp_path):
     from PIL import Image
+
     Image.new("RGB", (30, 20)).save(tmp_path / "a.jpg")
     assert loc.image_size(tmp_path / "a.jpg") == (30, 20)
     with pytest.raises(FileNotFoundError, match="b.jpg"):
@@ -121,17 +124,19 @@ def test_image_size_and_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orient
     """A box drawn on the stored pixels of an EXIF-oriented photo, carried by orient_boxes and
     scaled with image_size onto the model's square input, covers the bright object there."""
     from PIL import Image
+
     from vitwatch.data import images
-    stored = np.full((40, 64, 3), 20, np.uint8)                 # (H, W) = (40, 64) stored
-    stored[8:16, 16:40] = 235                                   # the object, off-centre
+
+    stored = np.full((40, 64, 3), 20, np.uint8)  # (H, W) = (40, 64) stored
+    stored[8:16, 16:40] = 235  # the object, off-centre
     exif = Image.Exif()
     exif[0x0112] = orientation
     path = tmp_path / "o.jpg"
     Image.fromarray(stored).save(path, quality=95, subsampling=0, exif=exif)
     wh = loc.image_size(path)
     assert wh == ((40, 64) if orientation >= 5 else (64, 40))
-    box = images.orient_boxes([[17, 9, 40, 16]], *images.header(path))   # VOC, stored frame
-    x = images.load_image(path, img_size=32)                    # (32, 32, 3), as the models
+    box = images.orient_boxes([[17, 9, 40, 16]], *images.header(path))  # VOC, stored frame
+    x = images.load_image(path, img_size=32)  # (32, 32, 3), as the models
     mask = loc.box_mask(loc.scale_boxes(box, wh, 32), 32, 32)
     bright = x.mean(axis=2) > 128
     assert bright[mask].mean() > 0.9 and bright[~mask].mean() < 0.05
@@ -141,10 +146,12 @@ def test_gradcam_equals_cam_for_linear_head():
     # conv -> global average pool -> dense: Grad-CAM reduces to CAM (Zhou et al., 2016),
     # map_k = ReLU(sum_c w_ck A_c) / (h w).
     import keras
+
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
-    a = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu",
-                            name="last_conv")(inp)
+    a = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="last_conv")(
+        inp
+    )
     pooled = keras.layers.GlobalAveragePooling2D()(a)
     logits = keras.layers.Dense(4, name="head")(pooled)
     model = keras.Model(inp, logits)
@@ -152,8 +159,8 @@ def test_gradcam_equals_cam_for_linear_head():
     cam = loc.GradCAM(model, "last_conv", logits=True)
     maps = cam(x, class_index=[0, 1, 3])
     assert maps.shape == (3, 8, 8)
-    acts = keras.Model(inp, a)(x).numpy()                            # (3, 8, 8, 6)
-    w = model.get_layer("head").get_weights()[0]                     # (6, 4)
+    acts = keras.Model(inp, a)(x).numpy()  # (3, 8, 8, 6)
+    w = model.get_layer("head").get_weights()[0]  # (6, 4)
     for b, k in enumerate([0, 1, 3]):
         ref = np.maximum(acts[b] @ w[:, k], 0) / 64
         np.testing.assert_allclose(maps[b], ref, rtol=1e-4, atol=1e-6)
@@ -166,7 +173,9 @@ def test_gradcam_equals_cam_for_linear_head():
 
 def test_gradcam_on_keras_resnet50_layer_names():
     import keras
-    net = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg",
-                                      input_shape=(64, 64, 3))
+
+    net = keras.applications.ResNet50(
+        weights=None, include_top=False, pooling="avg", input_shape=(64, 64, 3)
+    )
     maps = loc.GradCAM(net)(np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3)))
     assert maps.shape == (2, 2, 2) and np.all(np.isfinite(maps)) and np.all(maps >= 0)

@@ -1,4 +1,6 @@
-"""vitwatch.patches: patchify is the layout of a stride-P convolution; position-similarity and PCA."""
+"""vitwatch.patches: patchify is the layout of a stride-P convolution; position similarity,
+PCA."""
+
 import numpy as np
 import pytest
 
@@ -20,10 +22,11 @@ def test_patchify_roundtrip_and_order():
 
 def test_linear_embedding_equals_strided_convolution():
     import keras
+
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
     conv = keras.layers.Conv2D(8, 16, strides=16, padding="valid")
-    y = np.asarray(conv(x)).reshape(2, -1, 8)                        # (B, N, D)
+    y = np.asarray(conv(x)).reshape(2, -1, 8)  # (B, N, D)
     kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
     np.testing.assert_allclose(patches.linear_patch_embedding(x, kernel, bias), y, atol=1e-4)
     flat = kernel.reshape(-1, 8)
@@ -36,8 +39,8 @@ def test_token_counts():
     assert patches.token_count(224, 16, class_token=False) == 196
     t = patches.token_table((224, 384), (16, 32), num_heads=6)
     row = t[(t.resolution == 224) & (t.patch_size == 16)].iloc[0]
-    assert row.tokens == 197 and row.attention_entries == 197 ** 2
-    assert row.attention_mib == pytest.approx(6 * 197 ** 2 * 4 / 2 ** 20)
+    assert row.tokens == 197 and row.attention_entries == 197**2
+    assert row.attention_mib == pytest.approx(6 * 197**2 * 4 / 2**20)
     with pytest.raises(ValueError, match="multiple"):
         patches.grid_size(225, 16)
 
@@ -80,8 +83,10 @@ def test_shuffle_patches_is_a_permutation():
 
 # --- the other inputs of notebooks 00 and 02: bundled photographs, published numbers ----------
 
+
 def test_sample_photos_offline():
     from vitwatch.data import samples
+
     photos = samples.photos(["chelsea", "coffee"])
     assert set(photos) == {"chelsea", "coffee"}
     for img in photos.values():
@@ -95,6 +100,7 @@ def test_sample_photos_offline():
 
 def test_published_numbers_carry_their_source():
     from vitwatch import published
+
     for name, rows in published.TABLES.items():
         assert rows and all(r["source"] for r in rows), name
     t2 = published.frame("state_of_the_art").set_index("model")

@@ -1,4 +1,5 @@
 """Backbones by name, on the artifacts the smoke profile generates (no network)."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,8 +14,9 @@ from vitwatch.models import offline, registry, vit
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    return config.from_profile("smoke", cache_dir=str(tmp_path_factory.mktemp("cache")),
-                               img_size=32)
+    return config.from_profile(
+        "smoke", cache_dir=str(tmp_path_factory.mktemp("cache")), img_size=32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def test_three_backbones_of_smoke(cfg, images):
         assert (b.name, b.img_size, b.feature_dim) == (name, 32, dim)
         f = b.features(images)
         assert f.shape == (3, dim) and np.isfinite(f).all()
-        assert b.model.trainable_weights == []              # frozen by default
+        assert b.model.trainable_weights == []  # frozen by default
         assert b.params == b.model.count_params() > 0 and b.gmacs > 0
         keys.add(b.cache_key)
         if name != "vit_s16_hub":
@@ -37,7 +39,7 @@ def test_three_backbones_of_smoke(cfg, images):
             assert logits.shape == (3, 1000)
             np.testing.assert_allclose(b.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
         else:
-            assert b.imagenet_logits is None                # feature-extractor SavedModel
+            assert b.imagenet_logits is None  # feature-extractor SavedModel
     assert len(keys) == 3
 
 
@@ -63,11 +65,12 @@ def test_cache_key_changes_with_what_changes_the_features(cfg):
     base = registry.backbone("vit_s16", cfg).cache_key
     other_seed = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32, seed=1)
     other_size = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=48)
-    assert registry.backbone("vit_s16", other_seed).cache_key != base     # other weights
-    assert registry.backbone("vit_s16", other_size).cache_key != base     # other resolution
-    assert registry.backbone("vit_s16", cfg).cache_key == base            # stable
-    i21k = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
-                               vit_i21k_checkpoint="generated")
+    assert registry.backbone("vit_s16", other_seed).cache_key != base  # other weights
+    assert registry.backbone("vit_s16", other_size).cache_key != base  # other resolution
+    assert registry.backbone("vit_s16", cfg).cache_key == base  # stable
+    i21k = config.from_profile(
+        "smoke", cache_dir=cfg.cache_dir, img_size=32, vit_i21k_checkpoint="generated"
+    )
     b = registry.backbone("vit_s16_i21k", i21k)
     assert b.cache_key != base and b.imagenet_logits is None
 
@@ -75,16 +78,20 @@ def test_cache_key_changes_with_what_changes_the_features(cfg):
 def test_named_checkpoint_goes_through_downloads(cfg, monkeypatch, images):
     path = offline.vit_checkpoint(cfg.cache_dir, "testing", 32, 5)
     asked = []
-    monkeypatch.setattr(downloads, "fetch",
-                        lambda name, cache_dir, **kw: asked.append(name) or path)
-    named = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
-                                vit_checkpoint="vit_s16_i21k_ft_i1k")
+    monkeypatch.setattr(
+        downloads, "fetch", lambda name, cache_dir, **kw: asked.append(name) or path
+    )
+    named = config.from_profile(
+        "smoke", cache_dir=cfg.cache_dir, img_size=32, vit_checkpoint="vit_s16_i21k_ft_i1k"
+    )
     b = registry.backbone("vit_s16", named)
     assert asked == ["vit_s16_i21k_ft_i1k"]
-    local = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
-                                vit_checkpoint=str(path))
-    np.testing.assert_allclose(registry.backbone("vit_s16", local).features(images),
-                               b.features(images), atol=1e-6)
+    local = config.from_profile(
+        "smoke", cache_dir=cfg.cache_dir, img_size=32, vit_checkpoint=str(path)
+    )
+    np.testing.assert_allclose(
+        registry.backbone("vit_s16", local).features(images), b.features(images), atol=1e-6
+    )
 
 
 def test_bad_parameters_are_named(cfg, tmp_path):
@@ -109,11 +116,20 @@ def test_bad_parameters_are_named(cfg, tmp_path):
 def test_required_resources_per_profile():
     smoke, quick, full = (config.from_profile(p) for p in ("smoke", "quick", "full"))
     assert registry.required_resources(smoke) == []
-    assert registry.required_resources(quick) == ["vit_s16_i21k_ft_i1k", "hub_vit_s16_fe",
-                                                  "resnet50_imagenet", "bit_m_r50x1_ilsvrc2012"]
-    assert registry.required_resources(full) == ["vit_s16_i21k_ft_i1k", "vit_s16_i21k",
-                                                 "hub_vit_s16_fe", "resnet50_imagenet",
-                                                 "bit_m_r50x1_ilsvrc2012", "bit_m_r50x1"]
+    assert registry.required_resources(quick) == [
+        "vit_s16_i21k_ft_i1k",
+        "hub_vit_s16_fe",
+        "resnet50_imagenet",
+        "bit_m_r50x1_ilsvrc2012",
+    ]
+    assert registry.required_resources(full) == [
+        "vit_s16_i21k_ft_i1k",
+        "vit_s16_i21k",
+        "hub_vit_s16_fe",
+        "resnet50_imagenet",
+        "bit_m_r50x1_ilsvrc2012",
+        "bit_m_r50x1",
+    ]
     assert all(n in downloads.RESOURCES for n in registry.required_resources(full))
 
 
@@ -122,6 +138,7 @@ def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
     features, analysis layers, cache keys, the download route and parameter errors."""
     from vitwatch import analysis, representations, train
     from vitwatch.models import resnetv2
+
     one_k, i21k = (registry.backbone(n, cfg) for n in ("bit_r50x1", "bit_r50x1_i21k"))
     assert one_k.cache_key != i21k.cache_key
     for b in (one_k, i21k):
@@ -130,31 +147,43 @@ def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
         assert f.shape == (3, 512) and np.isfinite(f).all() and f.std() > 1e-3
         x = np.asarray(b.preprocess(images))
         maps, _ = analysis.gradcam_maps(b, x, np.array([151, 152, 153]))
-        assert maps.shape == (3, 1, 1) and np.isfinite(maps).all()          # 32 px: 1 x 1
+        assert maps.shape == (3, 1, 1) and np.isfinite(maps).all()  # 32 px: 1 x 1
         stages = representations.stage_model(b.model, b.extra["cka_layers"])
         assert [a.shape[-1] for a in stages.predict_on_batch(x)] == [64, 128, 256, 512]
-        assert len(train._blocks(b.model)[0]) == 4                           # 4 units
+        assert len(train._blocks(b.model)[0]) == 4  # 4 units
     logits = one_k.imagenet_logits(one_k.features(images))
     assert logits.shape == (3, 1000) and i21k.imagenet_logits is None
     np.testing.assert_allclose(one_k.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
-    assert one_k.gmacs == pytest.approx(resnetv2.gmacs(**resnetv2.VARIANTS["testing"],
-                                                       img_size=32))
+    assert one_k.gmacs == pytest.approx(resnetv2.gmacs(**resnetv2.VARIANTS["testing"], img_size=32))
     # a named checkpoint goes through the downloader
     path = offline.bit_checkpoint(cfg.cache_dir, "testing", seed=9)
     asked = []
-    monkeypatch.setattr(downloads, "fetch",
-                        lambda name, cache_dir, **kw: asked.append(name) or path)
-    named = config.from_profile("smoke", cache_dir=cfg.cache_dir, img_size=32,
-                                bit_checkpoint="bit_m_r50x1_ilsvrc2012")
+    monkeypatch.setattr(
+        downloads, "fetch", lambda name, cache_dir, **kw: asked.append(name) or path
+    )
+    named = config.from_profile(
+        "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_checkpoint="bit_m_r50x1_ilsvrc2012"
+    )
     assert registry.backbone("bit_r50x1", named).imagenet_logits is not None
     assert asked == ["bit_m_r50x1_ilsvrc2012"]
     with pytest.raises(ValueError, match="bit_variant='R50x1'"):
-        registry.backbone("bit_r50x1", config.from_profile(
-            "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_checkpoint=str(path),
-            bit_variant="R50x1"))
+        registry.backbone(
+            "bit_r50x1",
+            config.from_profile(
+                "smoke",
+                cache_dir=cfg.cache_dir,
+                img_size=32,
+                bit_checkpoint=str(path),
+                bit_variant="R50x1",
+            ),
+        )
     with pytest.raises(ValueError, match="bit_i21k_checkpoint"):
-        registry.backbone("bit_r50x1_i21k", config.from_profile(
-            "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_i21k_checkpoint=""))
+        registry.backbone(
+            "bit_r50x1_i21k",
+            config.from_profile(
+                "smoke", cache_dir=cfg.cache_dir, img_size=32, bit_i21k_checkpoint=""
+            ),
+        )
 
 
 def test_trainable_backbone_fine_tunes_inside_a_keras_model(cfg, images):
@@ -162,8 +191,10 @@ def test_trainable_backbone_fine_tunes_inside_a_keras_model(cfg, images):
     assert isinstance(b.model, vit.VisionTransformer)
     inputs = keras.Input((32, 32, 3))
     clf = keras.Model(inputs, keras.layers.Dense(3)(b.model(inputs)))
-    clf.compile(optimizer=keras.optimizers.SGD(0.1),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clf.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x = np.asarray(b.preprocess(images))
     before = b.model.blocks[0].fc1.get_weights()[0].copy()
     clf.train_on_batch(x, np.arange(3))

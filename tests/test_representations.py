@@ -1,4 +1,5 @@
 """Linear CKA (Kornblith et al., 2019) and minibatch CKA (Nguyen et al., 2021)."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,7 @@ def _feature_form(x, y):
     # Kornblith eq. (4), written in feature space as an independent reference.
     x = x - x.mean(0)
     y = y - y.mean(0)
-    return (np.linalg.norm(y.T @ x) ** 2
-            / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
 
 
 def test_linear_cka_reference_and_invariances():
@@ -39,8 +39,11 @@ def test_hsic_unbiased_matches_definition():
     np.fill_diagonal(kt, 0)
     np.fill_diagonal(lt, 0)
     one = np.ones(n)
-    ref = (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-           - 2 / (n - 2) * one @ kt @ lt @ one) / (n * (n - 3))
+    ref = (
+        np.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ kt @ lt @ one
+    ) / (n * (n - 3))
     assert rep.hsic_unbiased(k, l) == pytest.approx(ref)
     with pytest.raises(ValueError, match="at least 4"):
         rep.hsic_unbiased(k[:3, :3], l[:3, :3])
@@ -51,12 +54,12 @@ def test_minibatch_cka_matrix():
     acc = rep.MinibatchCKA(2, 3)
     for _ in range(6):
         base = rng.normal(size=(32, 10))
-        a = [base, rng.normal(size=(32, 4, 4))]                       # related, unrelated
+        a = [base, rng.normal(size=(32, 4, 4))]  # related, unrelated
         b = [base @ rng.normal(size=(10, 10)), base * 2.0, rng.normal(size=(32, 7))]
         acc.update(a, b)
     m = acc.result()
     assert m.shape == (2, 3)
-    assert m[0, 1] == pytest.approx(1.0, abs=1e-9)                    # scaled copy
+    assert m[0, 1] == pytest.approx(1.0, abs=1e-9)  # scaled copy
     assert m[0, 0] > 0.5
     assert np.all(np.abs(m[1]) < 0.2) and abs(m[0, 2]) < 0.2
     with pytest.raises(ValueError, match="expected 2 and 3 layers"):
@@ -74,16 +77,23 @@ def test_self_similarity_matches_pairwise():
 
 def test_activations_of_vit_blocks_and_resnet_stages():
     import keras
+
     from vitwatch.models import vit
+
     model = vit.build("testing", num_classes=0, img_size=32)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     outs = rep.vit_block_outputs(model, x)
     assert len(outs) == model.depth and outs[0].shape == (2, model.num_tokens, model.embed_dim)
-    np.testing.assert_allclose(np.asarray(model.norm(outs[-1])),
-                               np.asarray(model.forward(x)["tokens"]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(model.norm(outs[-1])), np.asarray(model.forward(x)["tokens"]), atol=1e-5
+    )
     with pytest.raises(ValueError, match="embed"):
         rep.vit_block_outputs(object(), x)
     net = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
     stages = rep.stage_model(net)(np.zeros((1, 64, 64, 3), "float32"))
-    assert [tuple(s.shape[1:]) for s in stages] == [(16, 16, 256), (8, 8, 512),
-                                                    (4, 4, 1024), (2, 2, 2048)]
+    assert [tuple(s.shape[1:]) for s in stages] == [
+        (16, 16, 256),
+        (8, 8, 512),
+        (4, 4, 1024),
+        (2, 2, 2048),
+    ]

@@ -1,5 +1,6 @@
 """ResNet-50 from keras.applications: caffe preprocessing, deterministic random weights, and
 the ImageNet-weights path fed offline with a weights file in Keras' own legacy .h5 layout."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -16,7 +17,7 @@ def test_preprocess_is_caffe_mode_and_pure():
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     copy = x.copy()
     ours = np.asarray(resnet.preprocess(x))
-    np.testing.assert_array_equal(x, copy)                  # input left untouched
+    np.testing.assert_array_equal(x, copy)  # input left untouched
     keras_ref = keras.applications.resnet50.preprocess_input(x.copy())
     np.testing.assert_allclose(ours, keras_ref, atol=1e-4)
     np.testing.assert_allclose(ours[..., 0], x[..., 2] - 103.939, atol=1e-4)  # B first
@@ -32,10 +33,10 @@ def test_random_weights_deterministic_and_well_scaled():
     x = resnet.preprocess(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)))
     f = np.asarray(a.predict_on_batch(x))
     assert f.shape == (2, 2048) and np.isfinite(f).all()
-    assert 1e-3 < f.std() < 1e4                             # no explosion through 16 blocks
+    assert 1e-3 < f.std() < 1e4  # no explosion through 16 blocks
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # Keras' legacy .h5 writer
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' legacy .h5 writer
 def test_imagenet_weights_come_through_downloads(monkeypatch, tmp_path):
     """The real path, offline: downloads.fetch hands Keras a legacy-format .h5 file."""
     import h5py

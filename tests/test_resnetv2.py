@@ -1,5 +1,6 @@
 """Our Keras ResNetV2 (BiT): pinned sizes, parity with timm's reader of Google's BiT checkpoints,
 checkpoint validation, the layers the analyses use."""
+
 import json
 import os
 from pathlib import Path
@@ -17,10 +18,14 @@ FIXTURE = Path(__file__).parent / "fixtures" / "bit_parity.npz"
 # Parameter counts, (variant, num_classes) -> count; testing at img_size 64. R50x1 with the
 # ImageNet-1k head equals timm's resnetv2_50x1_bit (25,549,352); with the 21,843-class head of
 # BiT-M it is the 68.3 M of timm's resnetv2_50x1_bit.goog_in21k model card.
-PARAM_COUNTS = {("testing", 0): 504_464, ("testing", 1000): 1_017_464,
-                ("R50x1", 0): 23_500_352, ("R50x1", 1000): 25_549_352,
-                ("R50x1", 21843): 68_256_659}
-TOLERANCE = 3e-5      # float32, two frameworks (seen: 4e-6); logits are O(1) (asserted below).
+PARAM_COUNTS = {
+    ("testing", 0): 504_464,
+    ("testing", 1000): 1_017_464,
+    ("R50x1", 0): 23_500_352,
+    ("R50x1", 1000): 25_549_352,
+    ("R50x1", 21843): 68_256_659,
+}
+TOLERANCE = 3e-5  # float32, two frameworks (seen: 4e-6); logits are O(1) (asserted below).
 # Tight enough to catch a group-norm eps of 1e-3 instead of 1e-5 (a 1e-4 error).
 
 
@@ -62,11 +67,14 @@ def test_parity_with_timm(tmp_path):
     """Same random checkpoint, timm's _load_weights + timm's ResNetV2 vs ours."""
     model, f, _ = _fixture_model(tmp_path)
     logits = np.asarray(model.predict_on_batch(f["images"]))
-    assert np.abs(logits).max() > 0.1 and logits.std(axis=0).mean() > 0.05   # discriminative
+    assert np.abs(logits).max() > 0.1 and logits.std(axis=0).mean() > 0.05  # discriminative
     np.testing.assert_allclose(logits, f["logits"], atol=TOLERANCE, rtol=0)
     import keras
-    inner = keras.Model(model.input, [model.get_layer(resnetv2.GRADCAM_LAYER).output,
-                                      model.get_layer("pre_logits").output])
+
+    inner = keras.Model(
+        model.input,
+        [model.get_layer(resnetv2.GRADCAM_LAYER).output, model.get_layer("pre_logits").output],
+    )
     maps, features = (np.asarray(a) for a in inner.predict_on_batch(f["images"]))
     assert maps.shape == f["post_relu"].shape == (4, 2, 2, 256)
     np.testing.assert_allclose(maps, f["post_relu"], atol=TOLERANCE, rtol=0)
@@ -75,20 +83,23 @@ def test_parity_with_timm(tmp_path):
 
 def test_headless_model_gives_the_pooled_features(tmp_path):
     model, f, _ = _fixture_model(tmp_path, num_classes=0)
-    np.testing.assert_allclose(np.asarray(model.predict_on_batch(f["images"])), f["features"],
-                               atol=TOLERANCE)
+    np.testing.assert_allclose(
+        np.asarray(model.predict_on_batch(f["images"])), f["features"], atol=TOLERANCE
+    )
 
 
 def test_weight_standardisation_ignores_kernel_scale_and_offset(tmp_path):
     model, f, ckpt = _fixture_model(tmp_path)
     w = dict(np.load(ckpt))
     key = "resnet/block2/unit01/b/standardized_conv2d/kernel"
-    w[key] = 5.0 * w[key] + 3.0                         # per-output affine: same standardised
+    w[key] = 5.0 * w[key] + 3.0  # per-output affine: same standardised
     np.savez(tmp_path / "scaled.npz", **w)
-    other = resnetv2.load_npz(resnetv2.create(**json.loads(str(f["config"]))),
-                              tmp_path / "scaled.npz")
-    np.testing.assert_allclose(np.asarray(other.predict_on_batch(f["images"])), f["logits"],
-                               atol=TOLERANCE)
+    other = resnetv2.load_npz(
+        resnetv2.create(**json.loads(str(f["config"]))), tmp_path / "scaled.npz"
+    )
+    np.testing.assert_allclose(
+        np.asarray(other.predict_on_batch(f["images"])), f["logits"], atol=TOLERANCE
+    )
 
 
 def test_save_npz_round_trip(tmp_path):
@@ -111,11 +122,17 @@ def test_load_npz_names_missing_and_misshaped_keys(tmp_path):
         resnetv2.load_npz(model, tmp_path / "missing.npz")
     conv = "resnet/block1/unit02/b/standardized_conv2d/kernel"
     np.savez(tmp_path / "bad.npz", **{**w, conv: w[conv][..., :3]})
-    with pytest.raises(ValueError, match=r"bad.npz: key .*unit02/b/standardized_conv2d/kernel"
-                                         r".*shape \(3, 3, 8, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"bad.npz: key .*unit02/b/standardized_conv2d/kernel"
+        r".*shape \(3, 3, 8, 3\)",
+    ):
         resnetv2.load_npz(model, tmp_path / "bad.npz")
-    np.savez(tmp_path / "extra.npz", **w, **{"resnet/block5/unit01/a/group_norm/gamma":
-                                             np.ones(4, "float32")})
+    np.savez(
+        tmp_path / "extra.npz",
+        **w,
+        **{"resnet/block5/unit01/a/group_norm/gamma": np.ones(4, "float32")},
+    )
     with pytest.raises(ValueError, match="block5/unit01"):
         resnetv2.load_npz(model, tmp_path / "extra.npz")
     # a checkpoint of the real variant does not fit the tiny one: the first key says so

@@ -1,4 +1,5 @@
 """The runtime plan printed before a long report: a model scaled by a few-second probe."""
+
 from vitwatch import config, costs
 
 FAST = {"gflops": 400.0, "decode_per_core": 150.0, "cores": 2, "gpu": False}
@@ -24,8 +25,9 @@ def test_printed_plan_lists_the_notebooks_and_last_run(monkeypatch):
     monkeypatch.setattr(costs, "probe", lambda seconds=3.0: FAST)
     lines = []
     names = ["03_vit_vs_resnet_training.ipynb", "05_inductive_bias.ipynb"]
-    costs.print_runtime_plan(config.from_profile("quick"), names,
-                             {"05_inductive_bias.ipynb": 4000.0}, out=lines.append)
+    costs.print_runtime_plan(
+        config.from_profile("quick"), names, {"05_inductive_bias.ipynb": 4000.0}, out=lines.append
+    )
     assert "400 GFLOP/s" in lines[0] and len(lines) == 4
     assert lines[1].lstrip().startswith("03_vit") and "last run 67 min" in lines[2]
     assert lines[3].lstrip().startswith("total")

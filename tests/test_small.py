@@ -1,4 +1,5 @@
 """Notebook 05's models and data: shapes, pinned sizes, SPT/LSA behaviour, offline loaders."""
+
 import types
 
 import numpy as np
@@ -31,8 +32,9 @@ def test_every_config_is_pinned():
 def test_models_shapes_params_macs(scale, arch):
     img, ch = INPUT[scale]
     model = small.build(arch, scale, img, ch, 10)
-    logits = np.asarray(model(np.random.default_rng(0).normal(size=(3, img, img, ch))
-                              .astype("float32")))
+    logits = np.asarray(
+        model(np.random.default_rng(0).normal(size=(3, img, img, ch)).astype("float32"))
+    )
     assert logits.shape == (3, 10) and np.all(np.isfinite(logits))
     assert (small.count_params(model), small.count_macs(model)) == PINNED[(scale, arch)]
 
@@ -53,7 +55,7 @@ def test_resnet_macs_by_hand():
     w = 14
     stem = 64 * 9 * 1 * w
     s1 = 2 * 64 * 9 * w * w
-    s2 = 16 * 9 * w * 2 * w + 16 * 9 * 4 * w * w + 16 * w * 2 * w      # + 1x1 projection
+    s2 = 16 * 9 * w * 2 * w + 16 * 9 * 4 * w * w + 16 * w * 2 * w  # + 1x1 projection
     s3 = 4 * 9 * 2 * w * 4 * w + 4 * 9 * 16 * w * w + 4 * 2 * w * 4 * w
     model = small.build("resnet", "digits", 8, 1, 10)
     assert small.count_macs(model) == stem + s1 + s2 + s3 + 4 * w * 10
@@ -62,11 +64,11 @@ def test_resnet_macs_by_hand():
 def test_forward_returns_tokens_and_attention():
     model = small.build("vit_spt_lsa", "cifar10", 32, 3, 10)
     out = model.forward(np.zeros((2, 32, 32, 3), "float32"))
-    assert tuple(out["tokens"].shape) == (2, 65, 128)                     # (B, N+1, C)
+    assert tuple(out["tokens"].shape) == (2, 65, 128)  # (B, N+1, C)
     assert tuple(out["features"].shape) == (2, 128)
     assert len(out["attention"]) == 6
     attn = np.asarray(out["attention"][0])
-    assert attn.shape == (2, 4, 65, 65)                                   # (B, H, N, N)
+    assert attn.shape == (2, 4, 65, 65)  # (B, H, N, N)
     np.testing.assert_allclose(attn.sum(-1), 1.0, atol=1e-5)
 
 
@@ -75,7 +77,7 @@ def test_lsa_masks_the_diagonal_and_learns_temperature():
     lsa = small.build("vit_spt_lsa", "digits", 8, 1, 10)
     plain = small.build("vit", "digits", 8, 1, 10)
     diag = np.diagonal(np.asarray(lsa.forward(x)["attention"][0]), axis1=-2, axis2=-1)
-    assert np.all(diag < 1e-6)                                            # no self-attention
+    assert np.all(diag < 1e-6)  # no self-attention
     plain_diag = np.diagonal(np.asarray(plain.forward(x)["attention"][0]), axis1=-2, axis2=-1)
     assert np.all(plain_diag > 1e-4)
     trainable = {v.path for v in lsa.trainable_variables}
@@ -90,10 +92,10 @@ def test_spt_sees_shifted_neighbours():
     plain = small.PatchEmbedding(patch_size=2, embed_dim=8)
     x = np.zeros((1, 8, 8, 1), "float32")
     y = x.copy()
-    y[0, 2, 2, 0] = 5.0                           # a pixel of patch (1, 1), diagonal neighbour
+    y[0, 2, 2, 0] = 5.0  # a pixel of patch (1, 1), diagonal neighbour
     for layer, depends in ((spt, True), (plain, False)):
         a, b = np.asarray(layer(x)), np.asarray(layer(y))
-        assert a.shape == (1, 16, 8)                                      # (B, N, D)
+        assert a.shape == (1, 16, 8)  # (B, N, D)
         assert (not np.allclose(a[0, 0], b[0, 0])) == depends
 
 
@@ -105,6 +107,7 @@ def test_bad_hyperparameters_are_named():
 
 
 # --- data ----------------------------------------------------------------------------------
+
 
 def test_digits_split_is_real_fixed_and_stratified():
     d = small_data.load_digits()
@@ -129,16 +132,18 @@ def test_subset_is_stratified_and_nested():
 
 def test_required_resources():
     assert small_data.required_resources(types.SimpleNamespace(small_dataset="digits")) == []
-    assert small_data.required_resources(
-        types.SimpleNamespace(small_dataset="cifar10")) == ["cifar10"]
-    assert set(small_data.required_resources(
-        types.SimpleNamespace(small_dataset="cifar10"))) <= set(downloads.RESOURCES)
+    assert small_data.required_resources(types.SimpleNamespace(small_dataset="cifar10")) == [
+        "cifar10"
+    ]
+    assert set(
+        small_data.required_resources(types.SimpleNamespace(small_dataset="cifar10"))
+    ) <= set(downloads.RESOURCES)
 
 
 def test_cifar10_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
-    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")     # nothing listens there
+    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(downloads.DownloadError, match="small_dataset='digits'") as err:
         small_data.load(types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path)))
     msg = str(err.value)
@@ -150,11 +155,12 @@ def test_cifar10_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
 def _write_cifar(folder, x, y, n_batches=5):
     """The python version's layout: pickled dicts of (N, 3072) R, G, B planes and labels."""
     import pickle
+
     folder.mkdir(parents=True)
     xs, ys = np.array_split(x, n_batches), np.array_split(y, n_batches)
 
     def rows(a):
-        return a.transpose(0, 3, 1, 2).reshape(len(a), -1)              # (N, 3072)
+        return a.transpose(0, 3, 1, 2).reshape(len(a), -1)  # (N, 3072)
 
     for i, (xb, yb) in enumerate(zip(xs, ys), 1):
         batch = {b"data": rows(xb), b"labels": yb.tolist()}
@@ -165,16 +171,24 @@ def _write_cifar(folder, x, y, n_batches=5):
 def test_cifar10_is_read_from_the_cache_folder(tmp_path, monkeypatch):
     """CIFAR-10 handed in (or extracted) under <cache>/downloads: read without the network."""
     import pickle
-    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")     # any download would fail
+
+    monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")  # any download would fail
     rng = np.random.default_rng(0)
-    fake = ((rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
-             rng.integers(0, 10, (50,), dtype=np.int64)),
-            (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
-             rng.integers(0, 10, (20,), dtype=np.int64)))
+    fake = (
+        (
+            rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, (50,), dtype=np.int64),
+        ),
+        (
+            rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, (20,), dtype=np.int64),
+        ),
+    )
     folder = tmp_path / "downloads" / "cifar-10-batches-py"
     rows = _write_cifar(folder, *fake[0])
-    (folder / "test_batch").write_bytes(pickle.dumps(
-        {b"data": rows(fake[1][0]), b"labels": fake[1][1].tolist()}, protocol=2))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({b"data": rows(fake[1][0]), b"labels": fake[1][1].tolist()}, protocol=2)
+    )
     cfg = types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path))
     d = small_data.load(cfg)
     assert d.x_train.shape == (50, 32, 32, 3) and d.y_train.shape == (50,)

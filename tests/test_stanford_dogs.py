@@ -3,6 +3,7 @@
 The real archives cannot be downloaded here; the tests feed the real code path archives in the
 real layout that :mod:`vitwatch.data.synthetic` writes.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from vitwatch import config, downloads
-from vitwatch.data import images, stanford_dogs as sd, synthetic
+from vitwatch.data import images, synthetic
+from vitwatch.data import stanford_dogs as sd
 
 N_CLASSES, TRAIN, TEST, SIZE = 4, 6, 3, 40
 
@@ -26,7 +28,8 @@ def archives(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def published_checksums(archives, monkeypatch):
-    """Hand-fetched archives are checked against the published SHA-256: here, the generated ones'."""
+    """Hand-fetched archives are checked against the published SHA-256 (here the generated
+    ones')."""
     import dataclasses
     import hashlib
 
@@ -41,13 +44,16 @@ def test_tampered_hand_fetched_archive_is_named(tmp_path, archives):
     shutil.copytree(archives, local)
     with open(local / "lists.tar", "ab") as f:
         f.write(b"tampered")
-    with pytest.raises(downloads.DownloadError, match=r"lists\.tar is not the published lists\.tar"):
+    with pytest.raises(
+        downloads.DownloadError, match=r"lists\.tar is not the published lists\.tar"
+    ):
         sd.load(_cfg(tmp_path, dogs_archives_dir=str(local)))
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(cache_dir=str(tmp_path / "cache"), dataset="stanford_dogs", img_size=SIZE,
-                val_fraction=0.34)
+    base = dict(
+        cache_dir=str(tmp_path / "cache"), dataset="stanford_dogs", img_size=SIZE, val_fraction=0.34
+    )
     base.update(kw)
     return config.from_profile("smoke", **base)
 
@@ -61,8 +67,12 @@ def test_breed_names_and_imagenet_index():
         sd.breed_name("Chihuahua")
     assert len(sd.FOLDERS) == 120 == len(sd.IMAGENET_INDEX)
     idx = sd.IMAGENET_INDEX
-    assert (idx["n02085620"], idx["n02110185"], idx["n02110627"], idx["n02116738"]) == \
-        (151, 250, 252, 275)
+    assert (idx["n02085620"], idx["n02110185"], idx["n02110627"], idx["n02116738"]) == (
+        151,
+        250,
+        252,
+        275,
+    )
     assert 251 not in idx.values() and len(set(idx.values())) == 120
 
 
@@ -76,11 +86,13 @@ def test_required_resources(tmp_path, archives):
 
 def test_download_failure_names_url_and_alternatives(tmp_path, monkeypatch):
     import urllib.error
+
     calls = []
 
     def offline(url, headers, timeout):
         calls.append(url)
         raise urllib.error.URLError(OSError("Network is unreachable"))
+
     monkeypatch.setattr(downloads, "_open", offline)
     monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
     with pytest.raises(downloads.DownloadError) as err:
@@ -109,7 +121,7 @@ def test_hand_fetched_archives_official_split_boxes(tmp_path, archives):
     for split in (dogs.train, dogs.val, dogs.test):
         for path, y, box in zip(split.paths, split.labels, split.boxes):
             folder = Path(path).parent.name
-            assert dogs.class_names[y] == sd.breed_name(folder)         # labels = folders
+            assert dogs.class_names[y] == sd.breed_name(folder)  # labels = folders
             assert box.shape == (1, 4) and (box[:, 2:] > box[:, :2]).all()
             assert images.check_image(path) is None
     # Stratified validation: every class in val, about val_fraction of its train images.
@@ -151,28 +163,38 @@ def test_corrupt_archive_is_named_and_leaves_nothing(tmp_path, archives, monkeyp
 
 
 def test_subsetting_is_seeded_and_skips_bad_files(tmp_path, archives):
-    cfg = _cfg(tmp_path, dogs_archives_dir=str(archives), train_per_class=3,
-               test_per_class=2, val_fraction=0.34)
+    cfg = _cfg(
+        tmp_path,
+        dogs_archives_dir=str(archives),
+        train_per_class=3,
+        test_per_class=2,
+        val_fraction=0.34,
+    )
     dogs = sd.load(cfg)
     train_counts = np.bincount(np.concatenate([dogs.train.labels, dogs.val.labels]))
-    assert list(train_counts) == [3] * N_CLASSES                    # bad files replaced
+    assert list(train_counts) == [3] * N_CLASSES  # bad files replaced
     assert list(np.bincount(dogs.test.labels)) == [2] * N_CLASSES
     assert list(np.bincount(dogs.val.labels)) == [1] * N_CLASSES
     again = sd.load(cfg)
     assert again.train.paths == dogs.train.paths
-    other = sd.load(_cfg(tmp_path, dogs_archives_dir=str(archives), train_per_class=3,
-                         test_per_class=2, seed=7))
+    other = sd.load(
+        _cfg(tmp_path, dogs_archives_dir=str(archives), train_per_class=3, test_per_class=2, seed=7)
+    )
     assert other.train.paths + other.val.paths != dogs.train.paths + dogs.val.paths
 
 
 def test_inconsistent_list_labels_are_reported(tmp_path, archives):
-    root = sd.extract_archives([archives / "images.tar", archives / "lists.tar",
-                                archives / "annotation.tar"], tmp_path / "x")
+    root = sd.extract_archives(
+        [archives / "images.tar", archives / "lists.tar", archives / "annotation.tar"],
+        tmp_path / "x",
+    )
     import scipy.io
+
     mat = scipy.io.loadmat(root / "train_list.mat")
-    mat["labels"][:] = 7                                           # every folder, one label
-    scipy.io.savemat(root / "train_list.mat", {k: v for k, v in mat.items()
-                                               if not k.startswith("__")})
+    mat["labels"][:] = 7  # every folder, one label
+    scipy.io.savemat(
+        root / "train_list.mat", {k: v for k, v in mat.items() if not k.startswith("__")}
+    )
     with pytest.raises(ValueError, match="train_list.mat: label 7"):
         sd.parse(root, _cfg(tmp_path))
 
@@ -203,8 +225,11 @@ def test_batches_skip_bad_images_without_stopping(tmp_path, archives):
     dogs = sd.load(_cfg(tmp_path, dogs_archives_dir=str(archives)))
     empty = tmp_path / "broken.jpg"
     empty.write_bytes(b"")
-    split = sd.Split(dogs.test.paths[:3] + [str(empty)] + dogs.test.paths[3:5],
-                     np.zeros(6, np.int64), [np.zeros((0, 4))] * 6)
+    split = sd.Split(
+        dogs.test.paths[:3] + [str(empty)] + dogs.test.paths[3:5],
+        np.zeros(6, np.int64),
+        [np.zeros((0, 4))] * 6,
+    )
     log = images.BadImageLog()
     got = list(sd.batches(split, 24, 4, log=log))
     assert np.array_equal(np.concatenate([i for _, i in got]), [0, 1, 2, 4, 5])
@@ -233,19 +258,21 @@ def test_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orientation):
     """The VOC box, drawn on the stored pixels of an EXIF-oriented photo, comes out of
     image_boxes covering exactly the bright object of the photo as load_image returns it."""
     from PIL import Image
-    stored = np.full((40, 64, 3), 20, np.uint8)                 # (H, W) stored
-    stored[8:16, 16:40] = 235                                   # object: VOC [17, 9, 40, 16]
+
+    stored = np.full((40, 64, 3), 20, np.uint8)  # (H, W) stored
+    stored[8:16, 16:40] = 235  # object: VOC [17, 9, 40, 16]
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(stored).save(tmp_path / "dog.jpg", quality=95, subsampling=0, exif=exif)
     (tmp_path / "dog").write_text(
         "<annotation><size><width>64</width><height>40</height></size><object><bndbox>"
         "<xmin>17</xmin><ymin>9</ymin><xmax>40</xmax><ymax>16</ymax></bndbox></object>"
-        "</annotation>")
-    (x0, y0, x1, y1), = sd.image_boxes(tmp_path / "dog", tmp_path / "dog.jpg").astype(int)
+        "</annotation>"
+    )
+    ((x0, y0, x1, y1),) = sd.image_boxes(tmp_path / "dog", tmp_path / "dog.jpg").astype(int)
     bright = images.load_image(tmp_path / "dog.jpg").mean(axis=2) > 128  # (H, W) upright
     expected = np.zeros_like(bright)
-    expected[y0 - 1:y1, x0 - 1:x1] = True
+    expected[y0 - 1 : y1, x0 - 1 : x1] = True
     np.testing.assert_array_equal(bright, expected)
     # an image that cannot be read keeps its boxes as they are (it is never loaded anyway)
     (tmp_path / "bad.jpg").write_bytes(b"junk")

@@ -1,4 +1,5 @@
 """vitwatch.stats against known values: scipy.stats.binomtest, sklearn.metrics, simulations."""
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -28,8 +29,8 @@ def test_topk_matches_sklearn():
 def test_macro_f1_matches_sklearn_with_missing_classes():
     probs, labels = _fake_predictions(n=200, k=15, acc=0.5, seed=1)
     preds = probs.argmax(1)
-    labels[labels == 3] = 4          # class 3 never true
-    preds[preds == 7] = 8            # class 7 never predicted
+    labels[labels == 3] = 4  # class 3 never true
+    preds[preds == 7] = 8  # class 7 never predicted
     ref = skm.f1_score(labels, preds, average="macro", zero_division=0)
     assert stats.macro_f1(labels, preds, 15) == pytest.approx(ref)
 
@@ -38,8 +39,9 @@ def test_per_class_metrics_match_sklearn():
     probs, labels = _fake_predictions(n=300, k=8, acc=0.6, seed=2)
     preds = probs.argmax(1)
     df = stats.per_class_metrics(labels, preds, [f"c{i}" for i in range(8)])
-    p, r, f, s = skm.precision_recall_fscore_support(labels, preds, labels=np.arange(8),
-                                                     zero_division=0)
+    p, r, f, s = skm.precision_recall_fscore_support(
+        labels, preds, labels=np.arange(8), zero_division=0
+    )
     np.testing.assert_allclose(df["precision"], p)
     np.testing.assert_allclose(df["recall"], r)
     np.testing.assert_allclose(df["f1"], f)
@@ -49,8 +51,10 @@ def test_per_class_metrics_match_sklearn():
 def test_confusion_matrix_matches_sklearn():
     probs, labels = _fake_predictions(n=300, k=8, seed=3)
     preds = probs.argmax(1)
-    np.testing.assert_array_equal(stats.confusion_matrix(labels, preds, 8),
-                                  skm.confusion_matrix(labels, preds, labels=np.arange(8)))
+    np.testing.assert_array_equal(
+        stats.confusion_matrix(labels, preds, 8),
+        skm.confusion_matrix(labels, preds, labels=np.arange(8)),
+    )
 
 
 @pytest.mark.parametrize("b,c", [(0, 0), (1, 0), (5, 12), (30, 31), (40, 10), (0, 9)])
@@ -68,7 +72,7 @@ def test_mcnemar_known_value():
     # b = 10, c = 0: p = 2 * 0.5**10
     a = np.r_[np.ones(10, bool), np.ones(5, bool)]
     b = np.r_[np.zeros(10, bool), np.ones(5, bool)]
-    assert stats.mcnemar_exact(a, b)["p_value"] == pytest.approx(2 * 0.5 ** 10)
+    assert stats.mcnemar_exact(a, b)["p_value"] == pytest.approx(2 * 0.5**10)
 
 
 def test_bootstrap_ci_covers_and_matches_binomial_width():
@@ -109,7 +113,7 @@ def test_paired_diff_ci():
     a = rng.random(3000) < 0.80
     b = a.copy()
     flip = rng.random(3000) < 0.10
-    b[flip] = ~b[flip]                           # b is a with 10 % of answers flipped
+    b[flip] = ~b[flip]  # b is a with 10 % of answers flipped
     d, lo, hi = stats.paired_bootstrap_diff(a, b, n_boot=1000, seed=0)
     assert d == pytest.approx(a.mean() - b.mean())
     assert lo < d < hi
@@ -166,22 +170,25 @@ def test_bootstrap_mean_matches_t_interval():
 
 def test_min_detectable_difference_matches_hand_formula_and_simulated_power():
     from scipy import stats as sps
+
     # large n: delta^2 << psi, so delta ~ (z_0.975 + z_0.8) sqrt(psi / n) = 2.8016 sqrt(psi / n)
     d = stats.min_detectable_difference(8580, 0.15)
-    assert d == pytest.approx((sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * np.sqrt(0.15 / 8580),
-                              rel=0.01)
+    assert d == pytest.approx(
+        (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * np.sqrt(0.15 / 8580), rel=0.01
+    )
     # solves Connor's (1987) sample-size equation exactly
     n, psi = 600, 0.2
     d = stats.min_detectable_difference(n, psi)
-    n_back = (1.959964 * np.sqrt(psi) + 0.841621 * np.sqrt(psi - d ** 2)) ** 2 / d ** 2
+    n_back = (1.959964 * np.sqrt(psi) + 0.841621 * np.sqrt(psi - d**2)) ** 2 / d**2
     assert n_back == pytest.approx(n, rel=1e-4)
     # at that difference the exact McNemar test has about 80 % power (it is slightly
     # conservative), at half of it far less
     assert stats.mcnemar_power(n, psi, d, n_sim=4000) == pytest.approx(0.8, abs=0.05)
     assert stats.mcnemar_power(n, psi, d / 2, n_sim=4000) < 0.4
     # fewer images or more disagreement: a larger detectable difference
-    assert stats.min_detectable_difference(100, psi) > d > stats.min_detectable_difference(
-        8580, psi)
+    assert (
+        stats.min_detectable_difference(100, psi) > d > stats.min_detectable_difference(8580, psi)
+    )
     assert stats.min_detectable_difference(n, 0.4) > d
     assert np.isnan(stats.min_detectable_difference(3, 0.05))
     with pytest.raises(ValueError, match="discordance"):
@@ -191,4 +198,4 @@ def test_min_detectable_difference_matches_hand_formula_and_simulated_power():
 def test_mcnemar_power_has_its_size_under_the_null():
     # the exact test never exceeds its level (up to simulation noise) when diff = 0
     assert stats.mcnemar_power(300, 0.2, 0.0, n_sim=4000) <= 0.06
-    assert stats.mcnemar_power(300, 0.2, 0.2, n_sim=500) == 1.0           # all one way
+    assert stats.mcnemar_power(300, 0.2, 0.2, n_sim=500) == 1.0  # all one way

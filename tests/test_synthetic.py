@@ -1,4 +1,5 @@
 """The synthetic stand-in: real archive layout, fast, and learnable by a linear probe."""
+
 import io
 import json
 import tarfile
@@ -11,22 +12,28 @@ import pytest
 import scipy.io
 
 from vitwatch import config, features
-from vitwatch.data import images, stanford_dogs as sd, synthetic
+from vitwatch.data import images, synthetic
+from vitwatch.data import stanford_dogs as sd
 
 
 def test_archives_in_the_real_layout(tmp_path):
     t = time.perf_counter()
-    root = synthetic.generate(tmp_path, num_classes=3, train_per_class=4, test_per_class=2,
-                              img_size=32, seed=0)
+    root = synthetic.generate(
+        tmp_path, num_classes=3, train_per_class=4, test_per_class=2, img_size=32, seed=0
+    )
     assert time.perf_counter() - t < 10
-    assert sorted(p.name for p in root.glob("*.tar")) == ["annotation.tar", "images.tar",
-                                                           "lists.tar"]
+    assert sorted(p.name for p in root.glob("*.tar")) == [
+        "annotation.tar",
+        "images.tar",
+        "lists.tar",
+    ]
     folders = synthetic.class_folders(3)
     assert all(f in sd.FOLDERS for f in folders)
     with tarfile.open(root / "images.tar") as tar:
         names = tar.getnames()
-    assert len(names) == 3 * 6 and all(n.startswith("Images/n0") and n.endswith(".jpg")
-                                       for n in names)
+    assert len(names) == 3 * 6 and all(
+        n.startswith("Images/n0") and n.endswith(".jpg") for n in names
+    )
     assert {n.split("/")[1] for n in names} == set(folders)
     with tarfile.open(root / "lists.tar") as tar:
         assert sorted(tar.getnames()) == ["file_list.mat", "test_list.mat", "train_list.mat"]
@@ -83,16 +90,22 @@ def test_smoke_profile_loads_through_the_real_code(tmp_path):
         assert 1 <= box[0, 0] < box[0, 2] <= w and 1 <= box[0, 1] < box[0, 3] <= h
     # EXIF-oriented photos: the XML box is on the stored pixels, as in the real annotations;
     # the loaded split holds the upright box, the frame of the loaded pixels.
-    boxes = dict(zip(dogs.train.paths + dogs.val.paths + dogs.test.paths,
-                     dogs.train.boxes + dogs.val.boxes + dogs.test.boxes))
+    boxes = dict(
+        zip(
+            dogs.train.paths + dogs.val.paths + dogs.test.paths,
+            dogs.train.boxes + dogs.val.boxes + dogs.test.boxes,
+        )
+    )
     oriented = [o for o in manifest["odd_files"] if o["kind"].startswith("exif_")]
     assert {o["kind"] for o in oriented} == {f"exif_{n}" for n in range(2, 9)}
-    assert sum(str(sd.extracted_dir(cfg) / "Images" / o["file"]) in dogs.test.paths
-               for o in oriented) >= 3                          # notebook 04's boxes too
+    assert (
+        sum(str(sd.extracted_dir(cfg) / "Images" / o["file"]) in dogs.test.paths for o in oriented)
+        >= 3
+    )  # notebook 04's boxes too
     for o in oriented:
         path = sd.extracted_dir(cfg) / "Images" / o["file"]
         xml = sd.read_boxes(sd.extracted_dir(cfg) / "Annotation" / o["file"][:-4])
-        assert xml[0].tolist() != o["upright_box"]             # stored frame != upright
+        assert xml[0].tolist() != o["upright_box"]  # stored frame != upright
         np.testing.assert_array_equal(boxes[str(path)][0], o["upright_box"])
         h, w = images.load_image(path).shape[:2]
         x0, y0, x1, y1 = o["upright_box"]
@@ -102,14 +115,16 @@ def test_smoke_profile_loads_through_the_real_code(tmp_path):
 def _random_convnet(img_size):
     """A small random-weight conv net (no training): mean- and max-pooled conv features."""
     import keras
+
     keras.utils.set_random_seed(0)
     inp = keras.Input((img_size, img_size, 3))
     x = inp
     for width in (32, 64, 128):
         x = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
-    out = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(x),
-                                      keras.layers.GlobalMaxPooling2D()(x)])
-    return keras.Model(inp, out)                                     # (B, 256)
+    out = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalMaxPooling2D()(x)]
+    )
+    return keras.Model(inp, out)  # (B, 256)
 
 
 def test_linear_probe_on_random_conv_features_beats_chance(tmp_path):
@@ -119,14 +134,17 @@ def test_linear_probe_on_random_conv_features_beats_chance(tmp_path):
     cfg = config.from_profile("smoke", cache_dir=str(tmp_path))
     dogs = sd.load(cfg)
     backbone = types.SimpleNamespace(
-        name="random_convnet", model=_random_convnet(cfg.img_size),
-        preprocess=lambda x: x / 127.5 - 1.0, img_size=cfg.img_size, feature_dim=256,
-        cache_key="random-seed0")
+        name="random_convnet",
+        model=_random_convnet(cfg.img_size),
+        preprocess=lambda x: x / 127.5 - 1.0,
+        img_size=cfg.img_size,
+        feature_dim=256,
+        cache_key="random-seed0",
+    )
     train = features.extract(backbone, dogs.train, "train", cfg, progress=False)
     test = features.extract(backbone, dogs.test, "test", cfg, progress=False)
     scaler = StandardScaler().fit(train)
-    probe = LogisticRegression(C=0.1, max_iter=2000).fit(scaler.transform(train),
-                                                          dogs.train.labels)
+    probe = LogisticRegression(C=0.1, max_iter=2000).fit(scaler.transform(train), dogs.train.labels)
     acc = probe.score(scaler.transform(test), dogs.test.labels)
     chance = 1 / dogs.num_classes
     assert acc >= 0.75 and acc > 5 * chance, acc

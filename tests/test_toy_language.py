@@ -1,4 +1,5 @@
 """The toy coreference Transformer learns, and "il" attends to "chat" in the seed sentence."""
+
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ def test_grammar_and_encoding():
 
 @pytest.fixture(scope="module")
 def trained():
-    train, val, seed = tl.make_datasets(seed=0)       # the notebook's settings
+    train, val, seed = tl.make_datasets(seed=0)  # the notebook's settings
     model, history = tl.train(train, val, seed=0)
     return model, history, val, seed
 
@@ -35,16 +36,16 @@ def trained():
 def test_learns_and_generalises(trained):
     model, history, val, seed = trained
     assert history["loss"][-1] < history["loss"][0]
-    assert tl.accuracy(model, val) > 0.95          # chance is 1/6 within a noun class
+    assert tl.accuracy(model, val) > 0.95  # chance is 1/6 within a noun class
     words, _ = tl.predict(model, seed)
-    assert words == ["chat", "tabouret"]          # held-out sentences, both readings
+    assert words == ["chat", "tabouret"]  # held-out sentences, both readings
 
 
 def test_il_attends_to_chat(trained):
     model, _, _, seed = trained
     _, atts = tl.predict(model, seed)
     ws = tl.words(seed, 0)
-    readout = tl.pronoun_attention(atts, seed, 0)[-1].mean(axis=0)    # (n_words,)
+    readout = tl.pronoun_attention(atts, seed, 0)[-1].mean(axis=0)  # (n_words,)
     assert ws[int(np.argmax(readout))] == "chat"
     assert readout[ws.index("chat")] > 0.5 > readout[ws.index("tabouret")]
     counter = tl.pronoun_attention(atts, seed, 1)[-1].mean(axis=0)

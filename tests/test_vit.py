@@ -1,5 +1,6 @@
 """Our Keras ViT: pinned sizes, parity with timm's reader of Google's checkpoints, the attention
 API, checkpoint validation and position-embedding resampling."""
+
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from vitwatch.models import vit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vit_parity.npz"
-TOL = 1e-4            # parity tolerance with timm (float32, two frameworks)
+TOL = 1e-4  # parity tolerance with timm (float32, two frameworks)
 
 # Parameter counts with a 1000-class head (testing at img_size 64). S/16 and B/16 match the
 # published 22.05 M / 86.57 M (timm's vit_small/base_patch16_224).
@@ -49,7 +50,7 @@ def test_parity_with_timm(tmp_path):
     model, f, _ = _fixture_model(tmp_path)
     assert json.loads(str(f["versions"]))["act_layer"] == "gelu_tanh"
     logits = np.asarray(model(f["images"]))
-    assert np.abs(logits).max() > 0.1                  # a non-degenerate comparison
+    assert np.abs(logits).max() > 0.1  # a non-degenerate comparison
     np.testing.assert_allclose(logits, f["logits"], atol=TOL, rtol=0)
     out = model.forward(f["images"])
     np.testing.assert_allclose(np.asarray(out["features"]), f["features"], atol=TOL, rtol=0)
@@ -67,7 +68,7 @@ def test_default_activation_is_googles_tanh_gelu_not_exact(tmp_path):
     assert np.abs(np.asarray(exact(f["images"])) - f["logits"]).max() > 100 * TOL
     x = np.linspace(-4, 4, 81, dtype="float32")
     gap = np.abs(np.asarray(vit.gelu(x)) - np.asarray(vit.gelu(x, approximate=False))).max()
-    assert 1e-4 < gap < 1e-3                           # tanh form: at most 4.7e-4 from erf
+    assert 1e-4 < gap < 1e-3  # tanh form: at most 4.7e-4 from erf
 
 
 def test_activation_is_part_of_the_config(tmp_path):
@@ -78,7 +79,7 @@ def test_activation_is_part_of_the_config(tmp_path):
     assert again.approximate_gelu is False
     assert all(block.approximate_gelu is False for block in again.blocks)
     assert model.blocks[0].get_config()["approximate_gelu"] is False
-    twin = vit.with_gelu(model, approximate=True)             # same weights, tanh GELU
+    twin = vit.with_gelu(model, approximate=True)  # same weights, tanh GELU
     f = np.load(FIXTURE)
     np.testing.assert_allclose(np.asarray(twin(f["images"])), f["logits"], atol=TOL, rtol=0)
 

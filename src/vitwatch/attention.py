@@ -16,10 +16,11 @@ Analyses of a ViT's attention (inputs: the ``attention`` list of ``(B, H, N, N)`
 Everything here is plain NumPy so that it can be read next to the formulas; the models use
 TensorFlow kernels, and notebook 01 checks that both agree.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,20 +44,20 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share their last dimension d_k, got {q.shape} and "
-                         f"{k.shape}")
+        raise ValueError(
+            f"q and k must share their last dimension d_k, got {q.shape} and {k.shape}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must hold the same number of keys, got {k.shape} and "
-                         f"{v.shape}")
+        raise ValueError(f"k and v must hold the same number of keys, got {k.shape} and {v.shape}")
     d_k = q.shape[-1]
-    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(d_k)          # (..., Nq, Nk)
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(d_k)  # (..., Nq, Nk)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if not mask.any(axis=-1).all():
             raise ValueError("mask: every query must be allowed to attend to at least one key")
         scores = np.where(mask, scores, -np.inf)
-    weights = softmax(scores, axis=-1)                           # (..., Nq, Nk)
-    return weights @ v, weights                                  # (..., Nq, d_v)
+    weights = softmax(scores, axis=-1)  # (..., Nq, Nk)
+    return weights @ v, weights  # (..., Nq, d_v)
 
 
 def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
@@ -80,13 +81,14 @@ def _as_matrix(w, name: str) -> np.ndarray:
         return w
     if w.ndim == 3:
         if name == "wo":
-            return w.reshape(-1, w.shape[-1])                    # (H * d, C)
-        return w.reshape(w.shape[0], -1)                         # (C, H * d)
+            return w.reshape(-1, w.shape[-1])  # (H * d, C)
+        return w.reshape(w.shape[0], -1)  # (C, H * d)
     raise ValueError(f"{name}: expected a 2-D or 3-D kernel, got shape {w.shape}")
 
 
-def multi_head_attention(x, wq, wk, wv, wo, num_heads, bq=None, bk=None, bv=None, bo=None,
-                         context=None, mask=None):
+def multi_head_attention(
+    x, wq, wk, wv, wo, num_heads, bq=None, bk=None, bv=None, bo=None, context=None, mask=None
+):
     """Multi-head attention ``MHA(x) = concat(head_1..head_H) W_o``; returns ``(out, weights)``.
 
     x: ``(B, N, C)`` queries; ``context``: ``(B, M, C)`` keys/values (default: ``x``, i.e.
@@ -100,18 +102,18 @@ def multi_head_attention(x, wq, wk, wv, wo, num_heads, bq=None, bk=None, bv=None
         raise ValueError(f"x must be (B, N, C), got shape {x.shape}")
 
     def project(inp, w, b, name):
-        y = inp @ _as_matrix(w, name)                            # (B, N, H*d)
+        y = inp @ _as_matrix(w, name)  # (B, N, H*d)
         return y if b is None else y + np.asarray(b).reshape(-1)
 
-    q = split_heads(project(x, wq, bq, "wq"), num_heads)         # (B, H, N, d)
-    k = split_heads(project(ctx, wk, bk, "wk"), num_heads)       # (B, H, M, d)
-    v = split_heads(project(ctx, wv, bv, "wv"), num_heads)       # (B, H, M, d)
+    q = split_heads(project(x, wq, bq, "wq"), num_heads)  # (B, H, N, d)
+    k = split_heads(project(ctx, wk, bk, "wk"), num_heads)  # (B, H, M, d)
+    v = split_heads(project(ctx, wv, bv, "wv"), num_heads)  # (B, H, M, d)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        if mask.ndim == 3:                                       # (B, N, M) -> (B, 1, N, M)
+        if mask.ndim == 3:  # (B, N, M) -> (B, 1, N, M)
             mask = mask[:, None]
     heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, N, d)
-    out = merge_heads(heads) @ _as_matrix(wo, "wo")              # (B, N, C)
+    out = merge_heads(heads) @ _as_matrix(wo, "wo")  # (B, N, C)
     if bo is not None:
         out = out + np.asarray(bo)
     return out, weights
@@ -120,6 +122,7 @@ def multi_head_attention(x, wq, wk, wv, wo, num_heads, bq=None, bk=None, bv=None
 # --------------------------------------------------------------------------------------------
 # Analyses of attention maps
 # --------------------------------------------------------------------------------------------
+
 
 def _stack_layers(attentions) -> np.ndarray:
     """A list of ``(B, H, N, N)`` (one per block) -> ``(L, B, H, N, N)`` float64."""
@@ -132,8 +135,9 @@ def _stack_layers(attentions) -> np.ndarray:
         if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
             raise ValueError(f"attentions[{i}]: expected (B, H, N, N), got shape {a.shape}")
         if a.shape != arrs[0].shape:
-            raise ValueError(f"attentions[{i}]: shape {a.shape} differs from block 0's "
-                             f"{arrs[0].shape}")
+            raise ValueError(
+                f"attentions[{i}]: shape {a.shape} differs from block 0's {arrs[0].shape}"
+            )
     return np.stack(arrs)
 
 
@@ -146,11 +150,11 @@ def rollout(attentions, head_fusion: str = "mean", add_residual: bool = True) ->
 
     head_fusion: "mean" (the paper's), "max" or "min" over the heads of each block.
     """
-    att = _stack_layers(attentions)                              # (L, B, H, N, N)
+    att = _stack_layers(attentions)  # (L, B, H, N, N)
     fuse = {"mean": np.mean, "max": np.max, "min": np.min}
     if head_fusion not in fuse:
         raise ValueError(f"head_fusion must be one of {sorted(fuse)}, got {head_fusion!r}")
-    a = fuse[head_fusion](att, axis=2)                           # (L, B, N, N)
+    a = fuse[head_fusion](att, axis=2)  # (L, B, N, N)
     n = a.shape[-1]
     if add_residual:
         # Each block computes x + Attention(x): the residual connection carries the token's own
@@ -161,10 +165,10 @@ def rollout(attentions, head_fusion: str = "mean", add_residual: bool = True) ->
     # (and after adding I) rows no longer sum to 1, and the product of row-stochastic matrices
     # is row-stochastic only if every factor is.
     a = a / a.sum(axis=-1, keepdims=True)
-    joint = a[0]                                                 # (B, N, N)
+    joint = a[0]  # (B, N, N)
     for layer in a[1:]:
         # Information flows input -> block 1 -> block 2 ...: compose the later block on the left.
-        joint = layer @ joint                                    # (B, N, N)
+        joint = layer @ joint  # (B, N, N)
     return joint
 
 
@@ -192,18 +196,19 @@ def cls_attention_maps(attn, grid) -> np.ndarray:
     n = a.shape[-1]
     prefix = n - gh * gw
     if prefix < 1:
-        raise ValueError(f"attn has {n} tokens: a {gh}x{gw} grid plus a class token needs "
-                         f"{gh * gw + 1}")
-    maps = a[..., 0, prefix:]                                    # (..., H, gh*gw)
-    return maps.reshape(*maps.shape[:-1], gh, gw)                # (..., H, gh, gw)
+        raise ValueError(
+            f"attn has {n} tokens: a {gh}x{gw} grid plus a class token needs {gh * gw + 1}"
+        )
+    maps = a[..., 0, prefix:]  # (..., H, gh*gw)
+    return maps.reshape(*maps.shape[:-1], gh, gw)  # (..., H, gh, gw)
 
 
 def patch_distances(grid, patch_size: int) -> np.ndarray:
     """Euclidean distance in pixels between patch centres, ``(gh*gw, gh*gw)``."""
     gh, gw = _grid_hw(grid)
     rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-    pos = np.stack([rows.ravel(), cols.ravel()], axis=1) * float(patch_size)   # (P, 2)
-    return np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)          # (P, P)
+    pos = np.stack([rows.ravel(), cols.ravel()], axis=1) * float(patch_size)  # (P, 2)
+    return np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)  # (P, P)
 
 
 def mean_attention_distance(attn, grid, patch_size: int) -> np.ndarray:
@@ -222,17 +227,17 @@ def mean_attention_distance(attn, grid, patch_size: int) -> np.ndarray:
     -> ``(H,)``.
     """
     single = not isinstance(attn, (list, tuple))
-    att = _stack_layers(attn)                                    # (L, B, H, N, N)
+    att = _stack_layers(attn)  # (L, B, H, N, N)
     gh, gw = _grid_hw(grid)
     n = att.shape[-1]
     prefix = n - gh * gw
     if prefix < 0:
         raise ValueError(f"attention has {n} tokens, fewer than the {gh}x{gw} grid's {gh * gw}")
-    a = att[..., prefix:, prefix:]                               # (L, B, H, P, P)
+    a = att[..., prefix:, prefix:]  # (L, B, H, P, P)
     a = a / np.clip(a.sum(axis=-1, keepdims=True), 1e-12, None)
-    dist = patch_distances((gh, gw), patch_size)                 # (P, P)
-    per_query = (a * dist).sum(axis=-1)                          # (L, B, H, P)
-    out = per_query.mean(axis=(1, 3))                            # (L, H)
+    dist = patch_distances((gh, gw), patch_size)  # (P, P)
+    per_query = (a * dist).sum(axis=-1)  # (L, B, H, P)
+    out = per_query.mean(axis=(1, 3))  # (L, H)
     return out[0] if single else out
 
 
@@ -263,6 +268,6 @@ def time_attention(seq_lens: Sequence[int], dim: int = 64, repeats: int = 3, see
                 best = min(best, time.perf_counter() - t0)
             secs.append(best)
     secs = np.asarray(secs)
-    upper = slice(max(0, len(lens) // 2 - 1), None)                 # the larger lengths
+    upper = slice(max(0, len(lens) // 2 - 1), None)  # the larger lengths
     slope = float(np.polyfit(np.log(lens[upper]), np.log(secs[upper]), 1)[0])
     return lens, secs, slope

@@ -19,21 +19,24 @@ The NLL is convex in ``beta = 1 / T`` (a log-sum-exp minus a linear term), so it
 increasing and the minimiser is found by bisection on the derivative: no optimiser tolerance to
 tune, and ``tests/test_calibration.py`` checks it against ``scipy.optimize``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from vitwatch import stats
 
-N_BINS = 15                      # Guo et al. (2017) use M = 15 bins
-_EPS = 1e-12                     # probabilities are clipped here before taking logs
+N_BINS = 15  # Guo et al. (2017) use M = 15 bins
+_EPS = 1e-12  # probabilities are clipped here before taking logs
 
 
 def _check(probs, labels):
     probs, labels = stats._check_probs(probs, labels)
     if probs.size and (probs.min() < 0 or probs.max() > 1 + 1e-6):
-        raise ValueError("calibration: probs must be probabilities in [0, 1], got range "
-                         f"[{probs.min():.3g}, {probs.max():.3g}]")
+        raise ValueError(
+            "calibration: probs must be probabilities in [0, 1], got range "
+            f"[{probs.min():.3g}, {probs.max():.3g}]"
+        )
     return probs.astype(np.float64), labels
 
 
@@ -47,15 +50,19 @@ def _bins(conf, n_bins: int) -> np.ndarray:
 def reliability(probs, labels, n_bins: int = N_BINS) -> dict[str, np.ndarray]:
     """Per bin: ``count``, mean ``confidence``, ``accuracy`` (NaN for empty bins), ``edges``."""
     probs, labels = _check(probs, labels)
-    conf = probs.max(axis=1)                                           # (N,)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)      # (N,)
+    conf = probs.max(axis=1)  # (N,)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)  # (N,)
     b = _bins(conf, n_bins)
     count = np.bincount(b, minlength=n_bins).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(b, conf, n_bins) / count
         acc = np.bincount(b, correct, n_bins) / count
-    return {"count": count, "confidence": mean_conf, "accuracy": acc,
-            "edges": np.linspace(0.0, 1.0, n_bins + 1)}
+    return {
+        "count": count,
+        "confidence": mean_conf,
+        "accuracy": acc,
+        "edges": np.linspace(0.0, 1.0, n_bins + 1),
+    }
 
 
 def ece(probs, labels, n_bins: int = N_BINS) -> float:
@@ -70,7 +77,7 @@ def ece(probs, labels, n_bins: int = N_BINS) -> float:
 
 def nll_per_image(probs, labels) -> np.ndarray:
     probs, labels = _check(probs, labels)
-    return -np.log(np.clip(probs[np.arange(labels.size), labels], _EPS, None))   # (N,)
+    return -np.log(np.clip(probs[np.arange(labels.size), labels], _EPS, None))  # (N,)
 
 
 def nll(probs, labels) -> float:
@@ -82,7 +89,7 @@ def brier_per_image(probs, labels) -> np.ndarray:
     probs, labels = _check(probs, labels)
     onehot = np.zeros_like(probs)
     onehot[np.arange(labels.size), labels] = 1.0
-    return np.sum((probs - onehot) ** 2, axis=1)                         # (N,)
+    return np.sum((probs - onehot) ** 2, axis=1)  # (N,)
 
 
 def brier(probs, labels) -> float:
@@ -99,7 +106,7 @@ def apply_temperature(probs, temperature: float) -> np.ndarray:
     """``softmax(log(probs) / T)``: the probabilities of logits divided by ``T``."""
     if not temperature > 0:
         raise ValueError(f"calibration: temperature must be > 0, got {temperature}")
-    z = _log_probs(probs) / temperature                                # (N, K)
+    z = _log_probs(probs) / temperature  # (N, K)
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -121,12 +128,12 @@ def fit_temperature(val_probs, val_labels, bounds=(0.05, 20.0), iters: int = 60)
     if labels.size == 0:
         raise ValueError("calibration.fit_temperature: no validation images")
     z = _log_probs(probs)
-    lo, hi = np.log(1.0 / bounds[1]), np.log(1.0 / bounds[0])          # log beta
+    lo, hi = np.log(1.0 / bounds[1]), np.log(1.0 / bounds[0])  # log beta
     if _nll_grad(z, labels, np.exp(lo)) >= 0:
         return float(bounds[1])
     if _nll_grad(z, labels, np.exp(hi)) <= 0:
         return float(bounds[0])
-    for _ in range(iters):                                             # width / 2^60
+    for _ in range(iters):  # width / 2^60
         mid = 0.5 * (lo + hi)
         if _nll_grad(z, labels, np.exp(mid)) < 0:
             lo = mid
@@ -136,8 +143,9 @@ def fit_temperature(val_probs, val_labels, bounds=(0.05, 20.0), iters: int = 60)
 
 
 # --- with uncertainty ------------------------------------------------------------------------
-def bootstrap(probs, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-              n_bins: int = N_BINS) -> dict[str, tuple[float, float, float]]:
+def bootstrap(
+    probs, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95, n_bins: int = N_BINS
+) -> dict[str, tuple[float, float, float]]:
     """``{"ece" | "nll" | "brier": (value, lo, hi)}``, percentile CIs on shared resamples."""
     probs, labels = _check(probs, labels)
     conf = probs.max(axis=1)
@@ -145,17 +153,20 @@ def bootstrap(probs, labels, n_boot: int = 1000, seed: int = 0, level: float = 0
     b = _bins(conf, n_bins)
     per = {"nll": nll_per_image(probs, labels), "brier": brier_per_image(probs, labels)}
     reps = {"ece": [], "nll": [], "brier": []}
-    for idx in stats.bootstrap_indices(labels.size, n_boot, seed):    # (r, N)
+    for idx in stats.bootstrap_indices(labels.size, n_boot, seed):  # (r, N)
         r, n = idx.shape
-        flat = (b[idx] + n_bins * np.arange(r)[:, None]).ravel()       # (r * N,)
+        flat = (b[idx] + n_bins * np.arange(r)[:, None]).ravel()  # (r * N,)
         size = r * n_bins
         s_conf = np.bincount(flat, conf[idx].ravel(), size).reshape(r, n_bins)
         s_acc = np.bincount(flat, correct[idx].ravel(), size).reshape(r, n_bins)
-        reps["ece"].append(np.abs(s_acc - s_conf).sum(axis=1) / n)   # sum_b |S_acc - S_conf| / N
+        reps["ece"].append(np.abs(s_acc - s_conf).sum(axis=1) / n)  # sum_b |S_acc - S_conf| / N
         for k, v in per.items():
             reps[k].append(v[idx].mean(axis=1))
-    point = {"ece": ece(probs, labels, n_bins), "nll": float(per["nll"].mean()),
-             "brier": float(per["brier"].mean())}
+    point = {
+        "ece": ece(probs, labels, n_bins),
+        "nll": float(per["nll"].mean()),
+        "brier": float(per["brier"].mean()),
+    }
     return {k: (point[k], *stats.percentile_ci(np.concatenate(reps[k]), level)) for k in reps}
 
 
@@ -167,13 +178,18 @@ def table(runs: dict, n_boot: int = 1000, seed: int = 0, n_bins: int = N_BINS):
     ``_lo`` / ``_hi``, and top1 (unchanged by a temperature, a check).
     """
     import pandas as pd
+
     rows = []
     for name, (tp, tl, vp, vl) in runs.items():
         t = fit_temperature(vp, vl)
         for state, p, temp in (("before", tp, 1.0), ("after", apply_temperature(tp, t), t)):
             m = bootstrap(p, tl, n_boot, seed, n_bins=n_bins)
-            row = {"run": name, "state": state, "T": temp,
-                   "top1": float(np.mean(np.asarray(p).argmax(axis=1) == np.asarray(tl)))}
+            row = {
+                "run": name,
+                "state": state,
+                "T": temp,
+                "top1": float(np.mean(np.asarray(p).argmax(axis=1) == np.asarray(tl))),
+            }
             for k, (v, lo, hi) in m.items():
                 row.update({k: v, f"{k}_lo": lo, f"{k}_hi": hi})
             rows.append(row)

@@ -13,14 +13,16 @@ Typical use in a notebook::
     ...                                              # parameters cell (+ papermill's injection)
     cfg = config.validate(globals(), _names_before)  # next cell
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -41,40 +43,107 @@ PARAMS: dict[str, Param] = {
     # --- run -----------------------------------------------------------------------------
     "profile": Param(str, "smoke", "profile name", PROFILES),
     "seed": Param(int, 0, "global random seed (Python, NumPy, TensorFlow)"),
-    "cache_dir": Param(str, "", "downloads, generated artifacts and feature caches; '' = $VITWATCH_CACHE or ~/.cache/vitwatch"),
+    "cache_dir": Param(
+        str,
+        "",
+        "downloads, generated artifacts and feature caches; '' = $VITWATCH_CACHE or "
+        "~/.cache/vitwatch",
+    ),
     "results_dir": Param(str, "", "results store; '' = reports/<profile>/results"),
     "figures_dir": Param(str, "", "figure files; '' = figures/<profile>"),
     "batch_size": Param(int, 16, "batch size of backbone forward passes"),
     # --- data ----------------------------------------------------------------------------
-    "dataset": Param(str, "synthetic", "Stanford Dogs or its synthetic offline stand-in", ("stanford_dogs", "synthetic")),
-    "dogs_archives_dir": Param(str, "", "folder holding images.tar / lists.tar / annotation.tar fetched by hand"),
-    "imagenet_train_list": Param(str, "", "ILSVRC-2012 training list for the leakage count: caffe_ilsvrc12.tar.gz, train.txt or the train folder ('' = download it; smoke: generated)"),
+    "dataset": Param(
+        str,
+        "synthetic",
+        "Stanford Dogs or its synthetic offline stand-in",
+        ("stanford_dogs", "synthetic"),
+    ),
+    "dogs_archives_dir": Param(
+        str, "", "folder holding images.tar / lists.tar / annotation.tar fetched by hand"
+    ),
+    "imagenet_train_list": Param(
+        str,
+        "",
+        "ILSVRC-2012 training list for the leakage count: caffe_ilsvrc12.tar.gz, train.txt or "
+        "the train folder ('' = download it; smoke: generated)",
+    ),
     "img_size": Param(int, 64, "input resolution of the backbones (224 for the real models)"),
-    "train_per_class": Param(int, 0, "images per class kept from the official train split (0 = all)"),
+    "train_per_class": Param(
+        int, 0, "images per class kept from the official train split (0 = all)"
+    ),
     "test_per_class": Param(int, 0, "images per class kept from the official test split (0 = all)"),
     "val_fraction": Param(float, 0.2, "share of train carved out (stratified) as validation"),
     "synthetic_classes": Param(int, 10, "number of breeds of the synthetic stand-in"),
     "synthetic_train_per_class": Param(int, 30, "synthetic train images per breed"),
     "synthetic_test_per_class": Param(int, 10, "synthetic test images per breed"),
     # --- backbones -----------------------------------------------------------------------
-    "vit_variant": Param(str, "testing", "ViT variant of vitwatch.models.vit.VARIANTS", ("testing", "S/16", "B/16")),
-    "vit_checkpoint": Param(str, "generated", "named checkpoint, URL or local .npz; 'generated' = tiny random checkpoint made offline"),
-    "vit_i21k_checkpoint": Param(str, "", "ImageNet-21k-only checkpoint for the leakage control ('' = skip)"),
-    "hub_handle": Param(str, "generated", "TF Hub handle, URL or local SavedModel; 'generated' = tiny SavedModel exported offline; '' = skip"),
+    "vit_variant": Param(
+        str, "testing", "ViT variant of vitwatch.models.vit.VARIANTS", ("testing", "S/16", "B/16")
+    ),
+    "vit_checkpoint": Param(
+        str,
+        "generated",
+        "named checkpoint, URL or local .npz; 'generated' = tiny random checkpoint made offline",
+    ),
+    "vit_i21k_checkpoint": Param(
+        str, "", "ImageNet-21k-only checkpoint for the leakage control ('' = skip)"
+    ),
+    "hub_handle": Param(
+        str,
+        "generated",
+        "TF Hub handle, URL or local SavedModel; 'generated' = tiny SavedModel exported offline; "
+        "'' = skip",
+    ),
     "resnet_weights": Param(str, "random", "ResNet-50 weights", ("imagenet", "random")),
-    "bit_variant": Param(str, "testing", "BiT ResNetV2 variant of vitwatch.models.resnetv2.VARIANTS", ("testing", "R50x1")),
-    "bit_checkpoint": Param(str, "generated", "BiT-M R50x1 ImageNet-21k -> 1k: named checkpoint, URL or local .npz; 'generated' = tiny random one made offline; '' = skip"),
-    "bit_i21k_checkpoint": Param(str, "generated", "BiT-M R50x1 ImageNet-21k only: named checkpoint, URL or local .npz; 'generated' = tiny random one; '' = skip"),
+    "bit_variant": Param(
+        str,
+        "testing",
+        "BiT ResNetV2 variant of vitwatch.models.resnetv2.VARIANTS",
+        ("testing", "R50x1"),
+    ),
+    "bit_checkpoint": Param(
+        str,
+        "generated",
+        "BiT-M R50x1 ImageNet-21k -> 1k: named checkpoint, URL or local .npz; 'generated' = tiny "
+        "random one made offline; '' = skip",
+    ),
+    "bit_i21k_checkpoint": Param(
+        str,
+        "generated",
+        "BiT-M R50x1 ImageNet-21k only: named checkpoint, URL or local .npz; 'generated' = tiny "
+        "random one; '' = skip",
+    ),
     # --- notebook 03: protocols -----------------------------------------------------------
     "head_epochs": Param(int, 3, "protocol A: epochs of the softmax head on the frozen backbone"),
     "head_lr": Param(float, 1e-2, "protocol A: Adam learning rate of the head"),
     "augment": Param(bool, True, "protocol A: random crop / flip augmentation"),
-    "head_seeds": Param(int, 2, "protocols A, B, C: heads trained per run, with seeds seed, seed + 1, ..."),
-    "eval_view": Param(str, "native", "evaluation view of every image: each backbone's aspect-preserving resize + centre crop, or a squash to img_size", ("native", "squash")),
-    "probe_views": Param(int, 2, "protocol B: augmented views of train cached (1 = the plain image only)"),
-    "probe_l2_grid": Param(list, [1e-4, 1e-3, 1e-2], "protocol B: L2 strengths tried, chosen on validation"),
-    "probe_lr_grid": Param(list, [], "protocol B: Adam learning rates tried, chosen on validation ([] = [head_lr])"),
-    "probe_standardize": Param(str, "auto", "protocol B: standardise features (per dimension, train statistics): 'auto' tries both on validation", ("auto", "never", "always")),
+    "head_seeds": Param(
+        int, 2, "protocols A, B, C: heads trained per run, with seeds seed, seed + 1, ..."
+    ),
+    "eval_view": Param(
+        str,
+        "native",
+        "evaluation view of every image: each backbone's aspect-preserving resize + centre crop, "
+        "or a squash to img_size",
+        ("native", "squash"),
+    ),
+    "probe_views": Param(
+        int, 2, "protocol B: augmented views of train cached (1 = the plain image only)"
+    ),
+    "probe_l2_grid": Param(
+        list, [1e-4, 1e-3, 1e-2], "protocol B: L2 strengths tried, chosen on validation"
+    ),
+    "probe_lr_grid": Param(
+        list, [], "protocol B: Adam learning rates tried, chosen on validation ([] = [head_lr])"
+    ),
+    "probe_standardize": Param(
+        str,
+        "auto",
+        "protocol B: standardise features (per dimension, train statistics): 'auto' tries both "
+        "on validation",
+        ("auto", "never", "always"),
+    ),
     "probe_epochs": Param(int, 30, "protocol B: epochs of the head on cached features"),
     "finetune": Param(bool, True, "protocol C: run fine-tuning"),
     "finetune_epochs": Param(int, 1, "protocol C: maximum epochs"),
@@ -84,15 +153,25 @@ PARAMS: dict[str, Param] = {
     "finetune_patience": Param(int, 2, "protocol C: early-stopping patience in epochs"),
     # --- notebook 04: analysis ------------------------------------------------------------
     "n_bootstrap": Param(int, 500, "bootstrap resamples for confidence intervals"),
-    "n_attention_images": Param(int, 16, "images for mean attention distance and rollout statistics"),
+    "n_attention_images": Param(
+        int, 16, "images for mean attention distance and rollout statistics"
+    ),
     "n_cka_images": Param(int, 64, "images for the CKA similarity of ViT and ResNet layers"),
     # --- notebook 05: inductive bias ------------------------------------------------------
     "small_dataset": Param(str, "digits", "dataset trained from scratch", ("digits", "cifar10")),
     "small_train_sizes": Param(list, [100, 300, 800], "training-set sizes (log-spaced)"),
     "small_seeds": Param(int, 2, "seeds per training-set size"),
-    "small_epochs": Param(int, 12, "step budget of every from-scratch run, in passes over the largest size"),
-    "small_models": Param(list, ["resnet", "vit", "vit_spt_lsa"], "models of notebook 05 (vitwatch.models.small.ARCHS)"),
-    "small_test_size": Param(int, 0, "test images used by notebook 05 (stratified subset; 0 = the whole test split)"),
+    "small_epochs": Param(
+        int, 12, "step budget of every from-scratch run, in passes over the largest size"
+    ),
+    "small_models": Param(
+        list,
+        ["resnet", "vit", "vit_spt_lsa"],
+        "models of notebook 05 (vitwatch.models.small.ARCHS)",
+    ),
+    "small_test_size": Param(
+        int, 0, "test images used by notebook 05 (stratified subset; 0 = the whole test split)"
+    ),
 }
 
 
@@ -110,34 +189,51 @@ def check(key: str, value: Any, source: str = "parameters") -> Any:
     if key not in PARAMS:
         close = [k for k in PARAMS if k.split("_")[0] == key.split("_")[0]]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"{source}: unknown parameter {key!r}{hint}; known parameters are listed in vitwatch.config.PARAMS")
+        raise ValueError(
+            f"{source}: unknown parameter {key!r}{hint}; known parameters are listed in "
+            f"vitwatch.config.PARAMS"
+        )
     p = PARAMS[key]
     if p.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, p.type) and not (isinstance(value, bool) and p.type in (int, float))
     if not ok:
-        raise ValueError(f"{source}: parameter {key!r} must be {_type_name(p.type)}, got {type(value).__name__} {value!r}")
+        raise ValueError(
+            f"{source}: parameter {key!r} must be {_type_name(p.type)}, got "
+            f"{type(value).__name__} {value!r}"
+        )
     if p.choices is not None and value not in p.choices:
         raise ValueError(f"{source}: parameter {key!r} must be one of {p.choices}, got {value!r}")
     return value
 
 
-def validate(namespace: Mapping[str, Any], names_before: frozenset[str] | None = None, source: str = "parameters") -> types.SimpleNamespace:
+def validate(
+    namespace: Mapping[str, Any],
+    names_before: frozenset[str] | None = None,
+    source: str = "parameters",
+) -> types.SimpleNamespace:
     """Check the names a notebook's parameters cell (and papermill) defined; return the config.
 
     ``names_before`` is :func:`snapshot` taken before the parameters cell: every name defined
     since must be a known parameter of the right type. Keys not given take their default.
     """
-    given = {k: v for k, v in namespace.items()
-             if not k.startswith("_") and (names_before is None or k not in names_before)
-             and not isinstance(v, types.ModuleType) and not callable(v)}
+    given = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and (names_before is None or k not in names_before)
+        and not isinstance(v, types.ModuleType)
+        and not callable(v)
+    }
     values = {k: p.default for k, p in PARAMS.items()}
     for key, value in given.items():
         values[key] = check(key, value, source)
     return _finish(values)
 
 
-def load_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def load_profile(
+    profile: str | os.PathLike, profiles_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Read and validate a profile YAML (by name or path); return its raw mapping."""
     path = Path(profile)
     if not path.suffix:
@@ -155,7 +251,9 @@ def load_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | N
     return raw
 
 
-def from_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | None = None, **overrides) -> types.SimpleNamespace:
+def from_profile(
+    profile: str | os.PathLike, profiles_dir: str | os.PathLike | None = None, **overrides
+) -> types.SimpleNamespace:
     """The config of a profile as a notebook would see it (used by tests and the CLI)."""
     values = {k: p.default for k, p in PARAMS.items()}
     values.update(load_profile(profile, profiles_dir))
@@ -166,11 +264,19 @@ def from_profile(profile: str | os.PathLike, profiles_dir: str | os.PathLike | N
 
 def _finish(values: dict[str, Any]) -> types.SimpleNamespace:
     cfg = types.SimpleNamespace(**values)
-    cfg.cache_dir = str(Path(cfg.cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch").expanduser())
+    cfg.cache_dir = str(
+        Path(
+            cfg.cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch"
+        ).expanduser()
+    )
     root = project_root()
-    cfg.results_dir = str(Path(cfg.results_dir) if cfg.results_dir else root / "reports" / cfg.profile / "results")
-    cfg.figures_dir = str(Path(cfg.figures_dir) if cfg.figures_dir else root / "figures" / cfg.profile)
-    os.environ["VITWATCH_FIGURES_DIR"] = cfg.figures_dir   # read by plotting.save_figure
+    cfg.results_dir = str(
+        Path(cfg.results_dir) if cfg.results_dir else root / "reports" / cfg.profile / "results"
+    )
+    cfg.figures_dir = str(
+        Path(cfg.figures_dir) if cfg.figures_dir else root / "figures" / cfg.profile
+    )
+    os.environ["VITWATCH_FIGURES_DIR"] = cfg.figures_dir  # read by plotting.save_figure
     return cfg
 
 
@@ -194,6 +300,7 @@ def machine_summary() -> dict[str, str]:
     """Versions and hardware, for the title page and the results store."""
     import keras
     import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "python": platform.python_version(),

@@ -3,6 +3,7 @@ TF profiler) and measured forward throughput, kept in the results store's ``cost
 
 Also :class:`full_precision`, which turns TF32 off for comparisons at float32 tolerance.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,16 @@ def count_gmacs(model, img_size: int) -> float | None:
     billions; None when the profiler cannot count this model."""
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
+
     try:
         fn = tf.function(lambda x: model(x, training=False))
         graph = fn.get_concrete_function(
-            tf.TensorSpec((1, img_size, img_size, 3), tf.float32)).graph
+            tf.TensorSpec((1, img_size, img_size, 3), tf.float32)
+        ).graph
         opts = option_builder.ProfileOptionBuilder.float_operation()
         opts["output"] = "none"
         flops = model_analyzer.profile(graph, options=opts).total_float_ops
-    except Exception:                                                 # noqa: BLE001
+    except Exception:  # noqa: BLE001
         return None
     return flops / 2e9 if flops else None
 
@@ -36,32 +39,36 @@ def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str
     """Parameters, GMACs and measured forward throughput (images/s, after one warm-up batch)
     of a backbone on this machine, on the path feature extraction takes (:mod:`.fastpath`)."""
     from . import fastpath
+
     forward = getattr(backbone, "_fast_forward", None)
     if forward is None:
         forward = backbone._fast_forward = fastpath.backbone_forward(backbone)
     s = backbone.img_size
     images = np.random.default_rng(0).integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
-    forward(images)                                                    # trace + warm up
+    forward(images)  # trace + warm up
     t0 = time.perf_counter()
     for _ in range(n_batches):
         forward(images)
     seconds = time.perf_counter() - t0
     published = getattr(backbone, "gmacs", None)
-    return {"params": count_params(backbone.model.weights),
-            "gmacs": published if published is not None else count_gmacs(backbone.model, s),
-            "gmacs_source": "registry" if published is not None else "TF profiler",
-            "images_per_second": batch_size * n_batches / seconds,
-            "img_size": s, "batch_size": batch_size}
+    return {
+        "params": count_params(backbone.model.weights),
+        "gmacs": published if published is not None else count_gmacs(backbone.model, s),
+        "gmacs_source": "registry" if published is not None else "TF profiler",
+        "images_per_second": batch_size * n_batches / seconds,
+        "img_size": s,
+        "batch_size": batch_size,
+    }
 
 
 def backbone_costs(cfg, backbones: dict, log: Callable[[str], None] = print) -> dict:
     """``cost.json`` of the results store, measured for backbones not yet in it (or whose
     weights changed), then returned: backbone -> params, gmacs, images_per_second, ..."""
     from vitwatch import results
+
     path = results.results_dir(cfg) / "cost.json"
     stored = results.load_cost(cfg) if path.is_file() else {}
-    todo = {n: b for n, b in backbones.items()
-            if stored.get(n, {}).get("cache_key") != b.cache_key}
+    todo = {n: b for n, b in backbones.items() if stored.get(n, {}).get("cache_key") != b.cache_key}
     for name, b in todo.items():
         log(f"measuring the cost of {name} ...")
         stored[name] = {**measure_cost(b, cfg.batch_size), "cache_key": b.cache_key}
@@ -76,12 +83,14 @@ class full_precision:
 
     def __enter__(self):
         import tensorflow as tf
+
         self._was = tf.config.experimental.tensor_float_32_execution_enabled()
         tf.config.experimental.enable_tensor_float_32_execution(False)
         return self
 
     def __exit__(self, *exc):
         import tensorflow as tf
+
         tf.config.experimental.enable_tensor_float_32_execution(self._was)
         return False
 
@@ -96,9 +105,9 @@ REF_GFLOPS = 200.0
 # Measured on the reference machine: fixed costs per notebook (kernel start, imports, model
 # building and tracing, figures), seconds; 03 per backbone and protocol.
 FIXED_S = {"00": 15, "01": 35, "02": 25, "03": 30, "04": 50, "05": 20, "06": 20}
-PER_BACKBONE_S = 25             # 03: loading, tracing and compiling one backbone, 3 protocols
-MODEL_EFFICIENCY = 0.6          # achieved GFLOP/s of the backbones / matmul peak (make bench)
-GMACS_224 = 4.3                 # mean of ViT-S/16 (4.61), ResNet-50 (3.86), BiT-R50x1 (4.1)
+PER_BACKBONE_S = 25  # 03: loading, tracing and compiling one backbone, 3 protocols
+MODEL_EFFICIENCY = 0.6  # achieved GFLOP/s of the backbones / matmul peak (make bench)
+GMACS_224 = 4.3  # mean of ViT-S/16 (4.61), ResNet-50 (3.86), BiT-R50x1 (4.1)
 
 
 def probe(seconds: float = 3.0) -> dict:
@@ -110,6 +119,7 @@ def probe(seconds: float = 3.0) -> dict:
     from PIL import Image
 
     from vitwatch.data import images
+
     f = tf.function(lambda a, b: tf.matmul(a, b))
     gflops, t_end = 0.0, time.perf_counter() + seconds / 2
     for n in (512, 1024, 1536) * 4:
@@ -117,15 +127,17 @@ def probe(seconds: float = 3.0) -> dict:
         f(a, b).numpy()
         t0 = time.perf_counter()
         f(a, b).numpy()
-        gflops = max(gflops, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        gflops = max(gflops, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
         if time.perf_counter() > t_end:
             break
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
-        (500, 375), Image.Resampling.BICUBIC)
+        (500, 375), Image.Resampling.BICUBIC
+    )
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=90)
     import tempfile
+
     with tempfile.NamedTemporaryFile(suffix=".jpg") as tmp:
         tmp.write(buf.getvalue())
         tmp.flush()
@@ -134,15 +146,22 @@ def probe(seconds: float = 3.0) -> dict:
             images.decode(tmp.name, img_size=224)
             n += 1
         decode = n / max(time.process_time() - c0, 1e-6)
-    return {"gflops": gflops, "decode_per_core": decode, "cores": os.cpu_count() or 1,
-            "gpu": bool(tf.config.list_physical_devices("GPU"))}
+    return {
+        "gflops": gflops,
+        "decode_per_core": decode,
+        "cores": os.cpu_count() or 1,
+        "gpu": bool(tf.config.list_physical_devices("GPU")),
+    }
 
 
 def _counts(cfg) -> dict:
     """Images and backbones of notebook 03 under ``cfg``."""
     if cfg.dataset == "synthetic":
-        classes, tr, te = cfg.synthetic_classes, cfg.synthetic_train_per_class, \
-            cfg.synthetic_test_per_class
+        classes, tr, te = (
+            cfg.synthetic_classes,
+            cfg.synthetic_train_per_class,
+            cfg.synthetic_test_per_class,
+        )
         n_train, n_test = classes * tr, classes * te
     else:
         n_train = 120 * cfg.train_per_class if cfg.train_per_class else 12000
@@ -161,37 +180,53 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
     notebook 05 = ``scratch.estimate_seconds`` with the reference step times scaled by speed.
     """
     from vitwatch import scratch
-    speed = measured["gflops"] / REF_GFLOPS                       # > 1: faster than reference
+
+    speed = measured["gflops"] / REF_GFLOPS  # > 1: faster than reference
     c = _counts(cfg)
     flops_img = 2e9 * GMACS_224 * (cfg.img_size / 224) ** 2
-    rate = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / flops_img      # images/s per backbone
+    rate = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / flops_img  # images/s per backbone
     passes = (c["n_train"] + c["n_test"]) + cfg.head_epochs * c["n_train"] * 0.8
     if cfg.finetune:
         passes += 3 * cfg.finetune_epochs * c["n_train"] * 0.8 / c["backbones"] * 2
     compute03 = c["backbones"] * passes / rate
     decode03 = (c["n_train"] + c["n_test"]) / (measured["decode_per_core"] * measured["cores"])
-    fixed = {k: v / min(speed, 1.0) for k, v in FIXED_S.items()}   # not sped up by BLAS
-    steps = {a: s / speed for a, s in scratch.CPU_STEP_SECONDS.get(
-        cfg.small_dataset, scratch.CPU_STEP_SECONDS["cifar10"]).items()}
+    fixed = {k: v / min(speed, 1.0) for k, v in FIXED_S.items()}  # not sped up by BLAS
+    steps = {
+        a: s / speed
+        for a, s in scratch.CPU_STEP_SECONDS.get(
+            cfg.small_dataset, scratch.CPU_STEP_SECONDS["cifar10"]
+        ).items()
+    }
     models = [a for a in cfg.small_models if a in steps]
     batch = 128 if cfg.small_dataset == "cifar10" else 32
-    scale = 1.0 if cfg.small_dataset == "cifar10" else 0.05      # digits: 8x8 px, tiny models
-    train05 = scale * scratch.estimate_seconds({a: steps[a] for a in models},
-                                               cfg.small_train_sizes, cfg.small_seeds,
-                                               cfg.small_epochs, batch)
+    scale = 1.0 if cfg.small_dataset == "cifar10" else 0.05  # digits: 8x8 px, tiny models
+    train05 = scale * scratch.estimate_seconds(
+        {a: steps[a] for a in models},
+        cfg.small_train_sizes,
+        cfg.small_seeds,
+        cfg.small_epochs,
+        batch,
+    )
     analysis04 = (cfg.n_attention_images + cfg.n_cka_images) * 3 / rate
-    rows = [("00", fixed["00"], "fixed"), ("01", fixed["01"], "fixed (a tiny Transformer)"),
-            ("02", fixed["02"], "fixed"),
-            ("03", fixed["03"] + PER_BACKBONE_S * c["backbones"] + compute03 + decode03,
-             "backbones" if compute03 > decode03 else "JPEG decoding"),
-            ("04", fixed["04"] + analysis04, "fixed + attention/CKA forwards"),
-            ("05", fixed["05"] + train05, "training from scratch"),
-            ("06", fixed["06"], "fixed")]
+    rows = [
+        ("00", fixed["00"], "fixed"),
+        ("01", fixed["01"], "fixed (a tiny Transformer)"),
+        ("02", fixed["02"], "fixed"),
+        (
+            "03",
+            fixed["03"] + PER_BACKBONE_S * c["backbones"] + compute03 + decode03,
+            "backbones" if compute03 > decode03 else "JPEG decoding",
+        ),
+        ("04", fixed["04"] + analysis04, "fixed + attention/CKA forwards"),
+        ("05", fixed["05"] + train05, "training from scratch"),
+        ("06", fixed["06"], "fixed"),
+    ]
     return [{"notebook": k, "seconds": s, "dominated_by": why} for k, s, why in rows]
 
 
-def print_runtime_plan(cfg, notebook_names=None, previous: dict | None = None,
-                       out=print) -> list[dict]:
+def print_runtime_plan(
+    cfg, notebook_names=None, previous: dict | None = None, out=print
+) -> list[dict]:
     """Probe this machine for a few seconds, then print the expected time of each notebook
     (and the last run's, when known) before a long report starts."""
     measured = probe()
@@ -199,9 +234,11 @@ def print_runtime_plan(cfg, notebook_names=None, previous: dict | None = None,
     names = {n[:2]: n for n in (notebook_names or [])}
     previous = previous or {}
     gpu = "; a GPU is visible: this CPU model overestimates" if measured["gpu"] else ""
-    out(f"runtime plan ({cfg.profile}; this machine: {measured['cores']} CPU cores, fp32 "
+    out(
+        f"runtime plan ({cfg.profile}; this machine: {measured['cores']} CPU cores, fp32 "
         f"matmul {measured['gflops']:.0f} GFLOP/s, JPEG decode "
-        f"{measured['decode_per_core']:.0f} images/s per core{gpu}):")
+        f"{measured['decode_per_core']:.0f} images/s per core{gpu}):"
+    )
     total = 0.0
     for row in plan:
         name = names.get(row["notebook"])
@@ -209,12 +246,17 @@ def print_runtime_plan(cfg, notebook_names=None, previous: dict | None = None,
             continue
         total += row["seconds"]
         last = f"; last run {_fmt(previous[name])}" if name in previous else ""
-        out(f"  {name or row['notebook']:36s} ~{_fmt(row['seconds']):>8s}  "
-            f"({row['dominated_by']}{last})")
+        out(
+            f"  {name or row['notebook']:36s} ~{_fmt(row['seconds']):>8s}  "
+            f"({row['dominated_by']}{last})"
+        )
     out(f"  {'total (estimate)':36s} ~{_fmt(total):>8s}")
     return plan
 
 
 def _fmt(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else (
-        f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h")
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 90
+        else (f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h")
+    )

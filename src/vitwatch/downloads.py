@@ -29,6 +29,7 @@ For tests and the rehearsal only: ``VITWATCH_MIRROR=http://127.0.0.1:PORT`` fetc
 {"md5": hex} or null}``), honoured only together with ``VITWATCH_MIRROR``, replaces the
 published digests of the stand-in files a mirror serves. Real users never set either.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,6 +54,7 @@ class Resource:
     """One downloadable file. ``url``: what a parameter names (for TF Hub: the handle);
     ``fname``: its name under ``downloads/`` (for archives with ``extract``: the extracted
     folder, the archive itself being ``archive``); ``size``: bytes, for messages only."""
+
     name: str
     url: str
     fname: str
@@ -60,11 +62,11 @@ class Resource:
     size: int | None = None
     extract: bool = False
     md5: str | None = None
-    archive: str | None = None          # archive file name when ``extract``
-    query: str = ""                     # appended to ``url`` for the download itself
-    expect: str | None = None           # a file the extracted folder must hold
-    kaggle: str | None = None           # kagglehub model handle of the same files (fallback)
-    optional: bool = False              # the report goes on without it
+    archive: str | None = None  # archive file name when ``extract``
+    query: str = ""  # appended to ``url`` for the download itself
+    expect: str | None = None  # a file the extracted folder must hold
+    kaggle: str | None = None  # kagglehub model handle of the same files (fallback)
+    optional: bool = False  # the report goes on without it
 
     @property
     def download_url(self) -> str:
@@ -86,45 +88,110 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/resn
 # Stanford Dogs SHA-256s as published with TFDS' `stanford_dogs` builder; ResNet-50's MD5 is
 # WEIGHTS_HASHES["resnet50"][0] of keras/src/applications/resnet.py; CIFAR-10's SHA-256 is the
 # file_hash of keras/src/datasets/cifar10.py. The ViT .npz files have no published digest.
-RESOURCES: dict[str, Resource] = {r.name: r for r in [
-    Resource("dogs_images", _DOGS + "images.tar", "images.tar",
-             "a443fc2f9a851aa1a7b8e4fa4af94b8459fce2c9f5a2f4dd4669cf9673a4ec58", 793_579_520),
-    Resource("dogs_lists", _DOGS + "lists.tar", "lists.tar",
-             "34b47cacd9a98b5d150e084f24d29391c084c55272295ec65c85651bc35f4d6c", 481_280),
-    Resource("dogs_annotation", _DOGS + "annotation.tar", "annotation.tar",
-             "662ed36f707be6b195c2fda392d8e153e83af28cedc8e2134a649f198def30fd", 21_852_160),
-    Resource("vit_s16_i21k_ft_i1k", _VIT + _S16 + "--imagenet2012-steps_20k-lr_0.03-res_224.npz",
-             "vit_s16_i21k_ft_i1k.npz", None, 88_000_000),
-    Resource("vit_s16_i21k", _VIT + _S16 + ".npz", "vit_s16_i21k.npz", None, 120_000_000),
-    Resource("vit_b16_i21k_ft_i1k", _VIT + "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0"
-             "-sd_0.0--imagenet2012-steps_20k-lr_0.01-res_224.npz", "vit_b16_i21k_ft_i1k.npz",
-             None, 350_000_000),
-    # BiT-M R50x1 (big_transfer README); no published digest: verified by announced length.
-    # Sizes approximate: float32 weights, 68.3 M parameters (21k head) / 25.5 M (1k head).
-    Resource("bit_m_r50x1", _BIT + "BiT-M-R50x1.npz", "BiT-M-R50x1.npz", None, 274_000_000),
-    Resource("bit_m_r50x1_ilsvrc2012", _BIT + "BiT-M-R50x1-ILSVRC2012.npz",
-             "BiT-M-R50x1-ILSVRC2012.npz", None, 103_000_000),
-    Resource("hub_vit_s16_fe", "https://tfhub.dev/sayakpaul/vit_s16_fe/1", "vit_s16_fe",
-             size=80_000_000, extract=True, archive="vit_s16_fe.tar.gz",
-             query="tf-hub-format=compressed", expect="saved_model.pb",
-             kaggle=_KAGGLE_VIT + "vit-s16-fe", optional=True),
-    Resource("hub_vit_s16_classification", "https://tfhub.dev/sayakpaul/vit_s16_classification/1",
-             "vit_s16_classification", size=85_000_000, extract=True,
-             archive="vit_s16_classification.tar.gz", query="tf-hub-format=compressed",
-             expect="saved_model.pb", kaggle=_KAGGLE_VIT + "vit-s16-classification",  # by analogy
-             optional=True),
-    Resource("resnet50_imagenet", _KERAS_APPS + "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-             "resnet50_weights_tf_dim_ordering_tf_kernels.h5", None, 102_967_424,
-             md5="2cb95161c43110f7111970584f804107"),
-    # BVLC/caffe's ILSVRC-2012 auxiliary files (data/ilsvrc12/get_ilsvrc_aux.sh); train.txt lists
-    # the 1,281,167 training images. No published digest: imagenet_overlap checks its content.
-    Resource("ilsvrc12_aux", "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz",
-             "caffe_ilsvrc12.tar.gz", None, 17_900_000),
-    Resource("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-             "cifar-10-batches-py",
-             "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170_498_071,
-             extract=True, archive="cifar-10-python.tar.gz", expect="data_batch_1"),
-]}
+RESOURCES: dict[str, Resource] = {
+    r.name: r
+    for r in [
+        Resource(
+            "dogs_images",
+            _DOGS + "images.tar",
+            "images.tar",
+            "a443fc2f9a851aa1a7b8e4fa4af94b8459fce2c9f5a2f4dd4669cf9673a4ec58",
+            793_579_520,
+        ),
+        Resource(
+            "dogs_lists",
+            _DOGS + "lists.tar",
+            "lists.tar",
+            "34b47cacd9a98b5d150e084f24d29391c084c55272295ec65c85651bc35f4d6c",
+            481_280,
+        ),
+        Resource(
+            "dogs_annotation",
+            _DOGS + "annotation.tar",
+            "annotation.tar",
+            "662ed36f707be6b195c2fda392d8e153e83af28cedc8e2134a649f198def30fd",
+            21_852_160,
+        ),
+        Resource(
+            "vit_s16_i21k_ft_i1k",
+            _VIT + _S16 + "--imagenet2012-steps_20k-lr_0.03-res_224.npz",
+            "vit_s16_i21k_ft_i1k.npz",
+            None,
+            88_000_000,
+        ),
+        Resource("vit_s16_i21k", _VIT + _S16 + ".npz", "vit_s16_i21k.npz", None, 120_000_000),
+        Resource(
+            "vit_b16_i21k_ft_i1k",
+            _VIT + "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0"
+            "-sd_0.0--imagenet2012-steps_20k-lr_0.01-res_224.npz",
+            "vit_b16_i21k_ft_i1k.npz",
+            None,
+            350_000_000,
+        ),
+        # BiT-M R50x1 (big_transfer README); no published digest: verified by announced length.
+        # Sizes approximate: float32 weights, 68.3 M parameters (21k head) / 25.5 M (1k head).
+        Resource("bit_m_r50x1", _BIT + "BiT-M-R50x1.npz", "BiT-M-R50x1.npz", None, 274_000_000),
+        Resource(
+            "bit_m_r50x1_ilsvrc2012",
+            _BIT + "BiT-M-R50x1-ILSVRC2012.npz",
+            "BiT-M-R50x1-ILSVRC2012.npz",
+            None,
+            103_000_000,
+        ),
+        Resource(
+            "hub_vit_s16_fe",
+            "https://tfhub.dev/sayakpaul/vit_s16_fe/1",
+            "vit_s16_fe",
+            size=80_000_000,
+            extract=True,
+            archive="vit_s16_fe.tar.gz",
+            query="tf-hub-format=compressed",
+            expect="saved_model.pb",
+            kaggle=_KAGGLE_VIT + "vit-s16-fe",
+            optional=True,
+        ),
+        Resource(
+            "hub_vit_s16_classification",
+            "https://tfhub.dev/sayakpaul/vit_s16_classification/1",
+            "vit_s16_classification",
+            size=85_000_000,
+            extract=True,
+            archive="vit_s16_classification.tar.gz",
+            query="tf-hub-format=compressed",
+            expect="saved_model.pb",
+            kaggle=_KAGGLE_VIT + "vit-s16-classification",  # by analogy
+            optional=True,
+        ),
+        Resource(
+            "resnet50_imagenet",
+            _KERAS_APPS + "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            None,
+            102_967_424,
+            md5="2cb95161c43110f7111970584f804107",
+        ),
+        # BVLC/caffe's ILSVRC-2012 auxiliary files (data/ilsvrc12/get_ilsvrc_aux.sh); train.txt
+        # lists the 1,281,167 training images. No published digest: imagenet_overlap checks
+        # its content.
+        Resource(
+            "ilsvrc12_aux",
+            "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz",
+            "caffe_ilsvrc12.tar.gz",
+            None,
+            17_900_000,
+        ),
+        Resource(
+            "cifar10",
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "cifar-10-batches-py",
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            170_498_071,
+            extract=True,
+            archive="cifar-10-python.tar.gz",
+            expect="data_batch_1",
+        ),
+    ]
+}
 
 OFFLINE_HINT = (
     "Alternatives: run `make report PROFILE=smoke` (synthetic data and tiny generated models, "
@@ -133,10 +200,10 @@ OFFLINE_HINT = (
     "TF Hub model: hub_handle=/path/to/extracted/savedmodel; or copy it into the cache folder "
     "<cache>/downloads/ under the file name of vitwatch.downloads.RESOURCES)."
 )
-CONNECT_TIMEOUT = 15.0     # seconds to open a connection (TCP + TLS)
-READ_TIMEOUT = 30.0        # seconds without a byte from the server
-RETRIES = 4                # tries per download (timeouts, dropped connections, 5xx)
-BACKOFF = 1.0              # seconds before the 2nd try, doubled each time, at most MAX_BACKOFF
+CONNECT_TIMEOUT = 15.0  # seconds to open a connection (TCP + TLS)
+READ_TIMEOUT = 30.0  # seconds without a byte from the server
+RETRIES = 4  # tries per download (timeouts, dropped connections, 5xx)
+BACKOFF = 1.0  # seconds before the 2nd try, doubled each time, at most MAX_BACKOFF
 MAX_BACKOFF = 16.0
 USER_AGENT = "vitwatch/0.1 (+urllib)"
 
@@ -161,6 +228,7 @@ class _Retry(Exception):
 
 # --- URLs, the test mirror and checksums -----------------------------------------------------
 
+
 def mirror_url(url: str) -> str:
     """``url`` rewritten to ``$VITWATCH_MIRROR/host/path?query`` when that test-only variable
     is set (and ``url`` is not already on the mirror); else ``url`` unchanged."""
@@ -183,8 +251,9 @@ def expected_digest(res: Resource) -> tuple[str, str] | None:
         try:
             overrides = json.loads(Path(table).read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"VITWATCH_MIRROR_CHECKSUMS={table}: not a readable JSON file "
-                             f"({exc})") from None
+            raise ValueError(
+                f"VITWATCH_MIRROR_CHECKSUMS={table}: not a readable JSON file ({exc})"
+            ) from None
         if res.name in overrides:
             entry = overrides[res.name] or {}
             algo = "sha256" if "sha256" in entry else "md5" if "md5" in entry else None
@@ -216,6 +285,7 @@ def _hint(res: Resource | None, dest: Path | None) -> str:
 
 
 # --- the HTTP layer: timeouts and redirects -----------------------------------------------
+
 
 class _ConnectTimeout:
     """Open the connection (TCP, TLS) under ``connect_timeout``; then read under ``timeout``."""
@@ -257,8 +327,9 @@ def _opener(connect_timeout: float) -> urllib.request.OpenerDirector:
 
     class HTTPS(urllib.request.HTTPSHandler):
         def https_open(self, req):
-            return self.do_open(_HTTPSConnection, req, connect_timeout=connect_timeout,
-                                context=self._context)
+            return self.do_open(
+                _HTTPSConnection, req, connect_timeout=connect_timeout, context=self._context
+            )
 
     return urllib.request.build_opener(HTTP, HTTPS, _RedirectToMirror)
 
@@ -289,27 +360,29 @@ def _classify(exc: BaseException) -> tuple[str, str, bool]:
 
 # --- one download -------------------------------------------------------------------------
 
+
 def _announced_total(resp, start: int) -> int | None:
     if resp.status == 206:
-        crange = resp.headers.get("Content-Range", "")      # bytes 100-199/200
+        crange = resp.headers.get("Content-Range", "")  # bytes 100-199/200
         total = crange.rsplit("/", 1)[-1]
         return int(total) if total.isdigit() else None
     length = resp.headers.get("Content-Length")
     return int(length) if length and length.isdigit() else None
 
 
-def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
-             label: str) -> int | None:
+def _attempt(
+    url: str, part: Path, timeout: tuple[float, float], progress: bool, label: str
+) -> int | None:
     """One request: resume ``part`` if it holds bytes; return the announced total length."""
     have = part.stat().st_size if part.exists() else 0
-    validator = part.with_name(part.name + ".etag")     # the part's ETag / Last-Modified
+    validator = part.with_name(part.name + ".etag")  # the part's ETag / Last-Modified
     headers = {"Range": f"bytes={have}-"} if have else {}
-    if have and validator.is_file():                    # RFC 9110 13.1.5: the rest of the
-        headers["If-Range"] = validator.read_text()     # same file, or all of a new one
+    if have and validator.is_file():  # RFC 9110 13.1.5: the rest of the
+        headers["If-Range"] = validator.read_text()  # same file, or all of a new one
     try:
         resp = _open(url, headers, timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:             # nothing left to send, or a stale part
+        if exc.code == 416 and have:  # nothing left to send, or a stale part
             crange = exc.headers.get("Content-Range", "")
             total = crange.rsplit("/", 1)[-1]
             if total.isdigit() and int(total) == have:
@@ -324,7 +397,7 @@ def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
                 part.unlink()
                 raise _Retry("truncated", f"resumed at byte {start} instead of {have}")
             mode = "ab"
-        else:                                    # 200: Range ignored or file changed: restart
+        else:  # 200: Range ignored or file changed: restart
             have, mode = 0, "wb"
             tag = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
             if tag:
@@ -358,9 +431,20 @@ def _attempt(url: str, part: Path, timeout: tuple[float, float], progress: bool,
 
 def _bar(total, initial, label, progress):
     from tqdm import tqdm
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=label, file=sys.stderr, disable=not progress, mininterval=1.0,
-                dynamic_ncols=True, leave=False)
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=label,
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 _MAGIC = {".npz": (b"PK\x03\x04",), ".h5": (b"\x89HDF\r\n\x1a\n",), ".gz": (b"\x1f\x8b",)}
@@ -379,7 +463,7 @@ def check_format(path: Path, name: str | None = None) -> None:
         raise ValueError(f"{path} is not a {suffix} file (starts with {head[:8]!r})")
     if name.endswith(".npz"):
         with zipfile.ZipFile(path) as z:
-            bad = z.testzip()                  # CRC of every member
+            bad = z.testzip()  # CRC of every member
         if bad is not None:
             raise ValueError(f"{path}: member {bad} is corrupt")
     if name.endswith(".tar") and not tarfile.is_tarfile(path):
@@ -404,7 +488,7 @@ def _cached_ok(dest: Path, digest: tuple[str, str] | None) -> bool:
         ok = file_digest(dest, digest[0]) == digest[1]
     elif "sha256" in meta:
         ok = meta.get("size") == stat.st_size and file_digest(dest) == meta["sha256"]
-    else:                                        # handed in by hand, no record: format only
+    else:  # handed in by hand, no record: format only
         try:
             check_format(dest)
         except (ValueError, OSError, zipfile.BadZipFile):
@@ -419,15 +503,28 @@ def _write_meta(dest: Path, url: str) -> None:
     from . import fileio
 
     stat = dest.stat()
-    fileio.write_json(_meta_path(dest), {"url": url, "size": stat.st_size,
-                                         "mtime_ns": stat.st_mtime_ns,
-                                         "sha256": file_digest(dest)}, indent=1)
+    fileio.write_json(
+        _meta_path(dest),
+        {
+            "url": url,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": file_digest(dest),
+        },
+        indent=1,
+    )
 
 
-def download(url: str, dest: str | os.PathLike, *, digest: tuple[str, str] | None = None,
-             retries: int = RETRIES, timeout: tuple[float, float] = (CONNECT_TIMEOUT,
-                                                                     READ_TIMEOUT),
-             progress: bool = True, hint: str | None = None) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    digest: tuple[str, str] | None = None,
+    retries: int = RETRIES,
+    timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    progress: bool = True,
+    hint: str | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``); return ``dest``.
 
     ``digest``: ("sha256" | "md5", hex) to verify; without it the announced length is the
@@ -470,7 +567,7 @@ def download(url: str, dest: str | os.PathLike, *, digest: tuple[str, str] | Non
         part.unlink()
         last = problem
         if problem[0] == "checksum mismatch" and resumed and not fresh_after_mismatch:
-            fresh_after_mismatch = True            # a stale part: one fresh try
+            fresh_after_mismatch = True  # a stale part: one fresh try
             continue
         break
     cause, text = last
@@ -481,8 +578,11 @@ def _verify(part: Path, name: str, digest, total) -> tuple[str, str] | None:
     if digest is not None:
         got = file_digest(part, digest[0])
         if got != digest[1]:
-            return ("checksum mismatch", f"checksum mismatch ({digest[0]} {got[:12]}... "
-                    f"instead of the published {digest[1][:12]}...)")
+            return (
+                "checksum mismatch",
+                f"checksum mismatch ({digest[0]} {got[:12]}... "
+                f"instead of the published {digest[1][:12]}...)",
+            )
     try:
         check_format(part, name)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -491,6 +591,7 @@ def _verify(part: Path, name: str, digest, total) -> tuple[str, str] | None:
 
 
 # --- archives ---------------------------------------------------------------------------------
+
 
 def _inside(root: Path, target: Path) -> bool:
     try:
@@ -522,7 +623,7 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
     with tarfile.open(archive) as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, filter="data")
-        else:                                   # Python < 3.10.12 / 3.11.4
+        else:  # Python < 3.10.12 / 3.11.4
             tar.extractall(dest, members=list(_safe_members(tar, dest)))
 
 
@@ -554,16 +655,22 @@ def extract(archive: Path, dest: Path, expect: str | None = None) -> Path:
 
 # --- resources ----------------------------------------------------------------------------
 
+
 def _complete(res: Resource, path: Path) -> bool:
     if res.extract:
         return path.is_dir() and (res.expect is None or (path / res.expect).exists())
     return path.is_file()
 
 
-def fetch(name: str, cache_dir: str | os.PathLike, retries: int = RETRIES,
-          local_dir: str | os.PathLike | None = None, verify: bool = True,
-          timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
-          progress: bool = True) -> Path:
+def fetch(
+    name: str,
+    cache_dir: str | os.PathLike,
+    retries: int = RETRIES,
+    local_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+    timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    progress: bool = True,
+) -> Path:
     """Local path of resource ``name`` (a file, or for archives the extracted folder).
 
     Looked for in ``local_dir`` (a folder where the user put the file by hand; checked against
@@ -580,22 +687,29 @@ def fetch(name: str, cache_dir: str | os.PathLike, retries: int = RETRIES,
                 _check_handed_in(local / res.fname, res, digest)
             return local / res.fname
         if res.extract and (local / res.file).is_file():
-            return extract(_checked(local / res.file, res, digest), cache / res.fname,
-                           res.expect)
+            return extract(_checked(local / res.file, res, digest), cache / res.fname, res.expect)
     target = cache / res.fname
     if res.extract and _complete(res, target):
         return target
     hint = _hint(res, cache / res.file)
-    path = download(res.download_url, cache / res.file, digest=digest, retries=retries,
-                    timeout=timeout, progress=progress, hint=hint)
+    path = download(
+        res.download_url,
+        cache / res.file,
+        digest=digest,
+        retries=retries,
+        timeout=timeout,
+        progress=progress,
+        hint=hint,
+    )
     if not res.extract:
         return path
     try:
         return extract(path, target, res.expect)
     except ValueError as exc:
         path.unlink()
-        raise DownloadError(f"{res.download_url}: {exc}.\n{hint}", url=res.download_url,
-                            cause="bad file") from None
+        raise DownloadError(
+            f"{res.download_url}: {exc}.\n{hint}", url=res.download_url, cause="bad file"
+        ) from None
 
 
 def _checked(path: Path, res: Resource, digest) -> Path:
@@ -609,22 +723,28 @@ def _check_handed_in(path: Path, res: Resource, digest: tuple[str, str]) -> None
     algo, want = digest
     got = file_digest(path, algo)
     if got != want:
-        raise DownloadError(f"{path} is not the published {res.file} ({algo} {got[:12]}... "
-                            f"expected {want[:12]}...): download it again from {res.url}",
-                            url=res.url, cause="checksum mismatch")
+        raise DownloadError(
+            f"{path} is not the published {res.file} ({algo} {got[:12]}... "
+            f"expected {want[:12]}...): download it again from {res.url}",
+            url=res.url,
+            cause="checksum mismatch",
+        )
 
 
-def is_cached(name: str, cache_dir: str | os.PathLike,
-              local_dir: str | os.PathLike | None = None) -> bool:
+def is_cached(
+    name: str, cache_dir: str | os.PathLike, local_dir: str | os.PathLike | None = None
+) -> bool:
     """True when ``fetch`` will not need the network for ``name``."""
     res = RESOURCES[name]
     dirs = [Path(cache_dir).expanduser() / "downloads"]
     dirs += [Path(local_dir).expanduser()] if local_dir else []
-    return any(_complete(res, d / res.fname) or (res.extract and (d / res.file).is_file())
-               for d in dirs)
+    return any(
+        _complete(res, d / res.fname) or (res.extract and (d / res.file).is_file()) for d in dirs
+    )
 
 
 # --- preflight --------------------------------------------------------------------------------
+
 
 def probe(url: str, timeout: float = 10.0) -> str:
     """What downloading ``url`` would meet now, without downloading it (GET, ``Range:
@@ -635,7 +755,7 @@ def probe(url: str, timeout: float = 10.0) -> str:
             resp.read(1)
             return "reachable"
     except urllib.error.HTTPError as exc:
-        if exc.code == 416:                     # an empty file: still reachable
+        if exc.code == 416:  # an empty file: still reachable
             return "reachable"
         return _classify(exc)[1]
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -648,9 +768,12 @@ def reachable(url: str, timeout: float = 10.0) -> tuple[bool, str]:
     return status == "reachable", status
 
 
-def preflight(names: list[str], cache_dir: str | os.PathLike,
-              local_dir: str | os.PathLike | None = None,
-              timeout: float = 10.0) -> dict[str, str]:
+def preflight(
+    names: list[str],
+    cache_dir: str | os.PathLike,
+    local_dir: str | os.PathLike | None = None,
+    timeout: float = 10.0,
+) -> dict[str, str]:
     """Status of every resource ``names``: "cached", or what :func:`probe` finds at the URL
     that will actually be downloaded. Raises :class:`DownloadError` listing each needed
     resource that is neither cached nor reachable (optional ones, the TF Hub model, are only
@@ -658,15 +781,26 @@ def preflight(names: list[str], cache_dir: str | os.PathLike,
     status = {}
     for name in names:
         res = RESOURCES[name]
-        status[name] = ("cached" if is_cached(name, cache_dir, local_dir)
-                        else probe(res.download_url, timeout))
-    failed = [f"  - {n}: {RESOURCES[n].download_url} ({s})" for n, s in status.items()
-              if s not in ("cached", "reachable") and not RESOURCES[n].optional]
-    optional = [f"  - {n}: {RESOURCES[n].download_url} ({s}; optional: Kaggle Models is tried "
-                "next, else the report goes on without it)" for n, s in status.items()
-                if s not in ("cached", "reachable") and RESOURCES[n].optional]
+        status[name] = (
+            "cached" if is_cached(name, cache_dir, local_dir) else probe(res.download_url, timeout)
+        )
+    failed = [
+        f"  - {n}: {RESOURCES[n].download_url} ({s})"
+        for n, s in status.items()
+        if s not in ("cached", "reachable") and not RESOURCES[n].optional
+    ]
+    optional = [
+        f"  - {n}: {RESOURCES[n].download_url} ({s}; optional: Kaggle Models is tried "
+        "next, else the report goes on without it)"
+        for n, s in status.items()
+        if s not in ("cached", "reachable") and RESOURCES[n].optional
+    ]
     if failed:
-        raise DownloadError("these downloads are needed and could not be reached:\n"
-                            + "\n".join(failed + optional) + "\n" + OFFLINE_HINT,
-                            cause="preflight")
+        raise DownloadError(
+            "these downloads are needed and could not be reached:\n"
+            + "\n".join(failed + optional)
+            + "\n"
+            + OFFLINE_HINT,
+            cause="preflight",
+        )
     return status

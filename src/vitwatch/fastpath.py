@@ -20,6 +20,7 @@ Typical use::
     feats = forward(images)
     fastpath.CHOICES                                   # what was measured in this process
 """
+
 from __future__ import annotations
 
 import json
@@ -34,13 +35,14 @@ import numpy as np
 from . import fileio
 
 CHOICES_FILE = "fastpath.json"
-MIN_BATCH_SECONDS = 0.5     # graph batch faster than this: XLA's compile cannot pay back
-CHOICES: dict[str, dict] = {}   # key -> choice measured or read in this process
+MIN_BATCH_SECONDS = 0.5  # graph batch faster than this: XLA's compile cannot pay back
+CHOICES: dict[str, dict] = {}  # key -> choice measured or read in this process
 
 
 def machine_id() -> str:
     """CPU model and core count, plus the GPUs TensorFlow sees (keys the remembered choice)."""
     import tensorflow as tf
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -55,8 +57,16 @@ def machine_id() -> str:
 
 def choice_key(name: str, shape) -> str:
     import tensorflow as tf
-    return json.dumps({"machine": machine_id(), "tensorflow": tf.__version__, "model": name,
-                       "shape": [int(s) for s in shape]}, sort_keys=True)
+
+    return json.dumps(
+        {
+            "machine": machine_id(),
+            "tensorflow": tf.__version__,
+            "model": name,
+            "shape": [int(s) for s in shape],
+        },
+        sort_keys=True,
+    )
 
 
 def _store(cache_dir=None) -> Path:
@@ -75,36 +85,53 @@ def measure(fn: Callable, x, log: Callable[[str], None] | None = None) -> dict:
     """Time ``fn`` as a TF graph and under XLA on ``x``: ``{"jit": bool, "graph_s", "xla_s",
     "reason"}``. The first call of each is a warm-up (tracing, XLA compilation)."""
     import tensorflow as tf
+
     graph = tf.function(fn)
     _timed(graph, x)
     graph_s = _timed(graph, x)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     if graph_s < MIN_BATCH_SECONDS and not gpu:
-        return {"jit": False, "graph_s": graph_s, "xla_s": None,
-                "reason": f"graph batch {graph_s:.2f} s < {MIN_BATCH_SECONDS} s: "
-                          "XLA's compile cannot pay back"}
+        return {
+            "jit": False,
+            "graph_s": graph_s,
+            "xla_s": None,
+            "reason": f"graph batch {graph_s:.2f} s < {MIN_BATCH_SECONDS} s: "
+            "XLA's compile cannot pay back",
+        }
     xla = tf.function(fn, jit_compile=True)
     try:
         t0 = time.perf_counter()
         _timed(xla, x)
         compile_s = time.perf_counter() - t0
-    except Exception as exc:                                       # noqa: BLE001
-        return {"jit": False, "graph_s": graph_s, "xla_s": None,
-                "reason": f"XLA failed: {str(exc).splitlines()[0][:200]}"}
+    except Exception as exc:  # noqa: BLE001
+        return {
+            "jit": False,
+            "graph_s": graph_s,
+            "xla_s": None,
+            "reason": f"XLA failed: {str(exc).splitlines()[0][:200]}",
+        }
     xla_s = _timed(xla, x)
-    graph_s = min(graph_s, _timed(graph, x))          # alternated: fairer on a busy machine
+    graph_s = min(graph_s, _timed(graph, x))  # alternated: fairer on a busy machine
     xla_s = min(xla_s, _timed(xla, x))
     jit = xla_s < graph_s
     if log:
-        log(f"fast path: TF graph {x.shape[0] / graph_s:.1f} img/s, XLA "
+        log(
+            f"fast path: TF graph {x.shape[0] / graph_s:.1f} img/s, XLA "
             f"{x.shape[0] / xla_s:.1f} img/s (compile {compile_s:.0f} s) -> "
-            f"{'XLA' if jit else 'TF graph'}")
-    return {"jit": jit, "graph_s": graph_s, "xla_s": xla_s, "compile_s": compile_s,
-            "reason": "measured"}
+            f"{'XLA' if jit else 'TF graph'}"
+        )
+    return {
+        "jit": jit,
+        "graph_s": graph_s,
+        "xla_s": xla_s,
+        "compile_s": compile_s,
+        "reason": "measured",
+    }
 
 
-def choose(fn: Callable, x, name: str, cache_dir=None,
-           log: Callable[[str], None] | None = print) -> bool:
+def choose(
+    fn: Callable, x, name: str, cache_dir=None, log: Callable[[str], None] | None = print
+) -> bool:
     """Whether to XLA-compile ``fn`` for inputs shaped like ``x``: forced by ``VITWATCH_JIT``,
     else remembered in the cache, else measured now (and remembered)."""
     forced = os.environ.get("VITWATCH_JIT", "").strip().lower()
@@ -119,7 +146,7 @@ def choose(fn: Callable, x, name: str, cache_dir=None,
         try:
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
-            stored = {}                                # a damaged file is measured again
+            stored = {}  # a damaged file is measured again
     if key not in stored:
         stored[key] = {**measure(fn, x, log), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
         try:
@@ -131,11 +158,13 @@ def choose(fn: Callable, x, name: str, cache_dir=None,
     return bool(stored[key]["jit"])
 
 
-def auto_function(fn: Callable, name: str, cache_dir=None,
-                  log: Callable[[str], None] | None = print) -> Callable:
+def auto_function(
+    fn: Callable, name: str, cache_dir=None, log: Callable[[str], None] | None = print
+) -> Callable:
     """``fn`` compiled on the path that :func:`choose` picks for the first input it gets
     (one choice per input shape)."""
     import tensorflow as tf
+
     compiled: dict[tuple, Callable] = {}
 
     def call(x):
@@ -147,8 +176,9 @@ def auto_function(fn: Callable, name: str, cache_dir=None,
     return call
 
 
-def backbone_forward(backbone, cache_dir=None,
-                     log: Callable[[str], None] | None = print) -> Callable:
+def backbone_forward(
+    backbone, cache_dir=None, log: Callable[[str], None] | None = print
+) -> Callable:
     """uint8 images (B, S, S, 3) -> float32 features (B, D) of a frozen registry backbone,
     preprocessing included, on the measured fastest path. Batches shorter than the first one
     are zero-padded to its size (one compilation per split, not two)."""
@@ -156,11 +186,13 @@ def backbone_forward(backbone, cache_dir=None,
 
     def features(images):
         x = backbone.preprocess(tf.cast(images, tf.float32))
-        out = backbone.model(x, training=False)                       # (B, D)
-        if isinstance(out, dict):                                     # TFSMLayer: {name: t}
+        out = backbone.model(x, training=False)  # (B, D)
+        if isinstance(out, dict):  # TFSMLayer: {name: t}
             if len(out) != 1:
-                raise ValueError(f"backbone {getattr(backbone, 'name', '?')}: model returned "
-                                 f"several outputs {sorted(out)}; expected one feature tensor")
+                raise ValueError(
+                    f"backbone {getattr(backbone, 'name', '?')}: model returned "
+                    f"several outputs {sorted(out)}; expected one feature tensor"
+                )
             out = next(iter(out.values()))
         return out
 
@@ -172,20 +204,22 @@ def backbone_forward(backbone, cache_dir=None,
         n = len(images)
         if not full:
             full.append(n)
-        if n < full[0]:                                               # pad the last batch
+        if n < full[0]:  # pad the last batch
             pad = np.zeros((full[0] - n, *images.shape[1:]), images.dtype)
-            images = np.concatenate([images, pad])                    # (B_full, S, S, 3)
+            images = np.concatenate([images, pad])  # (B_full, S, S, 3)
         out = np.asarray(fn(tf.convert_to_tensor(images)), dtype=np.float32)
-        return out[:n].reshape(n, -1)                                 # (B, D)
+        return out[:n].reshape(n, -1)  # (B, D)
 
     return forward
 
 
 # --- on a GPU: precision, XLA and batch size (a no-op on CPU) -------------------------------
 
+
 def gpus() -> list[dict]:
     """The GPUs TensorFlow sees: name, compute capability (major, minor), memory in bytes."""
     import tensorflow as tf
+
     out = []
     for i, d in enumerate(tf.config.list_physical_devices("GPU")):
         details = tf.config.experimental.get_device_details(d)
@@ -193,14 +227,19 @@ def gpus() -> list[dict]:
             memory = tf.config.experimental.get_memory_info(f"GPU:{i}").get("peak", 0)
         except (ValueError, RuntimeError):
             memory = 0
-        out.append({"name": details.get("device_name", d.name),
-                    "compute_capability": tuple(details.get("compute_capability", (0, 0))),
-                    "memory_bytes": int(details.get("memory_limit", 0) or memory)})
+        out.append(
+            {
+                "name": details.get("device_name", d.name),
+                "compute_capability": tuple(details.get("compute_capability", (0, 0))),
+                "memory_bytes": int(details.get("memory_limit", 0) or memory),
+            }
+        )
     return out
 
 
-def device_policy(devices: list[dict], batch_size: int, bytes_per_image: float,
-                  max_batch: int = 1024) -> dict:
+def device_policy(
+    devices: list[dict], batch_size: int, bytes_per_image: float, max_batch: int = 1024
+) -> dict:
     """How to run extraction and fine-tuning on ``devices`` (:func:`gpus`).
 
     No GPU: nothing changes (fp32, the measured graph/XLA choice, the profile's batch size).
@@ -213,10 +252,9 @@ def device_policy(devices: list[dict], batch_size: int, bytes_per_image: float,
     """
     if not devices:
         return {"device": "cpu", "precision": "float32", "jit": None, "batch_size": batch_size}
-    gpu = min(devices, key=lambda d: d["memory_bytes"])           # the smallest one bounds
+    gpu = min(devices, key=lambda d: d["memory_bytes"])  # the smallest one bounds
     cc = tuple(gpu["compute_capability"])
-    precision = ("mixed_bfloat16" if cc >= (8, 0) else
-                 "mixed_float16" if cc >= (7, 0) else "float32")
+    precision = "mixed_bfloat16" if cc >= (8, 0) else "mixed_float16" if cc >= (7, 0) else "float32"
     per_image = bytes_per_image / (2 if precision != "float32" else 1)
     batch = batch_size
     while batch * 2 <= max_batch and batch * 2 * per_image <= gpu["memory_bytes"] / 2:
@@ -224,8 +262,9 @@ def device_policy(devices: list[dict], batch_size: int, bytes_per_image: float,
     return {"device": gpu["name"], "precision": precision, "jit": True, "batch_size": batch}
 
 
-def agrees_with_fp32(logits32, logits_low, min_agreement: float = 0.99,
-                     max_rel_error: float = 0.05) -> dict:
+def agrees_with_fp32(
+    logits32, logits_low, min_agreement: float = 0.99, max_rel_error: float = 0.05
+) -> dict:
     """Is a low-precision forward safe? Top-1 agreement with fp32 on the same images (the
     route-agreement images of notebook 03) and the largest error relative to the logits' scale."""
     a, b = np.asarray(logits32, np.float64), np.asarray(logits_low, np.float64)
@@ -233,5 +272,8 @@ def agrees_with_fp32(logits32, logits_low, min_agreement: float = 0.99,
         raise ValueError(f"agrees_with_fp32: shapes differ, {a.shape} vs {b.shape}")
     agreement = float(np.mean(a.argmax(-1) == b.argmax(-1)))
     rel = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
-    return {"top1_agreement": agreement, "max_rel_error": rel,
-            "safe": agreement >= min_agreement and rel <= max_rel_error}
+    return {
+        "top1_agreement": agreement,
+        "max_rel_error": rel,
+        "safe": agreement >= min_agreement and rel <= max_rel_error,
+    }

@@ -22,6 +22,7 @@ Typical use::
     feats = features.extract(backbone, dogs.train, "train", cfg)    # float32 (N, D)
     features.LAST_STATS["images_per_second"]                         # for the results store
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,8 @@ from tqdm import tqdm
 from . import fileio
 from .data import images, stanford_dogs
 
-PIPELINE_VERSION = 1        # bump when decoding / resizing / augmentation change
-SHARD_SIZE = 256            # images per shard file (the unit of resumption)
+PIPELINE_VERSION = 1  # bump when decoding / resizing / augmentation change
+SHARD_SIZE = 256  # images per shard file (the unit of resumption)
 # The augmentation of views k > 0 (stanford_dogs.random_resized_crop defaults + flip): part of
 # the cache key, so that a change of these parameters cannot reuse stale features.
 AUGMENTATION = "random_resized_crop(scale=(0.35, 1.0), ratio=(3/4, 4/3), bilinear) + hflip(0.5)"
@@ -50,8 +51,7 @@ AUGMENTATION = "random_resized_crop(scale=(0.35, 1.0), ratio=(3/4, 4/3), bilinea
 # crop_pct 0.9, bicubic [Steiner et al., 2022; timm vision_transformer.py]; ResNet-50
 # (torchvision / timm tv_in1k): resize 256, crop 224 = 0.875, bilinear [He et al., 2016];
 # BiT: crop_pct 1.0, bilinear (timm resnetv2.py). Matched on the backbone name's prefix.
-NATIVE_VIEWS = {"vit": (0.9, "bicubic"), "resnet": (0.875, "bilinear"),
-                "bit": (1.0, "bilinear")}
+NATIVE_VIEWS = {"vit": (0.9, "bicubic"), "resnet": (0.875, "bilinear"), "bit": (1.0, "bilinear")}
 DEFAULT_NATIVE = (0.875, "bilinear")
 EVAL_VIEWS = ("native", "squash")
 
@@ -63,7 +63,7 @@ LAST_STATS: dict = {}
 
 def _function_id(fn) -> str:
     """A stable name of the preprocessing function (module + qualified name)."""
-    fn = getattr(fn, "func", fn)                      # functools.partial
+    fn = getattr(fn, "func", fn)  # functools.partial
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
@@ -84,13 +84,15 @@ def eval_view_spec(backbone, eval_view: str = "native") -> dict:
     if eval_view == "squash":
         return {"kind": "squash"}
     name = str(getattr(backbone, "name", ""))
-    crop_pct, interp = next((v for k, v in NATIVE_VIEWS.items() if name.startswith(k)),
-                            DEFAULT_NATIVE)
+    crop_pct, interp = next(
+        (v for k, v in NATIVE_VIEWS.items() if name.startswith(k)), DEFAULT_NATIVE
+    )
     return {"kind": "crop", "crop_pct": crop_pct, "interpolation": interp}
 
 
-def render_eval(path: str, size: int, spec: dict,
-                log: images.BadImageLog | None = None) -> np.ndarray | None:
+def render_eval(
+    path: str, size: int, spec: dict, log: images.BadImageLog | None = None
+) -> np.ndarray | None:
     """One image in evaluation view ``spec``: uint8 ``(size, size, 3)``, None if undecodable.
 
     Crop: shorter side resized to ``floor(size / crop_pct)`` (timm's ``transforms_factory``
@@ -104,15 +106,23 @@ def render_eval(path: str, size: int, spec: dict,
     h, w = img.shape[:2]
     r = scaled / min(h, w)
     nw, nh = max(size, round(w * r)), max(size, round(h * r))
-    resample = {"bicubic": Image.Resampling.BICUBIC,
-                "bilinear": Image.Resampling.BILINEAR}[spec["interpolation"]]
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[
+        spec["interpolation"]
+    ]
     img = np.asarray(Image.fromarray(img).resize((nw, nh), resample))
     y0, x0 = (nh - size) // 2, (nw - size) // 2
-    return img[y0:y0 + size, x0:x0 + size]                            # (S, S, 3)
+    return img[y0 : y0 + size, x0 : x0 + size]  # (S, S, 3)
 
 
-def eval_batches(split, backbone, batch_size: int, eval_view: str = "native", *,
-                 indices=None, log: images.BadImageLog | None = None):
+def eval_batches(
+    split,
+    backbone,
+    batch_size: int,
+    eval_view: str = "native",
+    *,
+    indices=None,
+    log: images.BadImageLog | None = None,
+):
     """Stream ``(uint8 (B, S, S, 3), positions)`` of ``split`` in evaluation view ``eval_view``
     (what :func:`extract` computes as view 0, and what protocol C predicts on)."""
     spec = eval_view_spec(backbone, eval_view)
@@ -121,8 +131,9 @@ def eval_batches(split, backbone, batch_size: int, eval_view: str = "native", *,
         yield from stanford_dogs.batches(split, size, batch_size, indices=indices, log=log)
         return
     from concurrent.futures import ThreadPoolExecutor
+
     order = np.arange(len(split)) if indices is None else np.asarray(indices, dtype=int)
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for chunk in chunks:
             out = list(pool.map(lambda i: render_eval(split.paths[i], size, spec, log), chunk))
@@ -131,8 +142,9 @@ def eval_batches(split, backbone, batch_size: int, eval_view: str = "native", *,
                 yield np.stack([out[j] for j in ok]), chunk[ok].astype(np.int64)
 
 
-def cache_key(backbone, split: stanford_dogs.Split, view: int, seed: int,
-              eval_view: str = "native") -> dict:
+def cache_key(
+    backbone, split: stanford_dogs.Split, view: int, seed: int, eval_view: str = "native"
+) -> dict:
     """Everything that changes the features of ``split`` (a JSON-able dict)."""
     return {
         "backbone": str(getattr(backbone, "name", type(backbone).__name__)),
@@ -153,12 +165,15 @@ def _eval_view(cfg, eval_view: str | None) -> str:
     return eval_view or getattr(cfg, "eval_view", "native")
 
 
-def cache_dir_for(backbone, split, split_name: str, cfg, view: int = 0,
-                  eval_view: str | None = None) -> Path:
+def cache_dir_for(
+    backbone, split, split_name: str, cfg, view: int = 0, eval_view: str | None = None
+) -> Path:
     key = cache_key(backbone, split, view, cfg.seed, _eval_view(cfg, eval_view))
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_"
-                   for ch in f"{key['backbone']}-{split_name}-view{view}")
+    safe = "".join(
+        ch if ch.isalnum() or ch in "-_." else "_"
+        for ch in f"{key['backbone']}-{split_name}-view{view}"
+    )
     return Path(cfg.cache_dir).expanduser() / "features" / f"{safe}-{digest}"
 
 
@@ -166,26 +181,38 @@ def _forward(backbone, x: np.ndarray) -> np.ndarray:
     """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model: a
     Keras model on the path measured fastest on this machine
     (:func:`vitwatch.fastpath.backbone_forward`), any other callable eagerly."""
-    if hasattr(backbone.model, "predict_on_batch"):                   # a Keras model
+    if hasattr(backbone.model, "predict_on_batch"):  # a Keras model
         forward = getattr(backbone, "_fast_forward", None)
         if forward is None:
             from . import fastpath
+
             forward = fastpath.backbone_forward(backbone)
-            backbone._fast_forward = forward           # one compiled function per backbone
-        return forward(x)                              # (B, D)
+            backbone._fast_forward = forward  # one compiled function per backbone
+        return forward(x)  # (B, D)
     out = backbone.model(backbone.preprocess(x.astype(np.float32)))
-    if isinstance(out, dict):                          # TFSMLayer returns {name: tensor}
+    if isinstance(out, dict):  # TFSMLayer returns {name: tensor}
         if len(out) != 1:
-            raise ValueError(f"backbone {getattr(backbone, 'name', '?')}: model returned "
-                             f"several outputs {sorted(out)}; expected one feature tensor")
+            raise ValueError(
+                f"backbone {getattr(backbone, 'name', '?')}: model returned "
+                f"several outputs {sorted(out)}; expected one feature tensor"
+            )
         out = next(iter(out.values()))
     out = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)
-    return out.reshape(len(x), -1)                     # (B, D)
+    return out.reshape(len(x), -1)  # (B, D)
 
 
-def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: int = 0,
-            *, shard_size: int | None = None, log: images.BadImageLog | None = None,
-            progress: bool = True, eval_view: str | None = None) -> np.ndarray:
+def extract(
+    backbone,
+    split: stanford_dogs.Split,
+    split_name: str,
+    cfg,
+    view: int = 0,
+    *,
+    shard_size: int | None = None,
+    log: images.BadImageLog | None = None,
+    progress: bool = True,
+    eval_view: str | None = None,
+) -> np.ndarray:
     """Features ``float32 (N, D)`` of ``split`` (row i = ``split.paths[i]``), cached on disk.
 
     ``backbone``: anything with ``model`` (preprocessed input -> features), ``preprocess``
@@ -219,37 +246,61 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
         fileio.write_json(meta_path, meta, indent=1)
 
     ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
-    shard = lambda s, e: folder / f"shard_{s:07d}_{e:07d}.npy"     # noqa: E731
+    shard = lambda s, e: folder / f"shard_{s:07d}_{e:07d}.npy"  # noqa: E731
     missing = [(s, e) for s, e in ranges if not shard(s, e).exists()]
     n_missing = sum(e - s for s, e in missing)
     if missing:
-        print(f"features {label}: {n} images, {n - n_missing} cached, {n_missing} to compute "
-              f"-> {folder}", flush=True)
+        print(
+            f"features {label}: {n} images, {n - n_missing} cached, {n_missing} to compute "
+            f"-> {folder}",
+            flush=True,
+        )
     dim = getattr(backbone, "feature_dim", None)
     seed = view_seed(cfg.seed, view)
     log = images.BAD_IMAGES if log is None else log
     computed, compute_seconds, estimated = 0, 0.0, False
-    bar = tqdm(total=n, initial=n - n_missing, unit="img", desc=label, mininterval=2.0,
-               disable=not progress or not missing, file=sys.stderr)
+    bar = tqdm(
+        total=n,
+        initial=n - n_missing,
+        unit="img",
+        desc=label,
+        mininterval=2.0,
+        disable=not progress or not missing,
+        file=sys.stderr,
+    )
     try:
         for s, e in missing:
             feats, seen = None, np.zeros(e - s, bool)
             t0 = t_last = time.perf_counter()
-            stream = (stanford_dogs.batches(split, backbone.img_size, cfg.batch_size,
-                                            augment=True, seed=seed, indices=range(s, e),
-                                            log=log) if view > 0 else
-                      eval_batches(split, backbone, cfg.batch_size, eval_view,
-                                   indices=range(s, e), log=log))
+            stream = (
+                stanford_dogs.batches(
+                    split,
+                    backbone.img_size,
+                    cfg.batch_size,
+                    augment=True,
+                    seed=seed,
+                    indices=range(s, e),
+                    log=log,
+                )
+                if view > 0
+                else eval_batches(
+                    split, backbone, cfg.batch_size, eval_view, indices=range(s, e), log=log
+                )
+            )
             for x, idx in stream:
-                out = _forward(backbone, x)                             # (B, D)
+                out = _forward(backbone, x)  # (B, D)
                 if not np.all(np.isfinite(out)):
-                    raise ValueError(f"features {label}: non-finite features from the "
-                                     f"backbone (images {idx[0]}..{idx[-1]})")
+                    raise ValueError(
+                        f"features {label}: non-finite features from the "
+                        f"backbone (images {idx[0]}..{idx[-1]})"
+                    )
                 if feats is None:
                     dim = dim or out.shape[1]
                     if out.shape[1] != dim:
-                        raise ValueError(f"features {label}: backbone returned {out.shape[1]} "
-                                         f"features, its feature_dim says {dim}")
+                        raise ValueError(
+                            f"features {label}: backbone returned {out.shape[1]} "
+                            f"features, its feature_dim says {dim}"
+                        )
                     feats = np.zeros((e - s, dim), np.float32)
                 feats[idx - s] = out
                 seen[idx - s] = True
@@ -257,18 +308,23 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
                 bar.update(len(idx))
                 t_prev, t_last = t_last, time.perf_counter()
                 if not estimated and computed >= 2 * cfg.batch_size:
-                    estimated = True              # rate of the 2nd batch: past the warm-up
+                    estimated = True  # rate of the 2nd batch: past the warm-up
                     if n_missing > computed:
                         rate = len(idx) / max(t_last - t_prev, 1e-9)
-                        tqdm.write(f"features {label}: estimated time left "
-                                   f"{_fmt((n_missing - computed) / rate)} "
-                                   f"({rate:.1f} images/s)")
+                        tqdm.write(
+                            f"features {label}: estimated time left "
+                            f"{_fmt((n_missing - computed) / rate)} "
+                            f"({rate:.1f} images/s)"
+                        )
             if feats is None:
                 feats = np.zeros((e - s, dim or 0), np.float32)
             if not seen.all():
                 bad = [split.paths[s + i] for i in np.flatnonzero(~seen)]
-                warnings.warn(f"features {label}: {len(bad)} undecodable image(s) got zero "
-                              f"features: {bad[:5]}")
+                warnings.warn(
+                    f"features {label}: {len(bad)} undecodable image(s) got zero "
+                    f"features: {bad[:5]}",
+                    stacklevel=2,
+                )
                 bar.update(len(bad))
             fileio.save_npy(shard(s, e), feats)
             compute_seconds += time.perf_counter() - t0
@@ -279,8 +335,11 @@ def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: in
             meta["computed_images"] = meta.get("computed_images", 0) + computed
             fileio.write_json(meta_path, meta, indent=1)
 
-    feats = np.concatenate([np.load(shard(s, e)) for s, e in ranges]) if ranges else \
-        np.zeros((0, dim or 0), np.float32)
+    feats = (
+        np.concatenate([np.load(shard(s, e)) for s, e in ranges])
+        if ranges
+        else np.zeros((0, dim or 0), np.float32)
+    )
     fileio.save_npy(final, feats)
     meta.update(complete=True, shape=list(feats.shape))
     fileio.write_json(meta_path, meta, indent=1)
@@ -303,7 +362,13 @@ def _fmt(seconds: float) -> str:
 def _stats(split_name, n, computed, t_start, meta, folder) -> None:
     LAST_STATS.clear()
     cs, ci = meta.get("compute_seconds", 0.0), meta.get("computed_images", 0)
-    LAST_STATS.update(split_name=split_name, n_images=n, computed_images=computed,
-                      cached_images=n - computed, seconds=time.perf_counter() - t_start,
-                      compute_seconds=cs, images_per_second=(ci / cs) if cs else None,
-                      cache_dir=str(folder))
+    LAST_STATS.update(
+        split_name=split_name,
+        n_images=n,
+        computed_images=computed,
+        cached_images=n - computed,
+        seconds=time.perf_counter() - t_start,
+        compute_seconds=cs,
+        images_per_second=(ci / cs) if cs else None,
+        cache_dir=str(folder),
+    )

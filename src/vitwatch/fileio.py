@@ -4,13 +4,15 @@ A file is written to a temporary name in its own folder, flushed to disk, then r
 target (``os.replace``): a reader sees the old file or the new one, never half of one, so a run
 killed at any moment leaves caches that the next run can trust and resume from.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 import numpy as np
 

@@ -8,6 +8,7 @@ the signature of memorised pre-training images; a lead that holds is not explain
 No checkpoint here is a clean control: ImageNet-1k is a subset of ImageNet-21k [Steiner et al.,
 2022, Sect. 3.1], so the ImageNet-21k-only checkpoints saw the same images too.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,10 @@ def split_accuracy(store, seen: np.ndarray, n_boot: int = 1000, seed: int = 0):
 
     seen = np.asarray(seen, dtype=bool)
     if seen.shape != store.labels.shape:
-        raise ValueError(f"seen mask has shape {seen.shape}; the results store has "
-                         f"{store.labels.size} test images")
+        raise ValueError(
+            f"seen mask has shape {seen.shape}; the results store has "
+            f"{store.labels.size} test images"
+        )
     rows = []
     for run, (meta, _) in store.runs.items():
         c = store.correct(run)
@@ -39,20 +42,33 @@ def split_accuracy(store, seen: np.ndarray, n_boot: int = 1000, seed: int = 0):
         if seen.any() and (~seen).any():
             rng = np.random.default_rng(seed + 2)
             cs, cu = c[seen].astype(np.float64), c[~seen].astype(np.float64)
-            reps = (cs[rng.integers(0, cs.size, (n_boot, cs.size))].mean(axis=1)
-                    - cu[rng.integers(0, cu.size, (n_boot, cu.size))].mean(axis=1))
+            reps = cs[rng.integers(0, cs.size, (n_boot, cs.size))].mean(axis=1) - cu[
+                rng.integers(0, cu.size, (n_boot, cu.size))
+            ].mean(axis=1)
             gap = cs.mean() - cu.mean()
             lo_g, hi_g = stats.percentile_ci(reps)
-        rows.append({"run": run, "backbone": meta["backbone"], "protocol": meta["protocol"],
-                     "n_seen": int(seen.sum()), "n_unseen": int((~seen).sum()),
-                     "seen": s, "seen_lo": lo_s, "seen_hi": hi_s,
-                     "unseen": u, "unseen_lo": lo_u, "unseen_hi": hi_u,
-                     "gap": gap, "gap_lo": lo_g, "gap_hi": hi_g})
+        rows.append(
+            {
+                "run": run,
+                "backbone": meta["backbone"],
+                "protocol": meta["protocol"],
+                "n_seen": int(seen.sum()),
+                "n_unseen": int((~seen).sum()),
+                "seen": s,
+                "seen_lo": lo_s,
+                "seen_hi": hi_s,
+                "unseen": u,
+                "unseen_lo": lo_u,
+                "unseen_hi": hi_u,
+                "gap": gap,
+                "gap_lo": lo_g,
+                "gap_hi": hi_g,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def paired_by_part(store, seen: np.ndarray, vit: str, cnn: str, n_boot: int = 1000,
-                   seed: int = 0):
+def paired_by_part(store, seen: np.ndarray, vit: str, cnn: str, n_boot: int = 1000, seed: int = 0):
     """Per protocol where both ran, and per part (all, seen, unseen): ViT minus CNN top-1 on
     the same images, with its paired-bootstrap 95 % CI."""
     import pandas as pd
@@ -68,10 +84,20 @@ def paired_by_part(store, seen: np.ndarray, vit: str, cnn: str, n_boot: int = 10
             if not mask.any():
                 continue
             d, lo, hi = stats.paired_bootstrap_diff(ca[mask], cb[mask], n_boot, seed)
-            rows.append({"protocol": p, "part": part, "n": int(mask.sum()), "vit": vit,
-                         "cnn": cnn, "vit_top1": float(ca[mask].mean()),
-                         "cnn_top1": float(cb[mask].mean()), "diff": d, "diff_lo": lo,
-                         "diff_hi": hi})
+            rows.append(
+                {
+                    "protocol": p,
+                    "part": part,
+                    "n": int(mask.sum()),
+                    "vit": vit,
+                    "cnn": cnn,
+                    "vit_top1": float(ca[mask].mean()),
+                    "cnn_top1": float(cb[mask].mean()),
+                    "diff": d,
+                    "diff_lo": lo,
+                    "diff_hi": hi,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -82,17 +108,25 @@ def _pp(v: float) -> str:
 def describe_overlap(seen: np.ndarray, source: str, generated: bool) -> str:
     """One sentence: how many test images were ImageNet-1k training images."""
     n, s = seen.size, int(np.sum(seen))
-    what = ("a generated stand-in of the ILSVRC-2012 training list (smoke profile: the count "
-            "is meaningless)" if generated else f"the ILSVRC-2012 training list ({source})")
-    return (f"Matched by ImageNet image ID against {what}, {s:,} of the {n:,} test images "
-            f"({100 * s / max(n, 1):.1f} %) were ImageNet-1k training images.")
+    what = (
+        "a generated stand-in of the ILSVRC-2012 training list (smoke profile: the count "
+        "is meaningless)"
+        if generated
+        else f"the ILSVRC-2012 training list ({source})"
+    )
+    return (
+        f"Matched by ImageNet image ID against {what}, {s:,} of the {n:,} test images "
+        f"({100 * s / max(n, 1):.1f} %) were ImageNet-1k training images."
+    )
 
 
 def describe_parts(pairs, vit_label: str, cnn_label: str) -> str:
     """What the paired differences on seen and unseen images say, protocol by protocol."""
     if pairs is None or len(pairs) == 0:
-        return (f"No protocol ran both {vit_label} and {cnn_label}: the seen/unseen comparison "
-                "is not available.")
+        return (
+            f"No protocol ran both {vit_label} and {cnn_label}: the seen/unseen comparison "
+            "is not available."
+        )
     out = []
     for p, g in pairs.groupby("protocol", sort=True):
         parts = {r["part"]: r for _, r in g.iterrows()}
@@ -104,8 +138,12 @@ def describe_parts(pairs, vit_label: str, cnn_label: str) -> str:
             f"Protocol {p}: {vit_label} minus {cnn_label} is {_pp(s['diff'])} points "
             f"[{_pp(s['diff_lo'])}, {_pp(s['diff_hi'])}] on seen images and "
             f"{_pp(u['diff'])} [{_pp(u['diff_lo'])}, {_pp(u['diff_hi'])}] on unseen ones"
-            + ("; the difference on unseen images excludes zero." if holds else
-               "; on unseen images the interval includes zero."))
+            + (
+                "; the difference on unseen images excludes zero."
+                if holds
+                else "; on unseen images the interval includes zero."
+            )
+        )
     if not out:
         return "Every test image falls in one part: the seen/unseen comparison is not available."
     return " ".join(out)

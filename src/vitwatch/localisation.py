@@ -23,9 +23,8 @@ Holds the measurements of notebook 04's localisation section:
 Maps are ``(h, w)`` arrays on any grid; for measurements each cell is spread uniformly over
 the pixels it covers (nearest-neighbour upsampling to the mask resolution).
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 
@@ -41,6 +40,7 @@ def image_size(path) -> tuple[int, int]:
     :func:`vitwatch.data.images.orient_boxes`), so this is the size to scale them from.
     """
     from vitwatch.data import images
+
     try:
         orientation, stored = images.header(path)
     except FileNotFoundError:
@@ -62,8 +62,8 @@ def scale_boxes(boxes, orig_wh, size: int | tuple[int, int]) -> np.ndarray:
 def box_mask(boxes, height: int, width: int) -> np.ndarray:
     """(height, width) bool: pixel centres inside the union of boxes given on that grid."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ys = np.arange(height)[:, None] + 0.5                              # (H, 1)
-    xs = np.arange(width)[None, :] + 0.5                               # (1, W)
+    ys = np.arange(height)[:, None] + 0.5  # (H, 1)
+    xs = np.arange(width)[None, :] + 0.5  # (1, W)
     mask = np.zeros((height, width), dtype=bool)
     for x0, y0, x1, y1 in boxes:
         mask |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
@@ -81,6 +81,7 @@ def upsample(saliency, shape: tuple[int, int], order: int = 0) -> np.ndarray:
     each cell's value covers its block of pixels, as a patch token covers its 16 x 16 patch;
     ``order=1``: bilinear, smoother, for display only."""
     from skimage.transform import resize
+
     s = np.asarray(saliency, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"a saliency map must be (h, w), got shape {s.shape}")
@@ -102,7 +103,7 @@ def mass_inside(saliency, mask) -> float:
     return float(normalise(upsample(saliency, mask.shape))[mask].sum())
 
 
-POINTING_TOLERANCE = 15.0      # pixels, the tolerance of Zhang et al. (2018)
+POINTING_TOLERANCE = 15.0  # pixels, the tolerance of Zhang et al. (2018)
 
 
 def peak_centre(saliency, frame_hw) -> tuple[float, float]:
@@ -143,6 +144,7 @@ def to_grid(saliency, shape: tuple[int, int]) -> np.ndarray:
     mass in any union of coarse cells is preserved (a 14 x 14 rollout -> 7 x 7: 2 x 2 blocks).
     """
     from skimage.measure import block_reduce
+
     s = np.asarray(saliency, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"a saliency map must be (h, w), got shape {s.shape}")
@@ -152,6 +154,7 @@ def to_grid(saliency, shape: tuple[int, int]) -> np.ndarray:
     if all(a % b == 0 for a, b in zip(s.shape, shape)):
         return block_reduce(s, (s.shape[0] // shape[0], s.shape[1] // shape[1]), np.mean)
     from skimage.transform import resize
+
     coarser = all(a >= b for a, b in zip(s.shape, shape))
     return resize(s, shape, order=1 if coarser else 0, mode="edge", anti_aliasing=coarser)
 
@@ -162,13 +165,18 @@ def centre_prior(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
         raise ValueError(f"centre_prior: sigma must be > 0, got {sigma}")
     ys = (np.arange(height) + 0.5) / height - 0.5
     xs = (np.arange(width) + 0.5) / width - 0.5
-    g = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
+    g = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
     return g / g.sum()
 
 
-def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112,
-             common_grid: tuple[int, int] | None = None,
-             tolerance: float = POINTING_TOLERANCE):
+def evaluate(
+    maps: dict[str, np.ndarray],
+    boxes_list,
+    sizes,
+    grid: int = 112,
+    common_grid: tuple[int, int] | None = None,
+    tolerance: float = POINTING_TOLERANCE,
+):
     """Mass inside the boxes and pointing hits of several families of maps, per image.
 
     ``maps``: name -> (n, h, w) maps (any grid per family); ``boxes_list``: n arrays of (k, 4)
@@ -180,6 +188,7 @@ def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112,
     columns ``image``, ``map``, ``mass_inside``, ``hit``, ``box_fraction``.
     """
     import pandas as pd
+
     n = len(boxes_list)
     for name, m in maps.items():
         if len(m) != n:
@@ -192,14 +201,28 @@ def evaluate(maps: dict[str, np.ndarray], boxes_list, sizes, grid: int = 112,
         frac = float(mask.mean())
         for name, m in maps.items():
             mi = to_grid(m[i], common_grid) if common_grid is not None else m[i]
-            rows.append({"image": i, "map": name, "mass_inside": mass_inside(mi, mask),
-                         "hit": pointing_hit(mi, boxes_list[i], (h, w), tolerance),
-                         "box_fraction": frac})
+            rows.append(
+                {
+                    "image": i,
+                    "map": name,
+                    "mass_inside": mass_inside(mi, mask),
+                    "hit": pointing_hit(mi, boxes_list[i], (h, w), tolerance),
+                    "box_fraction": frac,
+                }
+            )
         centre_hit = box_distance((w / 2, h / 2), boxes_list[i]) <= tolerance
-        rows.append({"image": i, "map": "centre prior", "mass_inside": float(prior[mask].sum()),
-                     "hit": bool(centre_hit), "box_fraction": frac})
-        rows.append({"image": i, "map": "uniform", "mass_inside": frac,
-                     "hit": np.nan, "box_fraction": frac})
+        rows.append(
+            {
+                "image": i,
+                "map": "centre prior",
+                "mass_inside": float(prior[mask].sum()),
+                "hit": bool(centre_hit),
+                "box_fraction": frac,
+            }
+        )
+        rows.append(
+            {"image": i, "map": "uniform", "mass_inside": frac, "hit": np.nan, "box_fraction": frac}
+        )
     return pd.DataFrame(rows)
 
 
@@ -215,9 +238,11 @@ class GradCAM:
     class-agnostic map, comparable with the class-agnostic attention rollout).
     """
 
-    def __init__(self, model, layer_name: str = RESNET50_LAST_CONV, head=None,
-                 logits: bool = False):
+    def __init__(
+        self, model, layer_name: str = RESNET50_LAST_CONV, head=None, logits: bool = False
+    ):
         import keras
+
         from vitwatch.representations import find_layer
 
         inner = model
@@ -238,12 +263,13 @@ class GradCAM:
 
     def __call__(self, x, class_index=None) -> np.ndarray:
         import tensorflow as tf
+
         x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         with tf.GradientTape() as tape:
-            conv, out = self._inner(x, training=False)                 # (B, h, w, C), ...
+            conv, out = self._inner(x, training=False)  # (B, h, w, C), ...
             tape.watch(conv)
             if len(out.shape) == 4:
-                out = tf.reduce_mean(out, axis=(1, 2))                 # (B, C) pooled
+                out = tf.reduce_mean(out, axis=(1, 2))  # (B, C) pooled
             scores = self.head(out) if self.head is not None else out
             if len(scores.shape) != 2:
                 raise ValueError(f"GradCAM: expected (B, K) scores, got {scores.shape}")
@@ -251,13 +277,15 @@ class GradCAM:
                 idx = tf.convert_to_tensor(np.asarray(class_index, dtype=np.int64))
                 target = tf.gather(scores, idx, axis=1, batch_dims=1)  # (B,)
             elif self.head is not None or self.logits:
-                target = tf.reduce_max(scores, axis=1)                 # predicted class
+                target = tf.reduce_max(scores, axis=1)  # predicted class
             else:
-                target = tf.reduce_sum(scores ** 2, axis=1)            # class-agnostic
-        grads = tape.gradient(target, conv)                            # (B, h, w, C)
+                target = tf.reduce_sum(scores**2, axis=1)  # class-agnostic
+        grads = tape.gradient(target, conv)  # (B, h, w, C)
         if grads is None:
-            raise ValueError(f"GradCAM: the target does not depend on {self.layer_name!r} "
-                             "through differentiable operations (a NumPy head?)")
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)    # (B, 1, 1, C)
-        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))       # (B, h, w)
+            raise ValueError(
+                f"GradCAM: the target does not depend on {self.layer_name!r} "
+                "through differentiable operations (a NumPy head?)"
+            )
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # (B, 1, 1, C)
+        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))  # (B, h, w)
         return cam.numpy()

@@ -8,6 +8,7 @@ number of epochs or the resolution). This module builds the backbone table of th
 and the paired differences of every pair of :data:`vitwatch.catalogue.PAIRS`, on all test
 images and on those ImageNet-1k never trained on, and turns them into the report's conclusion.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,14 +26,18 @@ def backbone_table(store, table, label=str):
     for b in dict.fromkeys(m["backbone"] for m, _ in store.runs.values()):
         f = catalogue.facts(b)
         cost = store.cost.get(b, {}) if store.cost else {}
-        row = {"backbone": label(b),
-               "pre-training": f.pretraining if f else "?",
-               "pre-training length": f.epochs if f else "?",
-               "ImageNet-1k top-1 % (published)":
-                   (f"{f.in1k_top1:.2f} ({f.in1k_source})" if f and f.in1k_top1 else
-                    (f.in1k_source if f else "?")),
-               "params (M)": (cost.get("params") or np.nan) / 1e6,
-               "GMACs": cost.get("gmacs", np.nan)}
+        row = {
+            "backbone": label(b),
+            "pre-training": f.pretraining if f else "?",
+            "pre-training length": f.epochs if f else "?",
+            "ImageNet-1k top-1 % (published)": (
+                f"{f.in1k_top1:.2f} ({f.in1k_source})"
+                if f and f.in1k_top1
+                else (f.in1k_source if f else "?")
+            ),
+            "params (M)": (cost.get("params") or np.nan) / 1e6,
+            "GMACs": cost.get("gmacs", np.nan),
+        }
         for p in ("A", "B", "C", "Z"):
             r = table[(table["backbone"] == b) & (table["protocol"] == p)]
             row[f"Dogs top-1 % ({p})"] = 100 * r["top1"].iloc[0] if len(r) else np.nan
@@ -58,9 +63,19 @@ def pair_differences(store, seen=None, n_boot: int = 1000, seed: int = 0):
                 parts.append(("unseen", ~np.asarray(seen, bool)))
             for part, mask in parts:
                 d, lo, hi = stats.paired_bootstrap_diff(ca[mask], cb[mask], n_boot, seed)
-                rows.append({"vit": vit, "cnn": cnn, "holds equal": what, "protocol": p,
-                             "part": part, "n": int(mask.sum()), "diff": d, "lo": lo,
-                             "hi": hi})
+                rows.append(
+                    {
+                        "vit": vit,
+                        "cnn": cnn,
+                        "holds equal": what,
+                        "protocol": p,
+                        "part": part,
+                        "n": int(mask.sum()),
+                        "diff": d,
+                        "lo": lo,
+                        "hi": hi,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -76,8 +91,10 @@ def conclusion(diffs, protocol: str, label=str, box_sentence: str = "") -> str:
     """The report's answer to the seed's attribution, for one protocol: the seed's lead, the
     lead with matched pre-training, each on all and on unseen images, with their CIs."""
     if diffs is None or len(diffs) == 0:
-        return ("No protocol ran a ViT and a CNN side by side: the attribution cannot be "
-                "tested in this run.")
+        return (
+            "No protocol ran a ViT and a CNN side by side: the attribution cannot be "
+            "tested in this run."
+        )
     d = diffs[diffs["protocol"] == protocol]
     get = {(r["vit"], r["cnn"], r["part"]): r for _, r in d.iterrows()}
     seed_pair, matched = catalogue.PAIRS[0], catalogue.PAIRS[1]
@@ -85,28 +102,39 @@ def conclusion(diffs, protocol: str, label=str, box_sentence: str = "") -> str:
     s = get.get((seed_pair[0], seed_pair[1], "all"))
     m = get.get((matched[0], matched[1], "all"))
     if s is not None:
-        out.append(f"Under protocol {protocol}, {label(seed_pair[0])} leads "
-                   f"{label(seed_pair[1])} by {_ci(s)}, the seed's comparison.")
+        out.append(
+            f"Under protocol {protocol}, {label(seed_pair[0])} leads "
+            f"{label(seed_pair[1])} by {_ci(s)}, the seed's comparison."
+        )
     if m is not None:
-        out.append(f"Against {label(matched[1])}, a CNN pre-trained on the same data, the "
-                   f"difference is {_ci(m)}")
+        out.append(
+            f"Against {label(matched[1])}, a CNN pre-trained on the same data, the "
+            f"difference is {_ci(m)}"
+        )
         if s is not None and abs(s["diff"]) > 1e-9:
             share = m["diff"] / s["diff"]
-            out[-1] += (f": {100 * share:.0f} % of the seed's lead remains once the "
-                        "pre-training data are matched")
-        out[-1] += ("" if _excludes_zero(m) else
-                    ", an interval that includes zero") + "."
+            out[-1] += (
+                f": {100 * share:.0f} % of the seed's lead remains once the "
+                "pre-training data are matched"
+            )
+        out[-1] += ("" if _excludes_zero(m) else ", an interval that includes zero") + "."
     else:
-        out.append(f"{label(matched[1])} did not run under protocol {protocol}: the lead "
-                   "cannot be separated from the difference in pre-training data here.")
+        out.append(
+            f"{label(matched[1])} did not run under protocol {protocol}: the lead "
+            "cannot be separated from the difference in pre-training data here."
+        )
     for pair in (seed_pair, matched):
         u = get.get((pair[0], pair[1], "unseen"))
         if u is not None:
-            out.append(f"On the test images that ImageNet-1k never trained on, "
-                       f"{label(pair[0])} minus {label(pair[1])} is {_ci(u)}.")
-    out.append("Matched data is not a matched recipe: the two pre-trainings differ in length "
-               "(300 vs 90 ImageNet-21k epochs), augmentation and resolution, so what remains "
-               "is an upper bound on what architecture alone explains.")
+            out.append(
+                f"On the test images that ImageNet-1k never trained on, "
+                f"{label(pair[0])} minus {label(pair[1])} is {_ci(u)}."
+            )
+    out.append(
+        "Matched data is not a matched recipe: the two pre-trainings differ in length "
+        "(300 vs 90 ImageNet-21k epochs), augmentation and resolution, so what remains "
+        "is an upper bound on what architecture alone explains."
+    )
     if box_sentence:
         out.append(box_sentence)
     return " ".join(out)
@@ -116,7 +144,9 @@ def describe_split(dataset) -> str:
     """Where our numbers come from, for the comparison with the seed's validation accuracies."""
     n_tr, n_val, n_te = (int(dataset.get(k, 0)) for k in ("n_train", "n_val", "n_test"))
     share = 100 * n_val / max(n_tr + n_val, 1)
-    return (f"Our heads are trained on {n_tr:,} images; {n_val:,} more ({share:.0f} % of the "
-            f"training split used) are held out as the validation set on which every choice is "
-            f"made, and the accuracies above are measured on {n_te:,} test images that no "
-            "choice has seen. The seed's figures are validation accuracies of its own split.")
+    return (
+        f"Our heads are trained on {n_tr:,} images; {n_val:,} more ({share:.0f} % of the "
+        f"training split used) are held out as the validation set on which every choice is "
+        f"made, and the accuracies above are measured on {n_te:,} test images that no "
+        "choice has seen. The seed's figures are validation accuracies of its own split."
+    )

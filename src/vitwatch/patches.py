@@ -12,9 +12,10 @@ similarity between learned position embeddings) and :func:`embedding_filters_pca
 components of the patch-embedding filters); and :func:`token_table` (how many tokens an image
 becomes, and what the attention matrix costs).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,11 +44,13 @@ def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
     b, h, w, c = x.shape
     p = patch_size
     if h % p or w % p:
-        raise ValueError(f"image size {h}x{w} is not a multiple of patch_size={p}; crop or resize first")
+        raise ValueError(
+            f"image size {h}x{w} is not a multiple of patch_size={p}; crop or resize first"
+        )
     gh, gw = h // p, w // p
-    x = x.reshape(b, gh, p, gw, p, c)                 # (B, gh, P, gw, P, C)
-    x = x.transpose(0, 1, 3, 2, 4, 5)                 # (B, gh, gw, P, P, C)
-    x = x.reshape(b, gh * gw, p * p * c)              # (B, N, P*P*C)
+    x = x.reshape(b, gh, p, gw, p, c)  # (B, gh, P, gw, P, C)
+    x = x.transpose(0, 1, 3, 2, 4, 5)  # (B, gh, gw, P, P, C)
+    x = x.reshape(b, gh * gw, p * p * c)  # (B, N, P*P*C)
     return x[0] if single else x
 
 
@@ -64,11 +67,13 @@ def unpatchify(patches: np.ndarray, grid, patch_size: int, channels: int = 3) ->
     b, n, d = x.shape
     p = patch_size
     if n != gh * gw or d != p * p * channels:
-        raise ValueError(f"patches of shape {x.shape[1:]} do not fit a {gh}x{gw} grid of "
-                         f"{p}x{p}x{channels} patches")
-    x = x.reshape(b, gh, gw, p, p, channels)          # (B, gh, gw, P, P, C)
-    x = x.transpose(0, 1, 3, 2, 4, 5)                 # (B, gh, P, gw, P, C)
-    x = x.reshape(b, gh * p, gw * p, channels)        # (B, H, W, C)
+        raise ValueError(
+            f"patches of shape {x.shape[1:]} do not fit a {gh}x{gw} grid of "
+            f"{p}x{p}x{channels} patches"
+        )
+    x = x.reshape(b, gh, gw, p, p, channels)  # (B, gh, gw, P, P, C)
+    x = x.transpose(0, 1, 3, 2, 4, 5)  # (B, gh, P, gw, P, C)
+    x = x.reshape(b, gh * p, gw * p, channels)  # (B, H, W, C)
     return x[0] if single else x
 
 
@@ -81,14 +86,14 @@ def linear_patch_embedding(images: np.ndarray, kernel: np.ndarray, bias=None) ->
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim == 4:
         p = k.shape[0]
-        e = k.reshape(-1, k.shape[-1])                # (P*P*C, D)
+        e = k.reshape(-1, k.shape[-1])  # (P*P*C, D)
     elif k.ndim == 2:
         c = np.shape(images)[-1]
         p = int(round(np.sqrt(k.shape[0] / c)))
         e = k
     else:
         raise ValueError(f"kernel must be (P, P, C, D) or (P*P*C, D), got shape {k.shape}")
-    tokens = patchify(np.asarray(images, dtype=np.float64), p) @ e    # (B, N, D)
+    tokens = patchify(np.asarray(images, dtype=np.float64), p) @ e  # (B, N, D)
     return tokens if bias is None else tokens + np.asarray(bias)
 
 
@@ -97,9 +102,12 @@ def token_count(img_size: int, patch_size: int, class_token: bool = True) -> int
     return grid_size(img_size, patch_size) ** 2 + int(class_token)
 
 
-def token_table(resolutions: Sequence[int] = (224, 384, 512),
-                patch_sizes: Sequence[int] = (8, 14, 16, 32),
-                num_heads: int = 6, bytes_per_value: int = 4):
+def token_table(
+    resolutions: Sequence[int] = (224, 384, 512),
+    patch_sizes: Sequence[int] = (8, 14, 16, 32),
+    num_heads: int = 6,
+    bytes_per_value: int = 4,
+):
     """How many tokens an image becomes, and the size of its attention matrices.
 
     One row per (resolution, patch size) with ``tokens`` N (patches + class token),
@@ -115,9 +123,16 @@ def token_table(resolutions: Sequence[int] = (224, 384, 512),
         for p in patch_sizes:
             g = r // p
             n = g * g + 1
-            rows.append({"resolution": r, "patch_size": p, "grid": f"{g}x{g}", "tokens": n,
-                         "attention_entries": n * n,
-                         "attention_mib": num_heads * n * n * bytes_per_value / 2**20})
+            rows.append(
+                {
+                    "resolution": r,
+                    "patch_size": p,
+                    "grid": f"{g}x{g}",
+                    "tokens": n,
+                    "attention_entries": n * n,
+                    "attention_mib": num_heads * n * n * bytes_per_value / 2**20,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -135,9 +150,9 @@ def position_similarity(pos_embedding: np.ndarray, grid) -> np.ndarray:
     extra = e.shape[0] - gh * gw
     if extra not in (0, 1):
         raise ValueError(f"position embedding with {e.shape[0]} rows does not fit a {gh}x{gw} grid")
-    e = e[extra:]                                      # (P, D)
+    e = e[extra:]  # (P, D)
     e = e / np.clip(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12, None)
-    sim = e @ e.T                                      # (P, P)
+    sim = e @ e.T  # (P, P)
     return sim.reshape(gh, gw, gh, gw)
 
 
@@ -151,11 +166,11 @@ def embedding_filters_pca(kernel: np.ndarray, n_components: int = 28):
     if k.ndim != 4:
         raise ValueError(f"kernel must be (P, P, C, D), got shape {k.shape}")
     p1, p2, c, d = k.shape
-    filters = k.reshape(-1, d).T                       # (D, P*P*C)
+    filters = k.reshape(-1, d).T  # (D, P*P*C)
     filters = filters - filters.mean(axis=0, keepdims=True)
     _, s, vt = np.linalg.svd(filters, full_matrices=False)
     n = min(n_components, vt.shape[0])
-    ratio = (s ** 2) / np.sum(s ** 2)
+    ratio = (s**2) / np.sum(s**2)
     return vt[:n].reshape(n, p1, p2, c), ratio[:n]
 
 

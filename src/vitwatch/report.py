@@ -14,6 +14,7 @@ run. Order of work:
 4. the merged document is rendered to ``vitwatch-report.html`` and printed to
    ``vitwatch-report.pdf``, both written atomically.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,9 +70,15 @@ def preflight(cfg) -> None:
             raise ReportError(f"profile {cfg.profile!r} cannot start: {exc}") from None
         for name, state in status.items():
             optional = state not in ("cached", "reachable") and downloads.RESOURCES[name].optional
-            print(f"  {name}: {state}" + ("; optional: Kaggle Models is tried next, else "
-                                           "the report goes on without it" if optional else ""),
-                  flush=True)
+            print(
+                f"  {name}: {state}"
+                + (
+                    "; optional: Kaggle Models is tried next, else the report goes on without it"
+                    if optional
+                    else ""
+                ),
+                flush=True,
+            )
 
 
 def _digest(paths: list[Path], extra: str = "") -> str:
@@ -85,8 +92,11 @@ def _digest(paths: list[Path], extra: str = "") -> str:
 def _package_files() -> list[Path]:
     root = Path(__file__).parent
     suffixes = {".py", ".yaml", ".css", ".j2"}
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes
-                  and "__pycache__" not in p.parts)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in suffixes and "__pycache__" not in p.parts
+    )
 
 
 def _papermill_logger(stream: bool):
@@ -167,8 +177,12 @@ def _quiet_kernel_manager():
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             finally:
                 os.close(write_fd)
-            threading.Thread(target=filter_stream, args=(read_fd, sys.stderr), daemon=True,
-                             name="vitwatch-kernel-stderr").start()
+            threading.Thread(
+                target=filter_stream,
+                args=(read_fd, sys.stderr),
+                daemon=True,
+                name="vitwatch-kernel-stderr",
+            ).start()
 
     return QuietKernelManager
 
@@ -180,7 +194,8 @@ _STARTUP_NOISE = re.compile(
     r"^(?:[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] .*"
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
-    r"compiler flags\.)$")
+    r"compiler flags\.)$"
+)
 
 
 # "failed call to cuInit: ... UNKNOWN ERROR (303)": TensorFlow's CUDA build looking for a GPU on
@@ -191,8 +206,12 @@ _CUINIT = re.compile(r"^E\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] failed call to cuIni
 def nvidia_device_present() -> bool:
     """True when this machine shows an NVIDIA GPU (device node or ``nvidia-smi``)."""
     import shutil
-    return (Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
-            or shutil.which("nvidia-smi") is not None)
+
+    return (
+        Path("/dev/nvidia0").exists()
+        or Path("/dev/nvidiactl").exists()
+        or shutil.which("nvidia-smi") is not None
+    )
 
 
 def is_startup_noise(line: str) -> bool:
@@ -220,14 +239,15 @@ def filtered_stderr():
     os.dup2(write_fd, 2)
     os.close(write_fd)
     out = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-    worker = threading.Thread(target=filter_stream, args=(read_fd, out), daemon=True,
-                              name="vitwatch-stderr")
+    worker = threading.Thread(
+        target=filter_stream, args=(read_fd, out), daemon=True, name="vitwatch-stderr"
+    )
     worker.start()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)            # closes the pipe's last write end: the worker sees EOF
+        os.dup2(saved, 2)  # closes the pipe's last write end: the worker sees EOF
         os.close(saved)
         worker.join(timeout=5)
         out.close()
@@ -254,15 +274,18 @@ def kernel_environment() -> dict[str, str]:
     alone (a GPU stays visible), and Python errors still reach the notebook.
     """
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
-    quiet = "3" if not nvidia_device_present() else "2"     # with a GPU, its errors show
-    return {"VITWATCH_ROOT": str(config.project_root()),
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "VITWATCH_BATCH": "1",                  # no front end: no interactive widgets
-            "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet}
+    quiet = "3" if not nvidia_device_present() else "2"  # with a GPU, its errors show
+    return {
+        "VITWATCH_ROOT": str(config.project_root()),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "VITWATCH_BATCH": "1",  # no front end: no interactive widgets
+        "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet,
+    }
 
 
-def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3",
-            stream: bool = False) -> float:
+def execute(
+    nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False
+) -> float:
     """Run one notebook with papermill; raise ReportError naming the notebook and cell on
     failure."""
     import papermill as pm
@@ -274,18 +297,27 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3",
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters, kernel_name=kernel,
-                            cwd=str(nb.parent), progress_bar=False, log_output=stream,
-                            request_save_on_cell_execute=True,
-                            kernel_manager_class=_quiet_kernel_manager())
+        pm.execute_notebook(
+            str(nb),
+            str(out),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(nb.parent),
+            progress_bar=False,
+            log_output=stream,
+            request_save_on_cell_execute=True,
+            kernel_manager_class=_quiet_kernel_manager(),
+        )
     except PapermillExecutionError as exc:
         raise ReportError(
             f"notebook {nb.name} failed in cell {exc.cell_index} "
             f"(execution count {exc.exec_count}): "
-            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}") from None
+            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}"
+        ) from None
     except Exception as exc:  # kernel died, timeout, missing kernel...
-        raise ReportError(f"notebook {nb.name} could not be executed: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise ReportError(
+            f"notebook {nb.name} could not be executed: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         for key, value in saved.items():
             if value is None:
@@ -297,17 +329,27 @@ def execute(nb: Path, out: Path, parameters: dict, kernel: str = "python3",
 
 def _git_commit(root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() or None
     except Exception:
         return None
 
 
-def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
-          out_dir: str | Path | None = None, kernel: str = "python3", force: bool = False,
-          pdf: bool = True, only: list[str] | None = None,
-          stream: bool | None = None) -> dict:
+def build(
+    profile: str = "smoke",
+    notebooks_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    kernel: str = "python3",
+    force: bool = False,
+    pdf: bool = True,
+    only: list[str] | None = None,
+    stream: bool | None = None,
+) -> dict:
     """Execute every notebook under ``profile`` and render the report; return a summary dict.
 
     ``stream``: echo the notebooks' output (progress bars, logs) to the terminal; by default on
@@ -332,8 +374,9 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
     package_digest = _digest(_package_files())
     streaming = profile_name != "smoke" if stream is None else stream
     previous = _previous_timings(out)
-    if profile_name != "smoke":              # long work: the expected time first (issue 13)
+    if profile_name != "smoke":  # long work: the expected time first (issue 13)
         from . import costs
+
         costs.print_runtime_plan(cfg, [b.name for b in books], previous)
     executed, timings = [], {}
     for i, nb in enumerate(books, 1):
@@ -346,15 +389,23 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
         else:
             stamp.unlink(missing_ok=True)
             # one line per notebook; with the notebooks' own output echoed, a line before too
-            print(f"{head}: running ..." if streaming else f"{head} ...",
-                  end="\n" if streaming else " ", flush=True)
+            print(
+                f"{head}: running ..." if streaming else f"{head} ...",
+                end="\n" if streaming else " ",
+                flush=True,
+            )
             seconds = execute(nb, target, parameters, kernel, stream=streaming)
             stamp.write_text(key)
             timings[nb.name] = round(seconds, 1)
-            left = ("" if profile_name == "smoke" else
-                    _time_left([b.name for b in books[i:]], previous))
-            print(f"{head}: done in {_duration(seconds)}{left}" if streaming else
-                  f"done in {_duration(seconds)}{left}", flush=True)
+            left = (
+                "" if profile_name == "smoke" else _time_left([b.name for b in books[i:]], previous)
+            )
+            print(
+                f"{head}: done in {_duration(seconds)}{left}"
+                if streaming
+                else f"done in {_duration(seconds)}{left}",
+                flush=True,
+            )
         executed.append(target)
 
     print("rendering HTML ...", flush=True)
@@ -362,17 +413,25 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
     mathjax_url = render.copy_mathjax(out)
     machine = config.machine_summary()
     meta = render.title_meta(profile_name, machine, _git_commit(root))
-    page, stats = render.finish_html(render.notebook_to_html(merged, mathjax_url), meta,
-                                     smoke=profile_name == "smoke")
+    page, stats = render.finish_html(
+        render.notebook_to_html(merged, mathjax_url), meta, smoke=profile_name == "smoke"
+    )
     if stats["unknown_citations"]:
-        print(f"warning: citations missing from the bibliography: "
-              f"{stats['unknown_citations']}", flush=True)
+        print(
+            f"warning: citations missing from the bibliography: {stats['unknown_citations']}",
+            flush=True,
+        )
     html_path = out / f"{REPORT_NAME}.html"
     pdf_path = out / f"{REPORT_NAME}.pdf"
     tmp_html = out / f".{REPORT_NAME}.tmp.html"
     tmp_html.write_text(page, encoding="utf-8")
-    result = {"profile": profile_name, "html": str(html_path), "timings": timings,
-              "last_timings": {**previous, **timings}, **stats}
+    result = {
+        "profile": profile_name,
+        "html": str(html_path),
+        "timings": timings,
+        "last_timings": {**previous, **timings},
+        **stats,
+    }
     if pdf:
         tmp_pdf = out / f".{REPORT_NAME}.tmp.pdf"
         try:
@@ -394,16 +453,19 @@ def build(profile: str = "smoke", notebooks_dir: str | Path | None = None,
     if result.get("pdf"):
         print(f"report written: {html_path} and {result['pdf']}", flush=True)
     elif pdf:
-        print(f"report written: {html_path} (HTML only)\n{result['pdf_missing']}\n"
-              f"  To add the PDF, run: {result['pdf_command']}\n"
-              f"  then run the same report command again: the notebooks are not rerun "
-              f"(exit status {EXIT_NO_PDF}: HTML only)", flush=True)
+        print(
+            f"report written: {html_path} (HTML only)\n{result['pdf_missing']}\n"
+            f"  To add the PDF, run: {result['pdf_command']}\n"
+            f"  then run the same report command again: the notebooks are not rerun "
+            f"(exit status {EXIT_NO_PDF}: HTML only)",
+            flush=True,
+        )
     else:
         print(f"report written: {html_path}", flush=True)
     return result
 
 
-EXIT_NO_PDF = 3   # `vitwatch report` / `make report`: the HTML was written, the PDF was not
+EXIT_NO_PDF = 3  # `vitwatch report` / `make report`: the HTML was written, the PDF was not
 
 
 def _previous_timings(out: Path) -> dict[str, float]:
@@ -426,7 +488,7 @@ def _duration(seconds: float) -> str:
 
 
 def _time_left(remaining: list[str], previous: dict[str, float]) -> str:
-    """", about 1.2 h left (last run)" from the previous build's timings of ``remaining``."""
+    """ ", about 1.2 h left (last run)" from the previous build's timings of ``remaining``."""
     if not remaining:
         return ""
     known = [previous[n] for n in remaining if n in previous]

@@ -19,17 +19,17 @@ be negative, so a value can fall slightly below 0 (or, with few small batches, a
   token sequence after each transformer block ``(B, N, C)``, the output of each ResNet stage
   ``(B, h, w, C)``; both flattened per image.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-RESNET50_STAGES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
-                   "conv5_block3_out")
+RESNET50_STAGES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")
 
 
 def _flat(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
-    return x.reshape(x.shape[0], -1)                                  # (B, D)
+    return x.reshape(x.shape[0], -1)  # (B, D)
 
 
 def gram_linear(x) -> np.ndarray:
@@ -39,7 +39,7 @@ def gram_linear(x) -> np.ndarray:
     per image; float64 copies of a batch would take GBs).
     """
     x = np.asarray(x)
-    x = x.reshape(x.shape[0], -1)                                      # (B, D)
+    x = x.reshape(x.shape[0], -1)  # (B, D)
     if x.dtype != np.float32:
         x = x.astype(np.float64)
     return (x @ x.T).astype(np.float64)
@@ -73,8 +73,7 @@ def hsic_unbiased(k, l) -> float:
     np.fill_diagonal(k, 0.0)
     np.fill_diagonal(l, 0.0)
     kl = k @ l
-    term = (np.trace(kl) + k.sum() * l.sum() / ((n - 1) * (n - 2))
-            - 2.0 * kl.sum() / (n - 2))
+    term = np.trace(kl) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2.0 * kl.sum() / (n - 2)
     return float(term / (n * (n - 3)))
 
 
@@ -95,9 +94,10 @@ class MinibatchCKA:
 
     def update(self, acts_a, acts_b) -> None:
         if len(acts_a) != self.n_a or len(acts_b) != self.n_b:
-            raise ValueError(f"expected {self.n_a} and {self.n_b} layers, got "
-                             f"{len(acts_a)} and {len(acts_b)}")
-        ka = [gram_linear(x) for x in acts_a]                          # each (B, B)
+            raise ValueError(
+                f"expected {self.n_a} and {self.n_b} layers, got {len(acts_a)} and {len(acts_b)}"
+            )
+        ka = [gram_linear(x) for x in acts_a]  # each (B, B)
         kb = [gram_linear(x) for x in acts_b]
         for i, k in enumerate(ka):
             self.self_a[i] += hsic_unbiased(k, k)
@@ -111,7 +111,7 @@ class MinibatchCKA:
         if not self.batches:
             raise ValueError("MinibatchCKA.result() before any update()")
         den = np.sqrt(np.clip(np.outer(self.self_a, self.self_b), 1e-30, None))
-        return self.cross / den                                        # (La, Lb)
+        return self.cross / den  # (La, Lb)
 
 
 def self_similarity(acts) -> np.ndarray:
@@ -139,12 +139,14 @@ def vit_block_outputs(model, x) -> list[np.ndarray]:
     :class:`vitwatch.models.vit.VisionTransformer`); ``x`` is preprocessed, (B, S, S, 3).
     """
     if not (hasattr(model, "embed") and hasattr(model, "blocks")):
-        raise ValueError(f"vit_block_outputs: model {getattr(model, 'name', model)!r} has no "
-                         "embed()/blocks (expected a vitwatch.models.vit.VisionTransformer)")
-    h = model.embed(np.asarray(x, dtype=np.float32))                   # (B, N, C)
+        raise ValueError(
+            f"vit_block_outputs: model {getattr(model, 'name', model)!r} has no "
+            "embed()/blocks (expected a vitwatch.models.vit.VisionTransformer)"
+        )
+    h = model.embed(np.asarray(x, dtype=np.float32))  # (B, N, C)
     outs = []
     for block in model.blocks:
-        h = block(h)                                                   # (B, N, C)
+        h = block(h)  # (B, N, C)
         outs.append(np.asarray(h))
     return outs
 
@@ -165,6 +167,7 @@ def find_layer(model, name: str):
 def stage_model(model, names=RESNET50_STAGES):
     """A Keras model returning the named intermediate outputs of a (possibly nested) model."""
     import keras
+
     inner = model
     for layer in model.layers:
         if hasattr(layer, "layers"):

@@ -23,12 +23,14 @@ a run's ``.npz`` is written before its ``.json``: a run counts as finished only 
 exists. :func:`has` compares the stored hyperparameters with the requested ones, so a notebook
 interrupted halfway resumes by skipping exactly the runs that finished with the same settings.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +38,17 @@ from . import fileio
 
 _RUN = re.compile(r"^[A-Z]_[a-z0-9_]+$")
 REQUIRED_ARRAYS = ("test_probs", "test_labels", "val_probs", "val_labels")
-REQUIRED_META = ("backbone", "protocol", "top1", "top5", "val_top1", "history",
-                 "hyperparameters", "timings", "trainable_params")
+REQUIRED_META = (
+    "backbone",
+    "protocol",
+    "top1",
+    "top5",
+    "val_top1",
+    "history",
+    "hyperparameters",
+    "timings",
+    "trainable_params",
+)
 
 
 def results_dir(cfg) -> Path:
@@ -46,8 +57,10 @@ def results_dir(cfg) -> Path:
 
 def _check_name(run_name: str) -> None:
     if not _RUN.match(run_name):
-        raise ValueError(f"results: run name {run_name!r} must look like 'A_vit_s16' "
-                         "(protocol letter, underscore, backbone name)")
+        raise ValueError(
+            f"results: run name {run_name!r} must look like 'A_vit_s16' "
+            "(protocol letter, underscore, backbone name)"
+        )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -86,6 +99,7 @@ def read_json(path: Path) -> Any:
 
 # --- runs ---------------------------------------------------------------------------------
 
+
 def save(cfg, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Write ``<run_name>.npz`` then ``<run_name>.json``; return the JSON path."""
     _check_name(run_name)
@@ -102,6 +116,7 @@ def save(cfg, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str
     meta.setdefault("seed", getattr(cfg, "seed", None))
     if "machine" not in meta:
         from vitwatch import config
+
         meta["machine"] = config.machine_summary()
     return write_json(out / f"{run_name}.json", meta)
 
@@ -124,8 +139,11 @@ def list_runs(cfg) -> list[str]:
     out = results_dir(cfg)
     if not out.is_dir():
         return []
-    return sorted(p.stem for p in out.glob("*.json")
-                  if _RUN.match(p.stem) and (out / f"{p.stem}.npz").is_file())
+    return sorted(
+        p.stem
+        for p in out.glob("*.json")
+        if _RUN.match(p.stem) and (out / f"{p.stem}.npz").is_file()
+    )
 
 
 def has(cfg, run_name: str, hyperparameters: Mapping[str, Any] | None = None) -> bool:
@@ -147,20 +165,34 @@ def table(cfg) -> list[dict]:
     rows = []
     for name in list_runs(cfg):
         meta = read_json(results_dir(cfg) / f"{name}.json")
-        rows.append({k: meta.get(k) for k in ("run", "backbone", "protocol", "top1", "top5",
-                                              "val_top1", "trainable_params")})
+        rows.append(
+            {
+                k: meta.get(k)
+                for k in (
+                    "run",
+                    "backbone",
+                    "protocol",
+                    "top1",
+                    "top5",
+                    "val_top1",
+                    "trainable_params",
+                )
+            }
+        )
         rows[-1]["run"] = name
     return rows
 
 
 # --- dataset and cost ---------------------------------------------------------------------
 
+
 def save_dataset(cfg, data) -> Path:
     """``dataset.json`` from a ``DogsData`` (fields: CONTRIBUTING.md, built by
     ``DogsData.dataset_record()``), plus the profile it was made under."""
     info = dict(data.dataset_record())
-    info["test_boxes"] = [np.asarray(b, dtype=float).reshape(-1, 4).tolist()
-                          for b in data.test.boxes]
+    info["test_boxes"] = [
+        np.asarray(b, dtype=float).reshape(-1, 4).tolist() for b in data.test.boxes
+    ]
     info["profile"] = getattr(cfg, "profile", None)
     return write_json(results_dir(cfg) / "dataset.json", info)
 

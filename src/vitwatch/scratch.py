@@ -16,6 +16,7 @@ Each finished run is written atomically to ``<results_dir>/05_scratch/<dataset>/
 holding its specification; :func:`run_grid` skips runs whose stored specification matches, so a
 killed run resumes where it stopped and a changed setting reruns only what it changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,20 @@ from vitwatch import results
 from vitwatch.data import small as small_data
 from vitwatch.models import small as small_models
 
-VERSION = 1      # bump when the training code changes what a run produces
+VERSION = 1  # bump when the training code changes what a run produces
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Optimisation settings shared by all models (not tuned per model: see the notebook)."""
+
     batch_size: int
     steps: int
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
-    shift: int = 1               # random translation, pixels
-    flip: bool = False           # random horizontal flip (natural images only)
+    shift: int = 1  # random translation, pixels
+    flip: bool = False  # random horizontal flip (natural images only)
 
 
 def recipe(cfg, data: small_data.SmallData) -> Recipe:
@@ -55,9 +57,13 @@ def recipe(cfg, data: small_data.SmallData) -> Recipe:
         raise ValueError(f"parameter 'small_epochs' must be >= 1, got {cfg.small_epochs}")
     natural = data.name == "cifar10"
     batch = 128 if natural else 32
-    return Recipe(batch_size=batch, steps=cfg.small_epochs * math.ceil(max(sizes) / batch),
-                  learning_rate=1e-3 if natural else 2e-3,
-                  shift=4 if natural else 1, flip=natural)
+    return Recipe(
+        batch_size=batch,
+        steps=cfg.small_epochs * math.ceil(max(sizes) / batch),
+        learning_rate=1e-3 if natural else 2e-3,
+        shift=4 if natural else 1,
+        flip=natural,
+    )
 
 
 def check_sizes(sizes, pool: int) -> list[int]:
@@ -67,8 +73,10 @@ def check_sizes(sizes, pool: int) -> list[int]:
     if sorted(set(sizes)) != sizes:
         raise ValueError(f"parameter 'small_train_sizes' must be strictly increasing, got {sizes}")
     if sizes[0] < 10 or sizes[-1] > pool:
-        raise ValueError(f"parameter 'small_train_sizes': sizes must lie in 10..{pool} "
-                         f"(the training pool), got {sizes}")
+        raise ValueError(
+            f"parameter 'small_train_sizes': sizes must lie in 10..{pool} "
+            f"(the training pool), got {sizes}"
+        )
     return sizes
 
 
@@ -77,6 +85,7 @@ def scale_for(data: small_data.SmallData) -> str:
 
 
 # --- one run ---------------------------------------------------------------------------------
+
 
 def _normalise(x: np.ndarray, mean, std) -> np.ndarray:
     return ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
@@ -99,10 +108,10 @@ def augment(x, seed, shift: int, flip: bool):
     if shift:
         xp = tf.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]])  # (B, S+2s, S+2s, C)
         off = tf.random.stateless_uniform((b, 2), seed, 0, 2 * shift + 1, dtype=tf.int32)
-        rows = off[:, :1] + tf.range(size)[None]                           # (B, S)
-        cols = off[:, 1:] + tf.range(size)[None]                           # (B, S)
-        x = tf.gather(xp, rows, axis=1, batch_dims=1)                      # (B, S, S+2s, C)
-        x = tf.gather(x, cols, axis=2, batch_dims=1)                       # (B, S, S, C)
+        rows = off[:, :1] + tf.range(size)[None]  # (B, S)
+        cols = off[:, 1:] + tf.range(size)[None]  # (B, S)
+        x = tf.gather(xp, rows, axis=1, batch_dims=1)  # (B, S, S+2s, C)
+        x = tf.gather(x, cols, axis=2, batch_dims=1)  # (B, S, S, C)
     if flip:
         mask = tf.random.stateless_uniform((b, 1, 1, 1), seed + 1) < 0.5
         x = tf.where(mask, tf.reverse(x, axis=[2]), x)
@@ -118,8 +127,9 @@ class Trainer:
     initialisation) and the optimizer state.
     """
 
-    def __init__(self, arch: str, scale: str, img_size: int, channels: int,
-                 num_classes: int, rec: Recipe):
+    def __init__(
+        self, arch: str, scale: str, img_size: int, channels: int, num_classes: int, rec: Recipe
+    ):
         import keras
         import tensorflow as tf
 
@@ -128,21 +138,33 @@ class Trainer:
         self.model = small_models.build(arch, scale, img_size, channels, num_classes)
         warmup = max(1, int(rec.warmup_fraction * rec.steps))
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, rec.steps - warmup), warmup_target=rec.learning_rate,
-            warmup_steps=warmup)
+            0.0,
+            decay_steps=max(1, rec.steps - warmup),
+            warmup_target=rec.learning_rate,
+            warmup_steps=warmup,
+        )
         self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=rec.weight_decay)
         # no decay on biases, normalisation, position embeddings, class token, temperatures
         self.optimizer.exclude_from_weight_decay(
-            var_list=[v for v in self.model.trainable_variables if len(v.shape) <= 1
-                      or "pos_embedding" in v.path or v.path.endswith("cls")])
+            var_list=[
+                v
+                for v in self.model.trainable_variables
+                if len(v.shape) <= 1 or "pos_embedding" in v.path or v.path.endswith("cls")
+            ]
+        )
         self.optimizer.build(self.model.trainable_variables)
         self._inits: dict[int, list[np.ndarray]] = {}
         img = tf.TensorSpec((None, img_size, img_size, channels), tf.float32)
-        self._loop = tf.function(self._train_loop, input_signature=[
-            img, tf.TensorSpec((None,), tf.int64),
-            tf.TensorSpec((rec.steps, rec.batch_size), tf.int32), tf.TensorSpec((), tf.int32)])
-        self._predict = tf.function(lambda x: self.model(x, training=False),
-                                    input_signature=[img])
+        self._loop = tf.function(
+            self._train_loop,
+            input_signature=[
+                img,
+                tf.TensorSpec((None,), tf.int64),
+                tf.TensorSpec((rec.steps, rec.batch_size), tf.int32),
+                tf.TensorSpec((), tf.int32),
+            ],
+        )
+        self._predict = tf.function(lambda x: self.model(x, training=False), input_signature=[img])
 
     def _train_loop(self, x, y, order, seed):
         import tensorflow as tf
@@ -154,15 +176,14 @@ class Trainer:
             xb = augment(tf.gather(x, idx), tf.stack([seed, i]), self.rec.shift, self.rec.flip)
             yb = tf.gather(y, idx)
             with tf.GradientTape() as tape:
-                logits = self.model(xb, training=True)                     # (B, K)
+                logits = self.model(xb, training=True)  # (B, K)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits))
             self.optimizer.apply(tape.gradient(loss, variables), variables)
             return i + 1, losses.write(i, loss)
 
         losses = tf.TensorArray(tf.float32, size=self.rec.steps)
-        _, losses = tf.while_loop(lambda i, _: i < self.rec.steps, step,
-                                  (tf.constant(0), losses))
-        return losses.stack()                                               # (steps,)
+        _, losses = tf.while_loop(lambda i, _: i < self.rec.steps, step, (tf.constant(0), losses))
+        return losses.stack()  # (steps,)
 
     def reset(self, seed: int) -> None:
         """Weights to the seed's initialisation (the same for every size), optimizer to zero."""
@@ -185,8 +206,9 @@ class Trainer:
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Logits (N, K)."""
-        return np.concatenate([self._predict(x[i:i + batch_size]).numpy()
-                               for i in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [self._predict(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+        )
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(self.predict(x).argmax(axis=1) == y))
@@ -208,15 +230,18 @@ def train_one(data: small_data.SmallData, trainer: Trainer, n_train: int, seed: 
         raise FloatingPointError(f"{trainer.arch} n={n_train} seed={seed}: the loss diverged")
     rec = trainer.rec
     tenth = max(1, rec.steps // 10)
-    points = min(10, rec.steps)            # loss curve: 10 means of a tenth (fewer steps: each)
+    points = min(10, rec.steps)  # loss curve: 10 means of a tenth (fewer steps: each)
     return {
         "test_accuracy": trainer.accuracy(_normalise(data.x_test, mean, std), data.y_test),
         "train_accuracy": trainer.accuracy(x, y),
         "final_loss": float(losses[-tenth:].mean()),
-        "train_seconds": train_seconds, "seconds_per_step": train_seconds / rec.steps,
-        "steps": rec.steps, "epochs_of_subset": rec.steps * rec.batch_size / n_train,
-        "loss_curve": [float(v) for v in losses.reshape(-1)[:tenth * points]
-                       .reshape(points, -1).mean(axis=1)],
+        "train_seconds": train_seconds,
+        "seconds_per_step": train_seconds / rec.steps,
+        "steps": rec.steps,
+        "epochs_of_subset": rec.steps * rec.batch_size / n_train,
+        "loss_curve": [
+            float(v) for v in losses.reshape(-1)[: tenth * points].reshape(points, -1).mean(axis=1)
+        ],
         "params": small_models.count_params(trainer.model),
         "macs": small_models.count_macs(trainer.model),
     }
@@ -224,12 +249,20 @@ def train_one(data: small_data.SmallData, trainer: Trainer, n_train: int, seed: 
 
 # --- the grid, with its resumable cache -----------------------------------------------------
 
+
 def spec(data: small_data.SmallData, arch: str, n_train: int, seed: int, rec: Recipe) -> dict:
     """Everything that determines a run's result (compared on resume)."""
-    return {"version": VERSION, "dataset": data.name, "n_pool": int(len(data.y_train)),
-            "n_test": int(len(data.y_test)), "arch": arch, "n_train": int(n_train),
-            "seed": int(seed), "recipe": asdict(rec),
-            "hyperparameters": small_models.hyperparameters(arch, scale_for(data))}
+    return {
+        "version": VERSION,
+        "dataset": data.name,
+        "n_pool": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
+        "arch": arch,
+        "n_train": int(n_train),
+        "seed": int(seed),
+        "recipe": asdict(rec),
+        "hyperparameters": small_models.hyperparameters(arch, scale_for(data)),
+    }
 
 
 def run_path(cfg, data, arch: str, n_train: int, seed: int) -> Path:
@@ -243,7 +276,7 @@ def load_run(path: Path, expected: dict) -> dict | None:
     try:
         stored = json.loads(path.read_text())
     except (json.JSONDecodeError, OSError):
-        return None                                       # a corrupt file is simply rerun
+        return None  # a corrupt file is simply rerun
     return stored if results.normalize(stored.get("spec")) == results.normalize(expected) else None
 
 
@@ -270,22 +303,31 @@ def run_grid(cfg, data: small_data.SmallData, archs, progress: bool = True) -> p
             stored = {"spec": expected, **train_one(data, trainers[arch], n, seed)}
             results.write_json(path, stored)
         bar.set_postfix_str(f"{arch} n={n} seed={seed}: {stored['test_accuracy']:.3f}")
-        rows.append({"arch": arch, "n_train": n, "seed": seed, "cached": cached,
-                     **{k: v for k, v in stored.items() if k not in ("spec", "loss_curve")}})
+        rows.append(
+            {
+                "arch": arch,
+                "n_train": n,
+                "seed": seed,
+                "cached": cached,
+                **{k: v for k, v in stored.items() if k not in ("spec", "loss_curve")},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --- cost and runtime estimates -------------------------------------------------------------
 
-def measure_step_seconds(arch: str, scale: str, img_size: int, channels: int,
-                         batch_size: int, steps: int = 10) -> float:
+
+def measure_step_seconds(
+    arch: str, scale: str, img_size: int, channels: int, batch_size: int, steps: int = 10
+) -> float:
     """Seconds per optimizer step of ``arch`` on random data (the loop traced beforehand)."""
     rec = Recipe(batch_size=batch_size, steps=steps)
     trainer = Trainer(arch, scale, img_size, channels, 10, rec)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4 * batch_size, img_size, img_size, channels)).astype(np.float32)
     y = rng.integers(0, 10, size=len(x))
-    trainer.fit(x, y, seed=0)                             # traces the loop
+    trainer.fit(x, y, seed=0)  # traces the loop
     start = time.perf_counter()
     trainer.fit(x, y, seed=0)
     return (time.perf_counter() - start) / steps
@@ -298,6 +340,7 @@ def estimate_seconds(step_seconds: dict, sizes, seeds: int, epochs: int, batch_s
 
 
 # --- aggregation and the sentences of the report --------------------------------------------
+
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student-t interval of the mean over seeds; NaN bounds for one seed."""
@@ -312,31 +355,41 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def aggregate(runs: pd.DataFrame, confidence: float = 0.95,
-              value: str = "test_accuracy") -> pd.DataFrame:
+def aggregate(
+    runs: pd.DataFrame, confidence: float = 0.95, value: str = "test_accuracy"
+) -> pd.DataFrame:
     """One row per (arch, n_train): seeds, mean, std, t-interval bounds."""
     rows = []
     for (arch, n), g in runs.groupby(["arch", "n_train"], sort=False):
         mean, low, high = t_interval(g[value], confidence)
-        rows.append({"arch": arch, "n_train": int(n), "seeds": len(g), "mean": mean,
-                     "std": float(g[value].std(ddof=1)) if len(g) > 1 else math.nan,
-                     # an accuracy lies in [0, 1]: the symmetric t-interval is clipped to it
-                     "ci_low": max(low, 0.0) if not math.isnan(low) else low,
-                     "ci_high": min(high, 1.0) if not math.isnan(high) else high})
+        rows.append(
+            {
+                "arch": arch,
+                "n_train": int(n),
+                "seeds": len(g),
+                "mean": mean,
+                "std": float(g[value].std(ddof=1)) if len(g) > 1 else math.nan,
+                # an accuracy lies in [0, 1]: the symmetric t-interval is clipped to it
+                "ci_low": max(low, 0.0) if not math.isnan(low) else low,
+                "ci_high": min(high, 1.0) if not math.isnan(high) else high,
+            }
+        )
         if "train_accuracy" in g:
             rows[-1]["train_mean"] = float(g["train_accuracy"].mean())
     return pd.DataFrame(rows).sort_values(["arch", "n_train"], kind="stable").reset_index(drop=True)
 
 
-def paired_differences(runs: pd.DataFrame, a: str, b: str,
-                       value: str = "test_accuracy") -> pd.DataFrame:
+def paired_differences(
+    runs: pd.DataFrame, a: str, b: str, value: str = "test_accuracy"
+) -> pd.DataFrame:
     """``a`` minus ``b`` per (n_train, seed). Runs with one seed share the training subset, the
     batch order and the augmentation stream (all drawn from the seed), so the difference is
     paired: what the two models learn from the same images."""
     wide = runs.pivot_table(index=["n_train", "seed"], columns="arch", values=value)
     if a not in wide or b not in wide:
-        raise ValueError(f"paired_differences: need runs of both {a!r} and {b!r}, "
-                         f"got {list(wide.columns)}")
+        raise ValueError(
+            f"paired_differences: need runs of both {a!r} and {b!r}, got {list(wide.columns)}"
+        )
     return (wide[a] - wide[b]).dropna().rename("diff").reset_index()
 
 
@@ -349,8 +402,7 @@ def paired_gaps(runs: pd.DataFrame, a: str, b: str, confidence: float = 0.95) ->
     rows = []
     for n, g in d.groupby("n_train", sort=True):
         mean, lo, hi = t_interval(g["diff"], confidence)
-        rows.append({"n_train": int(n), "pairs": len(g), "mean": mean, "ci_low": lo,
-                     "ci_high": hi})
+        rows.append({"n_train": int(n), "pairs": len(g), "mean": mean, "ci_low": lo, "ci_high": hi})
     mean, lo, hi = t_interval(d["diff"], confidence)
     rows.append({"n_train": 0, "pairs": len(d), "mean": mean, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
@@ -361,35 +413,52 @@ def _signed(lo: float, hi: float) -> int:
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-def describe_paired(runs: pd.DataFrame, cnn: str = "resnet", vit: str = "vit",
-                    confidence: float = 0.95) -> str:
+def describe_paired(
+    runs: pd.DataFrame, cnn: str = "resnet", vit: str = "vit", confidence: float = 0.95
+) -> str:
     """The CNN-vs-ViT verdict from paired differences (never from overlapping intervals)."""
     g = paired_gaps(runs, cnn, vit, confidence)
     per, pooled = g[g["n_train"] > 0], g.iloc[-1]
     if per["ci_low"].isna().all():
-        return ("With a single seed per size there is no interval of the paired difference, "
-                "so no size separates the two models.")
+        return (
+            "With a single seed per size there is no interval of the paired difference, "
+            "so no size separates the two models."
+        )
     signs = [_signed(lo, hi) for lo, hi in zip(per["ci_low"], per["ci_high"])]
     sizes = per["n_train"].tolist()
     ahead = [f"{n:,}" for n, s in zip(sizes, signs) if s > 0]
     behind = [f"{n:,}" for n, s in zip(sizes, signs) if s < 0]
     k = int(per["pairs"].max())
-    t = (f"Paired by seed (same subset, order and augmentation; {k} seed"
-         f"{'s' if k > 1 else ''}, Student-t intervals), the CNN minus the plain ViT is ")
-    t += "; ".join(f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] at {n:,}"
-                   for n, m, lo, hi in zip(sizes, per["mean"], per["ci_low"], per["ci_high"]))
-    t += (". The interval excludes zero at " + (f"{len(ahead) + len(behind)} of {len(sizes)} "
-          "sizes" if ahead or behind else "none of the sizes"))
+    t = (
+        f"Paired by seed (same subset, order and augmentation; {k} seed"
+        f"{'s' if k > 1 else ''}, Student-t intervals), the CNN minus the plain ViT is "
+    )
+    t += "; ".join(
+        f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] at {n:,}"
+        for n, m, lo, hi in zip(sizes, per["mean"], per["ci_low"], per["ci_high"])
+    )
+    t += ". The interval excludes zero at " + (
+        f"{len(ahead) + len(behind)} of {len(sizes)} sizes"
+        if ahead or behind
+        else "none of the sizes"
+    )
     t += (f" (CNN ahead at {', '.join(ahead)}" if ahead else "") + (
-        f"{'; ' if ahead else ' ('}ViT ahead at {', '.join(behind)}" if behind else "")
+        f"{'; ' if ahead else ' ('}ViT ahead at {', '.join(behind)}" if behind else ""
+    )
     t += ")" if ahead or behind else ""
-    t += (f". Pooled over all {int(pooled['pairs'])} seed x size pairs: "
-          f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
-          f"{100 * pooled['ci_high']:+.1f}]")
+    t += (
+        f". Pooled over all {int(pooled['pairs'])} seed x size pairs: "
+        f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
+        f"{100 * pooled['ci_high']:+.1f}]"
+    )
     pooled_sign = _signed(pooled["ci_low"], pooled["ci_high"])
-    t += (", so the CNN is ahead on average over this range." if pooled_sign > 0 else
-          ", so the plain ViT is ahead on average over this range." if pooled_sign < 0 else
-          ", an interval that includes zero: over this range the ranking is not established.")
+    t += (
+        ", so the CNN is ahead on average over this range."
+        if pooled_sign > 0
+        else ", so the plain ViT is ahead on average over this range."
+        if pooled_sign < 0
+        else ", an interval that includes zero: over this range the ranking is not established."
+    )
     return t
 
 
@@ -397,12 +466,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def describe(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet",
-             vit: str = "vit") -> list[str]:
+def describe(
+    summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet", vit: str = "vit"
+) -> list[str]:
     """Sentences stating what the curves show, generated from the numbers (whatever they are).
 
     ``runs`` (one row per arch x size x seed) gives the paired comparison; without it, no
     sentence claims a difference."""
+
     def label(a):
         return small_models.LABELS.get(a, a)
 
@@ -411,25 +482,32 @@ def describe(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str =
     out = []
     for n in (sizes[0], sizes[-1]):
         row = mean.loc[n].sort_values(ascending=False)
-        out.append(f"With {n:,} training images, mean test accuracy is "
-                   + ", ".join(f"{label(a)} {_pct(v)}" for a, v in row.items()) + ".")
+        out.append(
+            f"With {n:,} training images, mean test accuracy is "
+            + ", ".join(f"{label(a)} {_pct(v)}" for a, v in row.items())
+            + "."
+        )
     if cnn in mean and vit in mean:
-        gap = mean[cnn] - mean[vit]                       # > 0: the CNN is ahead
+        gap = mean[cnn] - mean[vit]  # > 0: the CNN is ahead
 
         def rel(g):
             return f"{'ahead of' if g > 0 else 'behind'} the plain ViT by {100 * abs(g):.1f} points"
 
         trend = "narrows" if abs(gap.iloc[-1]) < abs(gap.iloc[0]) else "does not narrow"
         same = (gap.iloc[0] > 0) == (gap.iloc[-1] > 0)
-        last = (f"by {100 * abs(gap.iloc[-1]):.1f} points" if same else rel(gap.iloc[-1]))
-        out.append(f"The {label(cnn)} is {rel(gap.iloc[0])} at {sizes[0]:,} images and "
-                   f"{last} at {sizes[-1]:,}: the gap {trend} as data grows.")
+        last = f"by {100 * abs(gap.iloc[-1]):.1f} points" if same else rel(gap.iloc[-1])
+        out.append(
+            f"The {label(cnn)} is {rel(gap.iloc[0])} at {sizes[0]:,} images and "
+            f"{last} at {sizes[-1]:,}: the gap {trend} as data grows."
+        )
         sign = np.sign(gap.to_numpy())
         cross = [i for i in range(len(sizes) - 1) if sign[i] > 0 >= sign[i + 1]]
         if cross:
             i = cross[0]
-            out.append(f"The plain ViT's mean overtakes the CNN's between {sizes[i]:,} and "
-                       f"{sizes[i + 1]:,} images.")
+            out.append(
+                f"The plain ViT's mean overtakes the CNN's between {sizes[i]:,} and "
+                f"{sizes[i + 1]:,} images."
+            )
         elif (gap > 0).all():
             out.append("The plain ViT's mean stays below the CNN's at every size tried.")
         else:
@@ -437,35 +515,46 @@ def describe(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str =
         if runs is not None:
             out.append(describe_paired(runs, cnn, vit))
         else:
-            out.append("Without the per-seed runs no paired comparison is made; separate "
-                       "intervals of paired runs are not compared.")
+            out.append(
+                "Without the per-seed runs no paired comparison is made; separate "
+                "intervals of paired runs are not compared."
+            )
     if "train_mean" in summary:
         fit = summary[summary["n_train"] == sizes[-1]].set_index("arch")["train_mean"]
         under = fit[fit < 0.9]
         if len(under):
-            out.append(f"At {sizes[-1]:,} images, " + ", ".join(
-                f"{label(a)} reaches only {_pct(v)} training accuracy" for a, v in under.items())
+            out.append(
+                f"At {sizes[-1]:,} images, "
+                + ", ".join(
+                    f"{label(a)} reaches only {_pct(v)} training accuracy" for a, v in under.items()
+                )
                 + ": within this step budget it under-fits, so its test accuracy is limited "
-                "by optimisation rather than by over-fitting.")
+                "by optimisation rather than by over-fitting."
+            )
         else:
-            out.append(f"At {sizes[-1]:,} images every model fits its training subset (at least "
-                       f"{_pct(fit.min())} training accuracy): the differences in test accuracy "
-                       "are differences in generalisation.")
+            out.append(
+                f"At {sizes[-1]:,} images every model fits its training subset (at least "
+                f"{_pct(fit.min())} training accuracy): the differences in test accuracy "
+                "are differences in generalisation."
+            )
     for variant in [a for a in mean.columns if a not in (cnn, vit)]:
         parts = []
         for ref in (vit, cnn):
             if ref in mean:
                 d = mean[variant] - mean[ref]
-                parts.append(f"above the {'plain ViT' if ref == vit else label(ref)} at "
-                             f"{int((d > 0).sum())} of {len(sizes)} sizes (mean difference "
-                             f"{100 * d.mean():+.1f} points)")
+                parts.append(
+                    f"above the {'plain ViT' if ref == vit else label(ref)} at "
+                    f"{int((d > 0).sum())} of {len(sizes)} sizes (mean difference "
+                    f"{100 * d.mean():+.1f} points)"
+                )
         if parts:
             out.append(f"{label(variant)} is " + ", and ".join(parts) + ".")
     return out
 
 
-def verdict(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet",
-            vit: str = "vit") -> str:
+def verdict(
+    summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = "resnet", vit: str = "vit"
+) -> str:
     """One sentence placing the measured curves against Figures 3 and 4 of the paper.
 
     Figure 3: ViTs and BiT ResNets pre-trained on ImageNet-1k, ImageNet-21k or JFT-300M, then
@@ -477,56 +566,86 @@ def verdict(summary: pd.DataFrame, runs: pd.DataFrame | None = None, cnn: str = 
     mean = summary.pivot(index="n_train", columns="arch", values="mean").sort_index()
     if cnn not in mean or vit not in mean:
         return "Without both the CNN and the plain ViT, the comparison with the paper is moot."
-    gap = (mean[cnn] - mean[vit]).to_numpy()            # > 0: the CNN is ahead
+    gap = (mean[cnn] - mean[vit]).to_numpy()  # > 0: the CNN is ahead
     narrows = abs(gap[-1]) < abs(gap[0])
     if runs is not None:
         g = paired_gaps(runs, cnn, vit)
         per = g[g["n_train"] > 0]
         separated = sum(_signed(lo, hi) != 0 for lo, hi in zip(per["ci_low"], per["ci_high"]))
         pooled = g.iloc[-1]
-        pooled_text = ("" if math.isnan(pooled["ci_low"]) else
-                       f"; pooled over {int(pooled['pairs'])} seed x size pairs, "
-                       f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
-                       f"{100 * pooled['ci_high']:+.1f}]")
-        certainty = (f" (the paired 95 % interval of the CNN's lead excludes zero at "
-                     f"{separated} of {len(per)} sizes; where it does not, the ranking is not "
-                     f"established{pooled_text})" if separated < len(per) else
-                     f" (the paired 95 % interval of the CNN's lead excludes zero at every "
-                     f"size{pooled_text})")
+        pooled_text = (
+            ""
+            if math.isnan(pooled["ci_low"])
+            else f"; pooled over {int(pooled['pairs'])} seed x size pairs, "
+            f"{100 * pooled['mean']:+.1f} points [{100 * pooled['ci_low']:+.1f}, "
+            f"{100 * pooled['ci_high']:+.1f}]"
+        )
+        certainty = (
+            f" (the paired 95 % interval of the CNN's lead excludes zero at "
+            f"{separated} of {len(per)} sizes; where it does not, the ranking is not "
+            f"established{pooled_text})"
+            if separated < len(per)
+            else f" (the paired 95 % interval of the CNN's lead excludes zero at every "
+            f"size{pooled_text})"
+        )
     else:
         certainty = " (no paired interval without the per-seed runs: means only)"
     if (gap > 0).all():
-        return ("As at the low-data end of the paper's curves (ImageNet-1k pre-training in "
-                "Figure 3, the 9M-image JFT subset in Figure 4), the CNN is ahead of the ViT on "
-                "average at every size tried here" + certainty
-                + (", and its mean lead narrows as data grows, the direction in which the "
-                   "paper observes the crossover (between its JFT subsets in Figure 4)"
-                   if narrows else "; its mean lead does not narrow within this range, so "
-                   "these runs show no sign of the crossover the paper observes with far "
-                   "more data") + ".")
+        return (
+            "As at the low-data end of the paper's curves (ImageNet-1k pre-training in "
+            "Figure 3, the 9M-image JFT subset in Figure 4), the CNN is ahead of the ViT on "
+            "average at every size tried here"
+            + certainty
+            + (
+                ", and its mean lead narrows as data grows, the direction in which the "
+                "paper observes the crossover (between its JFT subsets in Figure 4)"
+                if narrows
+                else "; its mean lead does not narrow within this range, so "
+                "these runs show no sign of the crossover the paper observes with far "
+                "more data"
+            )
+            + "."
+        )
     if (gap <= 0).all():
-        return ("Unlike the low-data end of the paper's curves, the plain ViT is not behind the "
-                "CNN on average at any size" + certainty + ": with this recipe and these small "
-                "models the paper's small-data disadvantage does not appear.")
+        return (
+            "Unlike the low-data end of the paper's curves, the plain ViT is not behind the "
+            "CNN on average at any size" + certainty + ": with this recipe and these small "
+            "models the paper's small-data disadvantage does not appear."
+        )
     if gap[0] > 0 >= gap[-1]:
-        return ("The CNN leads on average with little data and the ViT catches up as data "
-                "grows" + certainty + ", the shape of the paper's Figures 3 and 4 at sizes "
-                "far smaller than its millions of images.")
-    return ("The ranking of the CNN and the plain ViT changes with size without a clear trend"
-            + certainty + "; the curves neither confirm nor contradict the paper's Figures 3 "
-            "and 4.")
+        return (
+            "The CNN leads on average with little data and the ViT catches up as data "
+            "grows" + certainty + ", the shape of the paper's Figures 3 and 4 at sizes "
+            "far smaller than its millions of images."
+        )
+    return (
+        "The ranking of the CNN and the plain ViT changes with size without a clear trend"
+        + certainty
+        + "; the curves neither confirm nor contradict the paper's Figures 3 "
+        "and 4."
+    )
 
 
-def save_summary(cfg, data: small_data.SmallData, runs: pd.DataFrame,
-                 summary: pd.DataFrame) -> Path:
+def save_summary(
+    cfg, data: small_data.SmallData, runs: pd.DataFrame, summary: pd.DataFrame
+) -> Path:
     """``<results_dir>/05_inductive_bias.json``: every run and the aggregated curves."""
     from vitwatch import config
 
-    return results.write_json(Path(cfg.results_dir) / "05_inductive_bias.json", {
-        "dataset": data.name, "source": data.source, "profile": cfg.profile,
-        "recipe": asdict(recipe(cfg, data)), "models": list(cfg.small_models),
-        "runs": runs.to_dict(orient="records"), "summary": summary.to_dict(orient="records"),
-        "sentences": describe(summary, runs), "machine": config.machine_summary()})
+    return results.write_json(
+        Path(cfg.results_dir) / "05_inductive_bias.json",
+        {
+            "dataset": data.name,
+            "source": data.source,
+            "profile": cfg.profile,
+            "recipe": asdict(recipe(cfg, data)),
+            "models": list(cfg.small_models),
+            "runs": runs.to_dict(orient="records"),
+            "summary": summary.to_dict(orient="records"),
+            "sentences": describe(summary, runs),
+            "machine": config.machine_summary(),
+        },
+    )
 
 
 # --- runtime of the profiles ----------------------------------------------------------------
@@ -534,8 +653,9 @@ def save_summary(cfg, data: small_data.SmallData, runs: pd.DataFrame,
 # Seconds per optimizer step (batch 128, CIFAR-10 scale) measured with measure_step_seconds on
 # the project's 2-core CI-class machine (fp32, TF 2.21, load average ~2 from other jobs: a
 # slight over-estimate). Used to estimate a profile's runtime on another dataset's run.
-CPU_STEP_SECONDS = {"cifar10": {"resnet": 0.49, "vit": 0.66, "vit_spt_lsa": 0.55,
-                                "vit_small_patch": 2.88}}
+CPU_STEP_SECONDS = {
+    "cifar10": {"resnet": 0.49, "vit": 0.66, "vit_spt_lsa": 0.55, "vit_small_patch": 2.88}
+}
 # No GPU was available to measure: a GPU step is *assumed* to cost a fixed 4 ms (kernel
 # launches of a small model) plus 3 x MACs x batch at a sustained 10 TMAC/s (fp32/TF32 on an
 # A100/H100-class card). An estimate, stated as such in the report.
@@ -566,23 +686,45 @@ def profile_estimates(measured: dict, dataset: str) -> pd.DataFrame:
     rows = []
     for name in config.PROFILES:
         # YAML over defaults (from_profile would also redirect save_figure's folder)
-        p = types.SimpleNamespace(**{**{k: v.default for k, v in config.PARAMS.items()},
-                                     **config.load_profile(name)})
+        p = types.SimpleNamespace(
+            **{**{k: v.default for k, v in config.PARAMS.items()}, **config.load_profile(name)}
+        )
         batch = 128 if p.small_dataset == "cifar10" else 32
         img, ch = (32, 3) if p.small_dataset == "cifar10" else (8, 1)
         same = p.small_dataset == dataset
         cpu = measured if same else CPU_STEP_SECONDS.get(p.small_dataset, {})
-        gpu = {a: gpu_step_seconds(small_models.count_macs(
-            small_models.build(a, p.small_dataset, img, ch, 10)), batch) for a in p.small_models}
+        gpu = {
+            a: gpu_step_seconds(
+                small_models.count_macs(small_models.build(a, p.small_dataset, img, ch, 10)), batch
+            )
+            for a in p.small_models
+        }
         runs = len(p.small_train_sizes) * p.small_seeds * len(p.small_models)
         steps = p.small_epochs * math.ceil(max(p.small_train_sizes) / batch)
-        cpu_h = (estimate_seconds({a: cpu[a] for a in p.small_models}, p.small_train_sizes,
-                                  p.small_seeds, p.small_epochs, batch) / 3600
-                 if all(a in cpu for a in p.small_models) else math.nan)
-        rows.append({"profile": name, "dataset": p.small_dataset, "runs": runs,
-                     "steps per run": steps, "CPU hours (this machine)": cpu_h,
-                     "CPU source": "measured in this run" if same else "reference measurement",
-                     "GPU hours (estimate)": estimate_seconds(gpu, p.small_train_sizes,
-                                                              p.small_seeds, p.small_epochs,
-                                                              batch) / 3600})
+        cpu_h = (
+            estimate_seconds(
+                {a: cpu[a] for a in p.small_models},
+                p.small_train_sizes,
+                p.small_seeds,
+                p.small_epochs,
+                batch,
+            )
+            / 3600
+            if all(a in cpu for a in p.small_models)
+            else math.nan
+        )
+        rows.append(
+            {
+                "profile": name,
+                "dataset": p.small_dataset,
+                "runs": runs,
+                "steps per run": steps,
+                "CPU hours (this machine)": cpu_h,
+                "CPU source": "measured in this run" if same else "reference measurement",
+                "GPU hours (estimate)": estimate_seconds(
+                    gpu, p.small_train_sizes, p.small_seeds, p.small_epochs, batch
+                )
+                / 3600,
+            }
+        )
     return pd.DataFrame(rows)

@@ -13,12 +13,18 @@ Conventions: ``probs`` is ``(N, K)`` (scores or probabilities), ``labels`` and `
 ``(N,)`` ints in ``[0, K)``; a "correct" vector is ``(N,)`` bool. Every random function takes a
 ``seed`` and returns the same numbers for the same seed.
 """
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as _sps
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Resamples drawn at once: bounds memory at chunk * N int32 indices (~70 MB for N = 8,580).
 _CHUNK = 1000
@@ -31,11 +37,14 @@ def _check_probs(probs, labels, name: str = "probs") -> tuple[np.ndarray, np.nda
     if probs.ndim != 2:
         raise ValueError(f"{name} must be (N, K), got shape {probs.shape}")
     if labels.shape != (probs.shape[0],):
-        raise ValueError(f"labels must be (N,) with N = {probs.shape[0]} rows of {name}, "
-                         f"got shape {labels.shape}")
+        raise ValueError(
+            f"labels must be (N,) with N = {probs.shape[0]} rows of {name}, "
+            f"got shape {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
-        raise ValueError(f"labels must lie in [0, {probs.shape[1]}), got range "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {probs.shape[1]}), got range [{labels.min()}, {labels.max()}]"
+        )
     if not np.all(np.isfinite(probs)):
         raise ValueError(f"{name} holds NaN or infinite values")
     return probs, labels.astype(np.int64)
@@ -45,8 +54,10 @@ def _check_pair(a, b, names=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a).astype(bool)
     b = np.asarray(b).astype(bool)
     if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must be (N,) vectors of the same test "
-                         f"images, got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be (N,) vectors of the same test "
+            f"images, got shapes {a.shape} and {b.shape}"
+        )
     return a, b
 
 
@@ -55,7 +66,7 @@ def topk_correct(probs, labels, k: int = 1) -> np.ndarray:
     """(N,) bool: the true class is among the ``k`` highest scores (ties: first index wins)."""
     probs, labels = _check_probs(probs, labels)
     k = min(k, probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]            # (N, k)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (N, k)
     return (top == labels[:, None]).any(axis=1)
 
 
@@ -67,14 +78,15 @@ def _f1_counts(labels, preds, n_classes: int, offsets=None):
     hit = labels == preds
     if offsets is None:
         tp = np.bincount(labels[hit], minlength=n_classes)
-        denom = (np.bincount(labels, minlength=n_classes)
-                 + np.bincount(preds, minlength=n_classes))
+        denom = np.bincount(labels, minlength=n_classes) + np.bincount(preds, minlength=n_classes)
         return tp, denom
     r = labels.shape[0]
     size = r * n_classes
     tp = np.bincount((labels + offsets)[hit], minlength=size).reshape(r, n_classes)
-    denom = (np.bincount((labels + offsets).ravel(), minlength=size)
-             + np.bincount((preds + offsets).ravel(), minlength=size)).reshape(r, n_classes)
+    denom = (
+        np.bincount((labels + offsets).ravel(), minlength=size)
+        + np.bincount((preds + offsets).ravel(), minlength=size)
+    ).reshape(r, n_classes)
     return tp, denom
 
 
@@ -112,8 +124,9 @@ def percentile_ci(samples, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_metrics(probs, labels, n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+def bootstrap_metrics(
+    probs, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float, float]]:
     """Top-1, top-5 and macro-F1 with percentile bootstrap CIs: ``{metric: (value, lo, hi)}``.
 
     All three metrics are computed on the same resamples of test images (one set of indices).
@@ -126,19 +139,19 @@ def bootstrap_metrics(probs, labels, n_boot: int = 1000, seed: int = 0,
     c1 = topk_correct(probs, labels, 1)
     c5 = topk_correct(probs, labels, 5)
     reps = {"top1": [], "top5": [], "macro_f1": []}
-    for idx in bootstrap_indices(n, n_boot, seed):                   # (r, N)
+    for idx in bootstrap_indices(n, n_boot, seed):  # (r, N)
         reps["top1"].append(c1[idx].mean(axis=1))
         reps["top5"].append(c5[idx].mean(axis=1))
-        offsets = (np.arange(idx.shape[0], dtype=np.int64) * k)[:, None]   # (r, 1)
+        offsets = (np.arange(idx.shape[0], dtype=np.int64) * k)[:, None]  # (r, 1)
         tp, denom = _f1_counts(labels[idx], preds[idx], k, offsets)
         reps["macro_f1"].append(_macro_f1_from_counts(tp, denom))
     point = {"top1": c1.mean(), "top5": c5.mean(), "macro_f1": macro_f1(labels, preds, k)}
-    return {m: (float(point[m]), *percentile_ci(np.concatenate(reps[m]), level))
-            for m in reps}
+    return {m: (float(point[m]), *percentile_ci(np.concatenate(reps[m]), level)) for m in reps}
 
 
-def bootstrap_mean(values, n_boot: int = 1000, seed: int = 0,
-                   level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_mean(
+    values, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """Mean of per-image values (e.g. a paired difference) and its percentile CI."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
@@ -147,11 +160,12 @@ def bootstrap_mean(values, n_boot: int = 1000, seed: int = 0,
     return (float(v.mean()), *percentile_ci(np.concatenate(reps), level))
 
 
-def paired_bootstrap_diff(correct_a, correct_b, n_boot: int = 1000, seed: int = 0,
-                          level: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap_diff(
+    correct_a, correct_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """Accuracy(a) - accuracy(b) and its percentile CI, resampling test images jointly."""
     a, b = _check_pair(correct_a, correct_b)
-    d = a.astype(np.float64) - b                                      # (N,) in {-1, 0, 1}
+    d = a.astype(np.float64) - b  # (N,) in {-1, 0, 1}
     reps = [d[idx].mean(axis=1) for idx in bootstrap_indices(d.size, n_boot, seed)]
     return (float(d.mean()), *percentile_ci(np.concatenate(reps), level))
 
@@ -178,17 +192,19 @@ def confusion_matrix(labels, preds, n_classes: int) -> np.ndarray:
     """(K, K) counts, rows = true class, columns = predicted class."""
     labels = np.asarray(labels, dtype=np.int64)
     preds = np.asarray(preds, dtype=np.int64)
-    return np.bincount(labels * n_classes + preds,
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(labels * n_classes + preds, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
 
 
-def per_class_metrics(labels, preds, class_names) -> "pd.DataFrame":
+def per_class_metrics(labels, preds, class_names) -> pd.DataFrame:
     """One row per class: precision, recall (= per-class accuracy), F1, support.
 
     Undefined ratios (no prediction of a class, no image of a class) are 0, as sklearn's
     ``zero_division=0``.
     """
     import pandas as pd
+
     k = len(class_names)
     cm = confusion_matrix(labels, preds, k)
     tp = np.diag(cm).astype(np.float64)
@@ -198,8 +214,15 @@ def per_class_metrics(labels, preds, class_names) -> "pd.DataFrame":
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
     s = precision + recall
     f1 = np.divide(2 * precision * recall, s, out=np.zeros(k), where=s > 0)
-    return pd.DataFrame({"class": list(class_names), "precision": precision,
-                         "recall": recall, "f1": f1, "support": support})
+    return pd.DataFrame(
+        {
+            "class": list(class_names),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+        }
+    )
 
 
 def most_confused_pairs(cm, top: int = 10) -> list[tuple[int, int, int]]:
@@ -208,8 +231,7 @@ def most_confused_pairs(cm, top: int = 10) -> list[tuple[int, int, int]]:
     off = cm.copy()
     np.fill_diagonal(off, 0)
     flat = np.argsort(-off, axis=None, kind="stable")[:top]
-    pairs = [(int(i), int(j), int(off[i, j])) for i, j in
-             zip(*np.unravel_index(flat, off.shape))]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, off.shape))]
     return [p for p in pairs if p[2] > 0]
 
 
@@ -255,8 +277,9 @@ def block_score(cm, order) -> float:
 
 
 # --- power -----------------------------------------------------------------------------------
-def min_detectable_difference(n: int, discordance: float, alpha: float = 0.05,
-                              power: float = 0.8) -> float:
+def min_detectable_difference(
+    n: int, discordance: float, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Smallest accuracy difference a paired comparison on ``n`` test images detects.
 
     Two classifiers on the same images; ``discordance`` = share of images on which exactly one
@@ -270,11 +293,13 @@ def min_detectable_difference(n: int, discordance: float, alpha: float = 0.05,
     way) is not detectable. Assumes independent test images and a fixed pair of models.
     """
     from scipy.optimize import brentq
+
     if n < 1:
         raise ValueError(f"min_detectable_difference: n must be >= 1 test image, got {n}")
     if not 0 < discordance <= 1:
-        raise ValueError(f"min_detectable_difference: discordance must lie in (0, 1], "
-                         f"got {discordance}")
+        raise ValueError(
+            f"min_detectable_difference: discordance must lie in (0, 1], got {discordance}"
+        )
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
     za, zb = _sps.norm.ppf(1 - alpha / 2), _sps.norm.ppf(power)
@@ -288,15 +313,16 @@ def min_detectable_difference(n: int, discordance: float, alpha: float = 0.05,
     return float(brentq(f, 0.0, psi, xtol=1e-12))
 
 
-def mcnemar_power(n: int, discordance: float, diff: float, alpha: float = 0.05,
-                  n_sim: int = 4000, seed: int = 0) -> float:
+def mcnemar_power(
+    n: int, discordance: float, diff: float, alpha: float = 0.05, n_sim: int = 4000, seed: int = 0
+) -> float:
     """Power of the exact McNemar test (:func:`mcnemar_exact`) by simulation: ``n`` images,
     a share ``discordance`` of discordant ones, accuracy difference ``diff``."""
     if not 0 <= abs(diff) <= discordance <= 1:
         raise ValueError(f"need |diff| <= discordance <= 1, got {diff}, {discordance}")
     rng = np.random.default_rng(seed)
     p = [(discordance + diff) / 2, (discordance - diff) / 2, 1 - discordance]
-    counts = rng.multinomial(n, p, size=n_sim)                        # (n_sim, 3)
+    counts = rng.multinomial(n, p, size=n_sim)  # (n_sim, 3)
     b, c = counts[:, 0], counts[:, 1]
     m = b + c
     pv = np.where(m > 0, np.minimum(1.0, 2 * _sps.binom.cdf(np.minimum(b, c), m, 0.5)), 1.0)

@@ -16,6 +16,7 @@ the seed sentence, its counterpart, nor any sentence where "chat" and "tabouret"
 Following the minimal Transformer of Vaswani et al. (2017), encoder only; sizes use the ViT
 vocabulary (embed_dim, depth, num_heads, mlp_dim).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -52,6 +53,7 @@ HELD_OUT = ("chat", "tabouret")
 @dataclass
 class Corpus:
     """Tokenised sentences: ``tokens (S, T)`` int, ``pronoun_pos (S,)``, ``target (S,)``."""
+
     sentences: list[str]
     tokens: np.ndarray
     pronoun_pos: np.ndarray
@@ -72,10 +74,9 @@ def build_vocab() -> list[str]:
 def generate(include_held_out: bool = False) -> list[tuple[str, str]]:
     """Every sentence of the grammar with its referent: ``[(sentence, referent), ...]``."""
     out = []
-    for t, a, o, v, j in itertools.product(TEMPLATES, ANIMALS, OBJECTS, VERBS,
-                                           ANIMATE + INANIMATE):
+    for t, a, o, v, j in itertools.product(TEMPLATES, ANIMALS, OBJECTS, VERBS, ANIMATE + INANIMATE):
         if "{v}" not in t and v != VERBS[0]:
-            continue                                  # templates without a verb: once
+            continue  # templates without a verb: once
         if not include_held_out and (a, o) == HELD_OUT:
             continue
         out.append((t.format(a=a, o=o, v=v, j=j), a if j in ANIMATE else o))
@@ -93,12 +94,13 @@ def encode(pairs, vocab: list[str], max_len: int | None = None) -> Corpus:
     tokens = np.zeros((len(pairs), t), dtype=np.int32)
     pron, target, ref = [], [], []
     for i, (ws, (_, r)) in enumerate(zip(words, pairs)):
-        tokens[i, :len(ws)] = [index[w] for w in ws]
+        tokens[i, : len(ws)] = [index[w] for w in ws]
         pron.append(ws.index(PRONOUN))
         target.append(index[r])
         ref.append(ws.index(r))
-    return Corpus([s for s, _ in pairs], tokens, np.array(pron), np.array(target),
-                  np.array(ref), vocab)
+    return Corpus(
+        [s for s, _ in pairs], tokens, np.array(pron), np.array(target), np.array(ref), vocab
+    )
 
 
 def make_datasets(seed: int = 0, n_train: int = 2000, n_val: int = 500):
@@ -110,7 +112,7 @@ def make_datasets(seed: int = 0, n_train: int = 2000, n_val: int = 500):
     if n_train + n_val > len(pairs):
         raise ValueError(f"n_train + n_val = {n_train + n_val} exceeds the {len(pairs)} sentences")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(pairs))[:n_train + n_val]
+    order = rng.permutation(len(pairs))[: n_train + n_val]
     t = max(len(s.split()) for s, _ in generate(include_held_out=True))
     val = encode([pairs[i] for i in order[:n_val]], vocab, t)
     train = encode([pairs[i] for i in order[n_val:]], vocab, t)
@@ -118,8 +120,14 @@ def make_datasets(seed: int = 0, n_train: int = 2000, n_val: int = 500):
     return train, val, seed_corpus
 
 
-def build_model(vocab_size: int, max_len: int, embed_dim: int = 32, depth: int = 1,
-                num_heads: int = 2, mlp_dim: int = 64):
+def build_model(
+    vocab_size: int,
+    max_len: int,
+    embed_dim: int = 32,
+    depth: int = 1,
+    num_heads: int = 2,
+    mlp_dim: int = 64,
+):
     """``tokens (B, T) -> {"logits": (B, T, V), "attention": [(B, H, T, T)] * (depth + 1)}``.
 
     ``depth`` pre-norm Transformer blocks (self-attention + MLP, as in ViT) contextualise the
@@ -134,30 +142,32 @@ def build_model(vocab_size: int, max_len: int, embed_dim: int = 32, depth: int =
     from keras import layers, ops
 
     tokens = keras.Input((max_len,), dtype="int32", name="tokens")
-    pad_mask = ops.not_equal(tokens, 0)                                       # (B, T)
-    att_mask = ops.logical_and(pad_mask[:, None, :], pad_mask[:, :, None])    # (B, T, T)
+    pad_mask = ops.not_equal(tokens, 0)  # (B, T)
+    att_mask = ops.logical_and(pad_mask[:, None, :], pad_mask[:, :, None])  # (B, T, T)
     att_mask = ops.logical_or(att_mask, ops.eye(max_len, dtype="bool")[None])  # pads see self
     words = layers.Embedding(vocab_size, embed_dim, name="token_embedding")(tokens)  # (B, T, C)
     pos = layers.Embedding(max_len, embed_dim, name="position_embedding")(
-        ops.arange(max_len)[None])                                            # (1, T, C)
-    e = words + pos                                                           # (B, T, C)
+        ops.arange(max_len)[None]
+    )  # (1, T, C)
+    e = words + pos  # (B, T, C)
     x = e
     attentions = []
     for i in range(depth):
         h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)
-        h, a = layers.MultiHeadAttention(num_heads, embed_dim // num_heads,
-                                         name=f"block{i}_attention")(
-            h, h, attention_mask=att_mask, return_attention_scores=True)      # a: (B, H, T, T)
+        h, a = layers.MultiHeadAttention(
+            num_heads, embed_dim // num_heads, name=f"block{i}_attention"
+        )(h, h, attention_mask=att_mask, return_attention_scores=True)  # a: (B, H, T, T)
         x = x + h
         h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln2")(x)
         h = layers.Dense(mlp_dim, activation="gelu", name=f"block{i}_mlp1")(h)
-        x = x + layers.Dense(embed_dim, name=f"block{i}_mlp2")(h)            # (B, T, C)
+        x = x + layers.Dense(embed_dim, name=f"block{i}_mlp2")(h)  # (B, T, C)
         attentions.append(a)
     q = layers.LayerNormalization(epsilon=1e-6, name="readout_ln")(x)
     r, a = layers.MultiHeadAttention(num_heads, embed_dim // num_heads, name="readout_attention")(
-        q, e, attention_mask=att_mask, return_attention_scores=True)          # (B, T, C)
+        q, e, attention_mask=att_mask, return_attention_scores=True
+    )  # (B, T, C)
     attentions.append(a)
-    logits = layers.Dense(vocab_size, name="head")(r)                         # (B, T, V)
+    logits = layers.Dense(vocab_size, name="head")(r)  # (B, T, V)
     return keras.Model(tokens, {"logits": logits, "attention": attentions}, name="toy_transformer")
 
 
@@ -171,8 +181,16 @@ def _targets(corpus: Corpus):
     return y, w
 
 
-def train(train_corpus: Corpus, val_corpus: Corpus, epochs: int = 8, batch_size: int = 64,
-          learning_rate: float = 3e-3, seed: int = 0, jit_compile: bool = False, **model_kwargs):
+def train(
+    train_corpus: Corpus,
+    val_corpus: Corpus,
+    epochs: int = 8,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    jit_compile: bool = False,
+    **model_kwargs,
+):
     """Build and train the toy model; returns ``(model, history dict)``.
 
     The loss is the cross-entropy of the referent word at the position of "il" only.
@@ -182,21 +200,31 @@ def train(train_corpus: Corpus, val_corpus: Corpus, epochs: int = 8, batch_size:
     keras.utils.set_random_seed(seed)
     model = build_model(len(train_corpus.vocab), train_corpus.tokens.shape[1], **model_kwargs)
     trainer = keras.Model(model.input, model.output["logits"])
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    weighted_metrics=["accuracy"], jit_compile=jit_compile)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
     y, w = _targets(train_corpus)
     vy, vw = _targets(val_corpus)
-    hist = trainer.fit(train_corpus.tokens, y, sample_weight=w, batch_size=batch_size,
-                       epochs=epochs, validation_data=(val_corpus.tokens, vy, vw),
-                       verbose=0, shuffle=True)
+    hist = trainer.fit(
+        train_corpus.tokens,
+        y,
+        sample_weight=w,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=(val_corpus.tokens, vy, vw),
+        verbose=0,
+        shuffle=True,
+    )
     return model, hist.history
 
 
 def predict(model, corpus: Corpus):
     """Referent predicted at the pronoun: ``(words list, attention list of (S, H, T, T))``."""
     out = model(corpus.tokens, training=False)
-    logits = np.asarray(out["logits"])                                        # (S, T, V)
+    logits = np.asarray(out["logits"])  # (S, T, V)
     rows = np.arange(len(corpus))
     pred = logits[rows, corpus.pronoun_pos].argmax(-1)
     atts = [np.asarray(a) for a in out["attention"]]

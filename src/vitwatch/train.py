@@ -30,26 +30,29 @@ Honest evaluation everywhere: every choice (epoch, L2, early stop) is made on va
 test split is predicted once, by the final model. Every protocol returns a :class:`RunResult`
 that :mod:`vitwatch.results` stores for notebook 04.
 """
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from vitwatch import catalogue
 
 PROTOCOLS = catalogue.PROTOCOLS
-HEAD_BATCH = 128              # protocol B: batch size of the head on cached features
+HEAD_BATCH = 128  # protocol B: batch size of the head on cached features
 FINETUNE_WEIGHT_DECAY = 0.05  # protocol C: AdamW decoupled weight decay
-FINETUNE_CLIPNORM = 1.0       # protocol C: global gradient-norm clipping
+FINETUNE_CLIPNORM = 1.0  # protocol C: global gradient-norm clipping
 
 
 # --- results and metrics ------------------------------------------------------------------
+
 
 def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     """Share of rows whose true label is among the ``k`` largest scores."""
@@ -57,7 +60,7 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     if len(labels) == 0:
         return float("nan")
     k = min(k, probs.shape[1])
-    topk = np.argpartition(-probs, k - 1, axis=1)[:, :k]           # (N, k)
+    topk = np.argpartition(-probs, k - 1, axis=1)[:, :k]  # (N, k)
     return float(np.mean(np.any(topk == labels[:, None], axis=1)))
 
 
@@ -70,17 +73,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 @dataclass
 class RunResult:
     """What a protocol produces; ``save``/``load`` map it onto the results store."""
+
     protocol: str
     backbone: str
-    val_probs: np.ndarray                 # (N_val, K) float32
-    val_labels: np.ndarray                # (N_val,) int
-    test_probs: np.ndarray                # (N_test, K) float32
-    test_labels: np.ndarray               # (N_test,) int
+    val_probs: np.ndarray  # (N_val, K) float32
+    val_labels: np.ndarray  # (N_val,) int
+    test_probs: np.ndarray  # (N_test, K) float32
+    test_labels: np.ndarray  # (N_test,) int
     history: dict[str, list[float]] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     trainable_params: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)       # best_epoch, l2 scan, ...
+    extra: dict[str, Any] = field(default_factory=dict)  # best_epoch, l2 scan, ...
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # head weights, ...
 
     @property
@@ -126,32 +130,56 @@ class RunResult:
 
     def save(self, cfg) -> None:
         from vitwatch import results
-        arrays = {"test_probs": self.test_probs.astype(np.float32),
-                  "test_labels": self.test_labels.astype(np.int64),
-                  "val_probs": self.val_probs.astype(np.float32),
-                  "val_labels": self.val_labels.astype(np.int64),
-                  "test_preds": self.test_probs.argmax(1).astype(np.int64), **self.arrays}
-        meta = {"backbone": self.backbone, "protocol": self.protocol,
-                "protocol_description": PROTOCOLS[self.protocol],
-                "top1": self.top1, "top5": self.top5, "val_top1": self.val_top1,
-                "top1_seeds": self.top1_seeds, "head_seeds": self.seeds,
-                "history": self.history, "hyperparameters": self.hyperparameters,
-                "timings": self.timings, "trainable_params": int(self.trainable_params),
-                "extra": self.extra}
+
+        arrays = {
+            "test_probs": self.test_probs.astype(np.float32),
+            "test_labels": self.test_labels.astype(np.int64),
+            "val_probs": self.val_probs.astype(np.float32),
+            "val_labels": self.val_labels.astype(np.int64),
+            "test_preds": self.test_probs.argmax(1).astype(np.int64),
+            **self.arrays,
+        }
+        meta = {
+            "backbone": self.backbone,
+            "protocol": self.protocol,
+            "protocol_description": PROTOCOLS[self.protocol],
+            "top1": self.top1,
+            "top5": self.top5,
+            "val_top1": self.val_top1,
+            "top1_seeds": self.top1_seeds,
+            "head_seeds": self.seeds,
+            "history": self.history,
+            "hyperparameters": self.hyperparameters,
+            "timings": self.timings,
+            "trainable_params": int(self.trainable_params),
+            "extra": self.extra,
+        }
         results.save(cfg, self.run_name, arrays, meta)
 
     @classmethod
-    def load(cls, cfg, run_name: str) -> "RunResult":
+    def load(cls, cfg, run_name: str) -> RunResult:
         from vitwatch import results
+
         meta, arrays = results.load(cfg, run_name)
         main = ("test_probs", "test_labels", "val_probs", "val_labels", "test_preds")
-        return cls(meta["protocol"], meta["backbone"], arrays["val_probs"], arrays["val_labels"],
-                   arrays["test_probs"], arrays["test_labels"], meta["history"],
-                   meta["hyperparameters"], meta["timings"], meta["trainable_params"],
-                   meta.get("extra", {}), {k: v for k, v in arrays.items() if k not in main})
+        return cls(
+            meta["protocol"],
+            meta["backbone"],
+            arrays["val_probs"],
+            arrays["val_labels"],
+            arrays["test_probs"],
+            arrays["test_labels"],
+            meta["history"],
+            meta["hyperparameters"],
+            meta["timings"],
+            meta["trainable_params"],
+            meta.get("extra", {}),
+            {k: v for k, v in arrays.items() if k not in main},
+        )
 
 
 # --- resumption -----------------------------------------------------------------------------
+
 
 def data_fingerprint(data) -> str:
     """A short hash of the split files and labels: changes when the data changes."""
@@ -172,6 +200,7 @@ def code_version(root=None, parts=CODE_PARTS) -> str:
     """SHA-256 (12 hex digits) of the Python source of ``parts`` of the package (files or
     folders under ``root``, the package folder by default), in a stable order."""
     from pathlib import Path
+
     root = Path(root) if root is not None else Path(__file__).parent
     h = hashlib.sha256()
     for part in parts:
@@ -186,24 +215,46 @@ def hyperparameters(protocol: str, backbone, data, cfg) -> dict[str, Any]:
     """Everything that changes a run's result: the key :func:`run_or_load` compares, the
     version of the code that computes it included (:func:`code_version`)."""
     from vitwatch import features
-    hp = {"protocol": protocol, "backbone": backbone.name, "weights": backbone.cache_key,
-          "code": code_version(),
-          "data": data_fingerprint(data), "img_size": backbone.img_size, "seed": cfg.seed,
-          "eval_view": features.eval_view_spec(backbone, _view_name(cfg))}
+
+    hp = {
+        "protocol": protocol,
+        "backbone": backbone.name,
+        "weights": backbone.cache_key,
+        "code": code_version(),
+        "data": data_fingerprint(data),
+        "img_size": backbone.img_size,
+        "seed": cfg.seed,
+        "eval_view": features.eval_view_spec(backbone, _view_name(cfg)),
+    }
     if protocol in ("A", "B", "C"):
         hp.update(head_seeds=head_seeds(cfg))
     if protocol == "A":
-        hp.update(head_epochs=cfg.head_epochs, head_lr=cfg.head_lr, augment=cfg.augment,
-                  batch_size=cfg.batch_size, augmentation=features.AUGMENTATION)
+        hp.update(
+            head_epochs=cfg.head_epochs,
+            head_lr=cfg.head_lr,
+            augment=cfg.augment,
+            batch_size=cfg.batch_size,
+            augmentation=features.AUGMENTATION,
+        )
     elif protocol == "B":
-        hp.update(probe_views=cfg.probe_views, probe_grid=probe_grid(cfg),
-                  probe_epochs=cfg.probe_epochs, head_batch=HEAD_BATCH)
+        hp.update(
+            probe_views=cfg.probe_views,
+            probe_grid=probe_grid(cfg),
+            probe_epochs=cfg.probe_epochs,
+            head_batch=HEAD_BATCH,
+        )
     elif protocol == "C":
-        hp.update(finetune_epochs=cfg.finetune_epochs, finetune_lr=cfg.finetune_lr,
-                  finetune_blocks=cfg.finetune_blocks, batch_size=cfg.batch_size,
-                  finetune_warmup_epochs=cfg.finetune_warmup_epochs,
-                  finetune_patience=cfg.finetune_patience, augment=cfg.augment,
-                  weight_decay=FINETUNE_WEIGHT_DECAY, clipnorm=FINETUNE_CLIPNORM)
+        hp.update(
+            finetune_epochs=cfg.finetune_epochs,
+            finetune_lr=cfg.finetune_lr,
+            finetune_blocks=cfg.finetune_blocks,
+            batch_size=cfg.batch_size,
+            finetune_warmup_epochs=cfg.finetune_warmup_epochs,
+            finetune_patience=cfg.finetune_patience,
+            augment=cfg.augment,
+            weight_decay=FINETUNE_WEIGHT_DECAY,
+            clipnorm=FINETUNE_CLIPNORM,
+        )
     elif protocol != "Z":
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     return hp
@@ -231,32 +282,58 @@ def combine(runs: list[RunResult], seeds: list[int]) -> RunResult:
         raise ValueError(f"combine: {len(runs)} runs for {len(seeds)} seeds")
     main = runs[0]
     arrays = dict(main.arrays)
-    arrays.update(seeds=np.asarray(seeds, np.int64),
-                  seed_test_probs=np.stack([r.test_probs for r in runs]).astype(np.float32),
-                  seed_val_probs=np.stack([r.val_probs for r in runs]).astype(np.float32))
+    arrays.update(
+        seeds=np.asarray(seeds, np.int64),
+        seed_test_probs=np.stack([r.test_probs for r in runs]).astype(np.float32),
+        seed_val_probs=np.stack([r.val_probs for r in runs]).astype(np.float32),
+    )
     for key in ("head_kernel", "head_bias"):
         if all(key in r.arrays for r in runs):
             arrays[f"seed_{key}"] = np.stack([r.arrays[key] for r in runs])
-    per_seed = [{"seed": s, "val_top1": topk_accuracy(r.val_probs, r.val_labels),
-                 "top1": topk_accuracy(r.test_probs, r.test_labels), "history": r.history,
-                 **{k: v for k, v in r.extra.items() if k != "per_seed"}}
-                for s, r in zip(seeds, runs)]
+    per_seed = [
+        {
+            "seed": s,
+            "val_top1": topk_accuracy(r.val_probs, r.val_labels),
+            "top1": topk_accuracy(r.test_probs, r.test_labels),
+            "history": r.history,
+            **{k: v for k, v in r.extra.items() if k != "per_seed"},
+        }
+        for s, r in zip(seeds, runs)
+    ]
     timings = dict(main.timings)
     timings["train_seconds"] = float(sum(r.timings.get("train_seconds", 0.0) for r in runs))
-    return RunResult(main.protocol, main.backbone, main.val_probs, main.val_labels,
-                     main.test_probs, main.test_labels, main.history, main.hyperparameters,
-                     timings, main.trainable_params,
-                     {**main.extra, "seed": seeds[0], "per_seed": per_seed}, arrays)
+    return RunResult(
+        main.protocol,
+        main.backbone,
+        main.val_probs,
+        main.val_labels,
+        main.test_probs,
+        main.test_labels,
+        main.history,
+        main.hyperparameters,
+        timings,
+        main.trainable_params,
+        {**main.extra, "seed": seeds[0], "per_seed": per_seed},
+        arrays,
+    )
 
 
-def run_or_load(cfg, protocol: str, backbone, data, fn: Callable[[], RunResult],
-                extra_key: dict | None = None, log: Callable[[str], None] = print) -> RunResult:
+def run_or_load(
+    cfg,
+    protocol: str,
+    backbone,
+    data,
+    fn: Callable[[], RunResult],
+    extra_key: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
     """Load the stored run if it finished with the same hyperparameters, else run and save it.
 
     The key is :func:`hyperparameters` plus ``extra_key`` (e.g. the probe a fine-tuning run
     starts from). This is what makes an interrupted ``make report`` resume where it stopped.
     """
     from vitwatch import results
+
     hp = {**hyperparameters(protocol, backbone, data, cfg), **(extra_key or {})}
     name = f"{protocol}_{backbone.name}"
     if results.has(cfg, name, hp):
@@ -270,15 +347,22 @@ def run_or_load(cfg, protocol: str, backbone, data, fn: Callable[[], RunResult],
 
 # --- the head -------------------------------------------------------------------------------
 
+
 def softmax_head(feature_dim: int, num_classes: int, l2: float = 0.0, name: str = "head"):
     """One softmax ``Dense`` layer: ``feature_dim * num_classes + num_classes`` parameters
     (384 x 120 + 120 = 46,200 on ViT-S/16)."""
     import keras
+
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
-    return keras.Sequential([keras.Input((feature_dim,)),
-                             keras.layers.Dense(num_classes, activation="softmax",
-                                                kernel_regularizer=reg, name=f"{name}_dense")],
-                            name=name)
+    return keras.Sequential(
+        [
+            keras.Input((feature_dim,)),
+            keras.layers.Dense(
+                num_classes, activation="softmax", kernel_regularizer=reg, name=f"{name}_dense"
+            ),
+        ],
+        name=name,
+    )
 
 
 def count_params(weights) -> int:
@@ -316,6 +400,7 @@ class HeadTrainer:
     def __init__(self, feature_dim: int, num_classes: int, lr: float, l2: float = 0.0):
         import keras
         import tensorflow as tf
+
         self.head = softmax_head(feature_dim, num_classes, l2)
         self.optimizer = keras.optimizers.Adam(lr)
         self.optimizer.build(self.head.trainable_variables)
@@ -324,7 +409,7 @@ class HeadTrainer:
         @tf.function(reduce_retracing=True)
         def step(x, y):
             with tf.GradientTape() as tape:
-                probs = head(x, training=True)                          # (B, K)
+                probs = head(x, training=True)  # (B, K)
                 ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
                 loss = ce + tf.add_n(head.losses) if head.losses else ce
             grads = tape.gradient(loss, head.trainable_variables)
@@ -343,12 +428,24 @@ class HeadTrainer:
         return _evaluate(self.head, x, y)
 
 
-def fit_head(train_x, train_y, val_x, val_y, num_classes: int, *, epochs: int, lr: float,
-             l2: float = 0.0, batch_size: int = HEAD_BATCH, seed: int = 0):
+def fit_head(
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    num_classes: int,
+    *,
+    epochs: int,
+    lr: float,
+    l2: float = 0.0,
+    batch_size: int = HEAD_BATCH,
+    seed: int = 0,
+):
     """Train a softmax head on feature arrays (Adam, shuffled mini-batches); return
     ``(head, history, best_epoch)``, the head holding the weights of its best epoch on
     validation."""
     import keras
+
     keras.utils.set_random_seed(seed)
     train_x, val_x = np.asarray(train_x, np.float32), np.asarray(val_x, np.float32)
     train_y, val_y = np.asarray(train_y, np.int64), np.asarray(val_y, np.int64)
@@ -358,8 +455,10 @@ def fit_head(train_x, train_y, val_x, val_y, num_classes: int, *, epochs: int, l
     best = _Best()
     for epoch in range(epochs):
         order = rng.permutation(len(train_y))
-        logs = [(len(idx), trainer.train_batch(train_x[idx], train_y[idx]))
-                for idx in np.array_split(order, max(1, math.ceil(len(order) / batch_size)))]
+        logs = [
+            (len(idx), trainer.train_batch(train_x[idx], train_y[idx]))
+            for idx in np.array_split(order, max(1, math.ceil(len(order) / batch_size)))
+        ]
         _record(history, logs, trainer.evaluate(val_x, val_y)[:2])
         best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
     trainer.head.set_weights(best.weights)
@@ -377,6 +476,7 @@ def _record(history: dict, logs: list[tuple[int, tuple[float, float]]], val) -> 
 
 # --- backbone forward passes ----------------------------------------------------------------
 
+
 def make_forward(backbone):
     """A compiled ``uint8 images (B, S, S, 3) -> features (B, D)`` of the frozen backbone."""
     import tensorflow as tf
@@ -384,7 +484,7 @@ def make_forward(backbone):
     @tf.function(reduce_retracing=True)
     def forward(images):
         x = backbone.preprocess(tf.cast(images, tf.float32))
-        out = backbone.model(x, training=False)                       # (B, D)
+        out = backbone.model(x, training=False)  # (B, D)
         return next(iter(out.values())) if isinstance(out, dict) else out  # TFSMLayer: dict
 
     return lambda images: forward(tf.convert_to_tensor(images)).numpy()
@@ -392,15 +492,19 @@ def make_forward(backbone):
 
 def _batches(split, img_size, batch_size, augment, seed, shuffle=False, indices=None):
     from vitwatch.data import stanford_dogs
-    return stanford_dogs.batches(split, img_size, batch_size, augment=augment, seed=seed,
-                                 shuffle=shuffle, indices=indices)
+
+    return stanford_dogs.batches(
+        split, img_size, batch_size, augment=augment, seed=seed, shuffle=shuffle, indices=indices
+    )
 
 
-def _progress(iterable: Iterable, total: int | None, desc: str, enabled: bool = True,
-              unit: str = "batch"):
+def _progress(
+    iterable: Iterable, total: int | None, desc: str, enabled: bool = True, unit: str = "batch"
+):
     if not enabled:
         return iterable
     from tqdm import tqdm
+
     return tqdm(iterable, total=total, desc=desc, unit=unit, mininterval=2.0)
 
 
@@ -412,15 +516,22 @@ class _Extractor:
     def __init__(self, backbone, data, cfg, progress: bool = True):
         self.backbone, self.data, self.cfg, self.progress = backbone, data, cfg, progress
         self.compute_seconds = 0.0
-        self.computed_images = 0       # backbone passes this protocol really made
-        self.cached_images = 0         # rows read from the feature cache instead
+        self.computed_images = 0  # backbone passes this protocol really made
+        self.cached_images = 0  # rows read from the feature cache instead
         self.views: set[tuple[str, int]] = set()
 
     def __call__(self, split_name: str, view: int = 0) -> np.ndarray:
         from vitwatch import features
-        x = features.extract(self.backbone, getattr(self.data, split_name), split_name,
-                             self.cfg, view=view, progress=self.progress)
-        if (split_name, view) not in self.views:        # count each cached view once
+
+        x = features.extract(
+            self.backbone,
+            getattr(self.data, split_name),
+            split_name,
+            self.cfg,
+            view=view,
+            progress=self.progress,
+        )
+        if (split_name, view) not in self.views:  # count each cached view once
             self.views.add((split_name, view))
             stats = features.LAST_STATS
             self.compute_seconds += float(stats.get("compute_seconds") or 0.0)
@@ -430,9 +541,12 @@ class _Extractor:
 
     def counts(self) -> dict[str, float]:
         """Distinct images the protocol needs through the backbone, and how they were got."""
-        return {"backbone_forward_images": self.computed_images + self.cached_images,
-                "computed_images": self.computed_images, "cache_hit_images": self.cached_images,
-                "extract_seconds": self.compute_seconds}
+        return {
+            "backbone_forward_images": self.computed_images + self.cached_images,
+            "computed_images": self.computed_images,
+            "cache_hit_images": self.cached_images,
+            "extract_seconds": self.compute_seconds,
+        }
 
     def eval_splits(self) -> tuple[np.ndarray, np.ndarray]:
         """Plain-view validation and test features."""
@@ -441,11 +555,14 @@ class _Extractor:
 
 def _check_rows(x: np.ndarray, split, name: str) -> None:
     if len(x) != len(split.labels):
-        raise ValueError(f"features of split {name!r}: {len(x)} rows for {len(split.labels)} "
-                         "labels (bad images must be dropped from the split when it is loaded)")
+        raise ValueError(
+            f"features of split {name!r}: {len(x)} rows for {len(split.labels)} "
+            "labels (bad images must be dropped from the split when it is loaded)"
+        )
 
 
 # --- protocol Z -------------------------------------------------------------------------------
+
 
 def protocol_z(backbone, data, cfg) -> RunResult:
     """No training: ImageNet-1k logits restricted to the dog classes, then a softmax."""
@@ -455,15 +572,22 @@ def protocol_z(backbone, data, cfg) -> RunResult:
     extractor = _Extractor(backbone, data, cfg)
     val_x, test_x = extractor.eval_splits()
     _check_rows(val_x, data.val, "val"), _check_rows(test_x, data.test, "test")
-    val_probs = softmax(np.asarray(backbone.imagenet_logits(val_x))[:, idx])   # (N, K)
+    val_probs = softmax(np.asarray(backbone.imagenet_logits(val_x))[:, idx])  # (N, K)
     test_probs = softmax(np.asarray(backbone.imagenet_logits(test_x))[:, idx])
-    return RunResult("Z", backbone.name, val_probs, np.asarray(data.val.labels),
-                     test_probs, np.asarray(data.test.labels),
-                     timings={**extractor.counts(), "train_seconds": 0.0},
-                     extra={"imagenet_indices": idx.tolist()})
+    return RunResult(
+        "Z",
+        backbone.name,
+        val_probs,
+        np.asarray(data.val.labels),
+        test_probs,
+        np.asarray(data.test.labels),
+        timings={**extractor.counts(), "train_seconds": 0.0},
+        extra={"imagenet_indices": idx.tolist()},
+    )
 
 
 # --- protocol A -------------------------------------------------------------------------------
+
 
 def epoch_views(cfg, seed: int) -> list[int]:
     """The cached view each epoch of protocol A shows the head of seed ``seed``: views 1..E
@@ -479,15 +603,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, 2, epoch]).permutation(n)
 
 
-def _protocol_a_seed(backbone, data, cfg, seed: int, extractor: _Extractor, stream: bool,
-                     progress: bool) -> tuple[RunResult, int]:
+def _protocol_a_seed(
+    backbone, data, cfg, seed: int, extractor: _Extractor, stream: bool, progress: bool
+) -> tuple[RunResult, int]:
     """One head of protocol A; returns it and the images streamed through the backbone."""
     import keras
 
     from vitwatch import features
+
     keras.utils.set_random_seed(seed)
     k = len(data.class_names)
-    val_x, test_x = extractor.eval_splits()           # frozen backbone: computed once, cached
+    val_x, test_x = extractor.eval_splits()  # frozen backbone: computed once, cached
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     train_y = np.asarray(data.train.labels)
     trainer = HeadTrainer(backbone.feature_dim, k, cfg.head_lr)
@@ -498,18 +624,27 @@ def _protocol_a_seed(backbone, data, cfg, seed: int, extractor: _Extractor, stre
     for epoch, view in enumerate(epoch_views(cfg, seed)):
         order = epoch_order(n, seed, epoch)
         logs = []
-        if stream:            # the seed's way: the epoch's view pushed through the backbone
-            batches = (_batches(data.train, backbone.img_size, bs, True,
-                                features.view_seed(cfg.seed, view), indices=order)
-                       if view else features.eval_batches(data.train, backbone, bs,
-                                                          _view_name(cfg), indices=order))
-            for images, idx in _progress(batches, math.ceil(n / bs),
-                                         f"A {backbone.name} epoch {epoch + 1}", progress):
+        if stream:  # the seed's way: the epoch's view pushed through the backbone
+            batches = (
+                _batches(
+                    data.train,
+                    backbone.img_size,
+                    bs,
+                    True,
+                    features.view_seed(cfg.seed, view),
+                    indices=order,
+                )
+                if view
+                else features.eval_batches(data.train, backbone, bs, _view_name(cfg), indices=order)
+            )
+            for images, idx in _progress(
+                batches, math.ceil(n / bs), f"A {backbone.name} epoch {epoch + 1}", progress
+            ):
                 logs.append((len(idx), trainer.train_batch(forward(images), train_y[idx])))
                 streamed += len(idx)
-        else:                 # the same view's features, from the cache, in the same batches
-            feats = extractor("train", view=view)                        # (N, D)
-            for idx in (order[i:i + bs] for i in range(0, n, bs)):
+        else:  # the same view's features, from the cache, in the same batches
+            feats = extractor("train", view=view)  # (N, D)
+            for idx in (order[i : i + bs] for i in range(0, n, bs)):
                 logs.append((len(idx), trainer.train_batch(feats[idx], train_y[idx])))
         _record(history, logs, trainer.evaluate(val_x, val_y)[:2])
         best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
@@ -517,13 +652,21 @@ def _protocol_a_seed(backbone, data, cfg, seed: int, extractor: _Extractor, stre
     head = trainer.head
     head.set_weights(best.weights)
     _, _, val_probs = _evaluate(head, val_x, val_y)
-    _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
+    _, _, test_probs = _evaluate(head, test_x, test_y)  # test: once
     kernel, bias = head.get_weights()
-    return RunResult("A", backbone.name, val_probs, val_y, test_probs, test_y, history,
-                     timings={"train_seconds": train_seconds},
-                     trainable_params=count_params(head.trainable_weights),
-                     extra={"best_epoch": best.epoch, "epoch_views": epoch_views(cfg, seed)},
-                     arrays={"head_kernel": kernel, "head_bias": bias}), streamed
+    return RunResult(
+        "A",
+        backbone.name,
+        val_probs,
+        val_y,
+        test_probs,
+        test_y,
+        history,
+        timings={"train_seconds": train_seconds},
+        trainable_params=count_params(head.trainable_weights),
+        extra={"best_epoch": best.epoch, "epoch_views": epoch_views(cfg, seed)},
+        arrays={"head_kernel": kernel, "head_bias": bias},
+    ), streamed
 
 
 def protocol_a(backbone, data, cfg, progress: bool = True, stream: bool = False) -> RunResult:
@@ -548,14 +691,17 @@ def protocol_a(backbone, data, cfg, progress: bool = True, stream: bool = False)
     counts["computed_images"] += streamed
     out.timings.update(counts)
     # what streaming every epoch of every head (the seed's way) would have cost
-    out.timings["streamed_forward_images"] = (len(seeds) * cfg.head_epochs * n_train
-                                              + len(data.val.labels) + len(data.test.labels))
-    out.timings["images_per_second"] = (len(seeds) * cfg.head_epochs * n_train
-                                        / max(out.timings["train_seconds"], 1e-9))
+    out.timings["streamed_forward_images"] = (
+        len(seeds) * cfg.head_epochs * n_train + len(data.val.labels) + len(data.test.labels)
+    )
+    out.timings["images_per_second"] = (
+        len(seeds) * cfg.head_epochs * n_train / max(out.timings["train_seconds"], 1e-9)
+    )
     return out
 
 
 # --- protocol B -------------------------------------------------------------------------------
+
 
 def probe_grid(cfg) -> list[tuple[float, float, bool]]:
     """Every (learning rate, L2, standardise) protocol B tries, the same for every backbone:
@@ -564,50 +710,80 @@ def probe_grid(cfg) -> list[tuple[float, float, bool]]:
     unnormalised features are not handicapped by one learning rate tuned for another scale)."""
     lrs = list(getattr(cfg, "probe_lr_grid", None) or [cfg.head_lr])
     std = {"auto": (False, True), "never": (False,), "always": (True,)}[
-        getattr(cfg, "probe_standardize", "never")]
+        getattr(cfg, "probe_standardize", "never")
+    ]
     return [(float(lr), float(l2), s) for s in std for lr in lrs for l2 in cfg.probe_l2_grid]
 
 
 def fold_standardisation(head, mean: np.ndarray, scale: np.ndarray) -> None:
     """Rewrite a head trained on ``(x - mean) / scale`` as the same function of raw ``x``:
     W' = W / scale, b' = b - (mean / scale) W."""
-    kernel, bias = head.get_weights()                                    # (D, K), (K,)
+    kernel, bias = head.get_weights()  # (D, K), (K,)
     head.set_weights([kernel / scale[:, None], bias - (mean / scale) @ kernel])
 
 
-def _probe(train_x, train_y, val_x, val_y, test_x, test_y, k: int, cfg, seed: int,
-           backbone_name: str, progress: bool) -> RunResult:
+def _probe(
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    test_x,
+    test_y,
+    k: int,
+    cfg,
+    seed: int,
+    backbone_name: str,
+    progress: bool,
+) -> RunResult:
     """One probe: a head per point of :func:`probe_grid` (seed ``seed``, same epochs for every
     backbone), the best on validation kept; the test set is scored once, with that head."""
     t0 = time.perf_counter()
     mean = train_x.mean(axis=0)
-    scale = train_x.std(axis=0) + 1e-6                                  # (D,)
+    scale = train_x.std(axis=0) + 1e-6  # (D,)
     scan, best = {}, None
     grid = probe_grid(cfg)
-    for lr, l2, standardise in _progress(grid, len(grid), f"B {backbone_name} seed {seed}",
-                                         progress, unit="setting"):
-        tx, vx = ((train_x - mean) / scale, (val_x - mean) / scale) if standardise else \
-            (train_x, val_x)
-        head, history, epoch = fit_head(tx, train_y, vx, val_y, k, epochs=cfg.probe_epochs,
-                                        lr=lr, l2=l2, seed=seed)
+    for lr, l2, standardise in _progress(
+        grid, len(grid), f"B {backbone_name} seed {seed}", progress, unit="setting"
+    ):
+        tx, vx = (
+            ((train_x - mean) / scale, (val_x - mean) / scale) if standardise else (train_x, val_x)
+        )
+        head, history, epoch = fit_head(
+            tx, train_y, vx, val_y, k, epochs=cfg.probe_epochs, lr=lr, l2=l2, seed=seed
+        )
         if standardise:
             fold_standardisation(head, mean, scale)
         val_loss, val_acc, val_probs = _evaluate(head, val_x, val_y)
         scan[f"lr={lr:g} l2={l2:g} std={int(standardise)}"] = {
-            "val_accuracy": val_acc, "val_loss": val_loss, "best_epoch": epoch}
+            "val_accuracy": val_acc,
+            "val_loss": val_loss,
+            "best_epoch": epoch,
+        }
         if best is None or (val_acc, -val_loss) > best[0]:
-            best = ((val_acc, -val_loss), (lr, l2, standardise), head, history, epoch,
-                    val_probs)
+            best = ((val_acc, -val_loss), (lr, l2, standardise), head, history, epoch, val_probs)
     train_seconds = time.perf_counter() - t0
     _, (lr, l2, standardise), head, history, epoch, val_probs = best
-    _, _, test_probs = _evaluate(head, test_x, test_y)                  # test: once
+    _, _, test_probs = _evaluate(head, test_x, test_y)  # test: once
     kernel, bias = head.get_weights()
-    return RunResult("B", backbone_name, val_probs, val_y, test_probs, test_y, history,
-                     timings={"train_seconds": train_seconds},
-                     trainable_params=count_params(head.trainable_weights),
-                     extra={"l2": l2, "lr": lr, "standardize": standardise, "l2_scan": scan,
-                            "best_epoch": epoch},
-                     arrays={"head_kernel": kernel, "head_bias": bias})
+    return RunResult(
+        "B",
+        backbone_name,
+        val_probs,
+        val_y,
+        test_probs,
+        test_y,
+        history,
+        timings={"train_seconds": train_seconds},
+        trainable_params=count_params(head.trainable_weights),
+        extra={
+            "l2": l2,
+            "lr": lr,
+            "standardize": standardise,
+            "l2_scan": scan,
+            "best_epoch": epoch,
+        },
+        arrays={"head_kernel": kernel, "head_bias": bias},
+    )
 
 
 def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
@@ -623,13 +799,15 @@ def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
     k = len(data.class_names)
     extractor = _Extractor(backbone, data, cfg, progress)
     views = [extractor("train", view=v) for v in range(cfg.probe_views)]
-    train_x = np.concatenate(views)                                      # (V * N, D)
+    train_x = np.concatenate(views)  # (V * N, D)
     train_y = np.tile(np.asarray(data.train.labels), cfg.probe_views)
     val_x, test_x = extractor.eval_splits()
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     _check_rows(views[0], data.train, "train"), _check_rows(val_x, data.val, "val")
-    runs = [_probe(train_x, train_y, val_x, val_y, test_x, test_y, k, cfg, s, backbone.name,
-                   progress) for s in seeds]
+    runs = [
+        _probe(train_x, train_y, val_x, val_y, test_x, test_y, k, cfg, s, backbone.name, progress)
+        for s in seeds
+    ]
     out = combine(runs, seeds)
     out.timings.update(extractor.counts())
     return out
@@ -637,9 +815,11 @@ def protocol_b(backbone, data, cfg, progress: bool = True) -> RunResult:
 
 # --- protocol C -------------------------------------------------------------------------------
 
+
 def strategy():
     """``MirroredStrategy`` over every visible GPU when there are several, else the default."""
     import tensorflow as tf
+
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
@@ -651,6 +831,7 @@ def _blocks(model) -> tuple[list, list]:
     blocks) or ``blockN_unitMM_*`` (BiT's ResNetV2: 16 units in R50x1), and models wrapping
     one of those."""
     import re
+
     if getattr(model, "blocks", None):
         after = [getattr(model, n) for n in ("norm",) if getattr(model, n, None) is not None]
         return [[b] for b in model.blocks], after
@@ -663,8 +844,8 @@ def _blocks(model) -> tuple[list, list]:
             groups.setdefault(m.group(1), []).append(layer)
             last = i
     if groups:
-        return list(groups.values()), layers[last + 1:]
-    for layer in layers:                      # a wrapper: look one level down
+        return list(groups.values()), layers[last + 1 :]
+    for layer in layers:  # a wrapper: look one level down
         if getattr(layer, "layers", None) or getattr(layer, "blocks", None):
             found = _blocks(layer)
             if found[0]:
@@ -678,19 +859,24 @@ def unfreeze(model, n_blocks: int) -> int:
     (class token, position embeddings) are frozen too. Returns the trainable parameter count.
     Non-trainable state (BatchNorm statistics) is never made trainable."""
     import keras
+
     model.trainable = True
-    if not hasattr(model, "_vitwatch_trainable"):   # remember what was trainable at first
+    if not hasattr(model, "_vitwatch_trainable"):  # remember what was trainable at first
         model._vitwatch_trainable = {id(v) for v in model.weights if v.trainable}
     keep = model._vitwatch_trainable
     if n_blocks != -1:
         blocks, after = _blocks(model)
         if not blocks:
-            raise ValueError(f"parameter 'finetune_blocks'={n_blocks}: cannot find the blocks "
-                             f"of backbone model {model.name!r}; use -1 to fine-tune all of it")
+            raise ValueError(
+                f"parameter 'finetune_blocks'={n_blocks}: cannot find the blocks "
+                f"of backbone model {model.name!r}; use -1 to fine-tune all of it"
+            )
         if not 0 <= n_blocks <= len(blocks):
-            raise ValueError(f"parameter 'finetune_blocks' must be -1 or 0..{len(blocks)} for "
-                             f"{model.name!r}, got {n_blocks}")
-        kept = [l for group in blocks[len(blocks) - n_blocks:] for l in group]
+            raise ValueError(
+                f"parameter 'finetune_blocks' must be -1 or 0..{len(blocks)} for "
+                f"{model.name!r}, got {n_blocks}"
+            )
+        kept = [l for group in blocks[len(blocks) - n_blocks :] for l in group]
         kept += after if n_blocks > 0 else []
         keep = keep & {id(v) for layer in kept for v in layer.weights}
     for v in model.weights:
@@ -704,19 +890,28 @@ def unfreeze(model, n_blocks: int) -> int:
     return count_params(model.trainable_weights)
 
 
-def _image_dataset(split, backbone, batch_size: int, augment: bool, seed: int,
-                   repeat: bool = False, shuffle: bool = False):
+def _image_dataset(
+    split,
+    backbone,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    repeat: bool = False,
+    shuffle: bool = False,
+):
     """A ``tf.data`` pipeline of ``(preprocessed images, labels)``; a new augmentation draw and
     order at each pass over the split (each epoch); endless when ``repeat``."""
     import tensorflow as tf
+
     labels = np.asarray(split.labels)
     s = backbone.img_size
     calls = {"n": 0}
 
     def gen():
         calls["n"] += 1
-        for images, idx in _batches(split, s, batch_size, augment, seed * 1000 + calls["n"],
-                                    shuffle):
+        for images, idx in _batches(
+            split, s, batch_size, augment, seed * 1000 + calls["n"], shuffle
+        ):
             yield images, labels[idx]
 
     sig = (tf.TensorSpec((None, s, s, 3), tf.uint8), tf.TensorSpec((None,), tf.int64))
@@ -732,6 +927,7 @@ def predict(model, split, backbone, batch_size: int, eval_view: str = "native") 
     import tensorflow as tf
 
     from vitwatch import features
+
     fn = getattr(model, "_vitwatch_predict", None)
     if fn is None:
         fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -739,16 +935,18 @@ def predict(model, split, backbone, batch_size: int, eval_view: str = "native") 
     out = np.zeros((len(split.labels), model.output_shape[-1]), np.float32)
     for images, idx in features.eval_batches(split, backbone, batch_size, eval_view):
         x = backbone.preprocess(tf.cast(images, tf.float32))
-        out[idx] = np.asarray(fn(x))                                   # (B, K)
+        out[idx] = np.asarray(fn(x))  # (B, K)
     return out
 
 
-def _validation_pass(model, split, backbone, batch_size: int, verbose: bool,
-                     eval_view: str = "native"):
+def _validation_pass(
+    model, split, backbone, batch_size: int, verbose: bool, eval_view: str = "native"
+):
     """A callback adding ``val_loss`` / ``val_accuracy`` to each epoch's logs (read by
     EarlyStopping and the history), computed by :func:`predict`, the very function that
     evaluates the final model: one compiled graph instead of Keras' separate test step."""
     import keras
+
     labels = np.asarray(split.labels)
 
     class ValidationPass(keras.callbacks.Callback):
@@ -756,24 +954,29 @@ def _validation_pass(model, split, backbone, batch_size: int, verbose: bool,
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = predict(model, split, backbone, batch_size, eval_view)   # (N, K)
+            probs = predict(model, split, backbone, batch_size, eval_view)  # (N, K)
             p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
             logs["val_loss"] = float(-np.log(p_true).mean())
             logs["val_accuracy"] = float((probs.argmax(1) == labels).mean())
             if verbose:
                 per_epoch = (time.perf_counter() - self.t0) / (epoch + 1)
                 left = per_epoch * (self.params.get("epochs", epoch + 1) - epoch - 1)
-                print(f"epoch {epoch + 1}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate")
+                print(
+                    f"epoch {epoch + 1}: "
+                    + ", ".join(
+                        f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate"
+                    )
                     + f" ({per_epoch:.0f} s/epoch"
                     + (f", at most {left / 60:.1f} min left)" if left > 0 else ")"),
-                    flush=True)
+                    flush=True,
+                )
 
     return ValidationPass()
 
 
-def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
-               verbose: bool = True) -> RunResult:
+def protocol_c(
+    build_backbone: Callable[[], Any], data, cfg, head_weights=None, verbose: bool = True
+) -> RunResult:
     """Fine-tuning, once per seed of :func:`head_seeds`. ``build_backbone()`` makes the
     backbone (inside the distribution strategy's scope, so that its variables can be
     mirrored; called once per seed: every seed starts from the pretrained weights);
@@ -784,8 +987,10 @@ def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
         head_weights = [head_weights] * len(seeds)
     if len(head_weights) < len(seeds):
         raise ValueError(f"protocol C: {len(head_weights)} probe heads for {len(seeds)} seeds")
-    runs = [_protocol_c_seed(build_backbone, data, cfg, s, hw, verbose)
-            for s, hw in zip(seeds, head_weights)]
+    runs = [
+        _protocol_c_seed(build_backbone, data, cfg, s, hw, verbose)
+        for s, hw in zip(seeds, head_weights)
+    ]
     out = combine(runs, seeds)
     for key in ("backbone_forward_images", "backbone_backward_images", "extract_seconds"):
         out.timings[key] = sum(r.timings[key] for r in runs)
@@ -794,10 +999,12 @@ def protocol_c(build_backbone: Callable[[], Any], data, cfg, head_weights=None,
     return out
 
 
-def _protocol_c_seed(build_backbone, data, cfg, seed: int, head_weights,
-                     verbose: bool) -> RunResult:
+def _protocol_c_seed(
+    build_backbone, data, cfg, seed: int, head_weights, verbose: bool
+) -> RunResult:
     """One fine-tuning run, every source of randomness drawn from ``seed``."""
     import keras
+
     keras.utils.set_random_seed(seed)
     view = _view_name(cfg)
     k = len(data.class_names)
@@ -817,42 +1024,72 @@ def _protocol_c_seed(build_backbone, data, cfg, seed: int, head_weights,
         feats = backbone.model(inputs, training=False)  # BatchNorm stays in inference mode
         model = keras.Model(inputs, head(feats), name=f"finetune_{backbone.name}")
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, total - warmup), warmup_target=cfg.finetune_lr,
-            warmup_steps=warmup)
-        model.compile(keras.optimizers.AdamW(schedule, weight_decay=FINETUNE_WEIGHT_DECAY,
-                                             global_clipnorm=FINETUNE_CLIPNORM),
-                      "sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_ds = _image_dataset(data.train, backbone, batch, cfg.augment, seed, repeat=True,
-                              shuffle=True)
-    stop = keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.finetune_patience,
-                                         restore_best_weights=True)
+            0.0,
+            decay_steps=max(1, total - warmup),
+            warmup_target=cfg.finetune_lr,
+            warmup_steps=warmup,
+        )
+        model.compile(
+            keras.optimizers.AdamW(
+                schedule, weight_decay=FINETUNE_WEIGHT_DECAY, global_clipnorm=FINETUNE_CLIPNORM
+            ),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    train_ds = _image_dataset(
+        data.train, backbone, batch, cfg.augment, seed, repeat=True, shuffle=True
+    )
+    stop = keras.callbacks.EarlyStopping(
+        "val_accuracy", patience=cfg.finetune_patience, restore_best_weights=True
+    )
     t0 = time.perf_counter()
-    fit = model.fit(train_ds, epochs=cfg.finetune_epochs, steps_per_epoch=steps,
-                    callbacks=[_validation_pass(model, data.val, backbone, batch, verbose,
-                                                view), stop],
-                    shuffle=False, verbose=0)  # the pipeline shuffles
+    fit = model.fit(
+        train_ds,
+        epochs=cfg.finetune_epochs,
+        steps_per_epoch=steps,
+        callbacks=[_validation_pass(model, data.val, backbone, batch, verbose, view), stop],
+        shuffle=False,
+        verbose=0,
+    )  # the pipeline shuffles
     train_seconds = time.perf_counter() - t0
     epochs_run = len(fit.history["loss"])
-    history = {key: [float(v) for v in fit.history[key]]
-               for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    history = {
+        key: [float(v) for v in fit.history[key]]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
     t0 = time.perf_counter()
     val_probs = predict(model, data.val, backbone, batch, view)
-    test_probs = predict(model, data.test, backbone, batch, view)        # test: once
+    test_probs = predict(model, data.test, backbone, batch, view)  # test: once
     eval_seconds = time.perf_counter() - t0
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     n_train, n_val = len(data.train.labels), len(val_y)
     return RunResult(
-        "C", backbone.name, val_probs, val_y, test_probs, test_y, history,
-        timings={"backbone_forward_images": epochs_run * (n_train + n_val) + n_val
-                 + len(test_y), "backbone_backward_images": epochs_run * n_train,
-                 "train_seconds": train_seconds, "extract_seconds": eval_seconds,
-                 "images_per_second": epochs_run * (n_train + n_val) / max(train_seconds, 1e-9)},
+        "C",
+        backbone.name,
+        val_probs,
+        val_y,
+        test_probs,
+        test_y,
+        history,
+        timings={
+            "backbone_forward_images": epochs_run * (n_train + n_val) + n_val + len(test_y),
+            "backbone_backward_images": epochs_run * n_train,
+            "train_seconds": train_seconds,
+            "extract_seconds": eval_seconds,
+            "images_per_second": epochs_run * (n_train + n_val) / max(train_seconds, 1e-9),
+        },
         trainable_params=count_params(model.trainable_weights),
-        extra={"best_epoch": int(stop.best_epoch) if stop.best_epoch is not None else
-               epochs_run - 1, "epochs_run": epochs_run, "stopped_early":
-               epochs_run < cfg.finetune_epochs, "use_probe_head": head_weights is not None,
-               "replicas": replicas, "global_batch_size": batch, "warmup_steps": warmup,
-               "total_steps": total})
+        extra={
+            "best_epoch": int(stop.best_epoch) if stop.best_epoch is not None else epochs_run - 1,
+            "epochs_run": epochs_run,
+            "stopped_early": epochs_run < cfg.finetune_epochs,
+            "use_probe_head": head_weights is not None,
+            "replicas": replicas,
+            "global_batch_size": batch,
+            "warmup_steps": warmup,
+            "total_steps": total,
+        },
+    )
 
 
 # --- evaluation views -------------------------------------------------------------------------
@@ -864,6 +1101,7 @@ def hires_size(cfg) -> int:
     """The ViT's higher resolution: 384 px at 224 (``img_size * 384 / 224`` rounded to the
     patch size otherwise, e.g. 112 for the smoke profile's 64 px and 8 px patches)."""
     from vitwatch.models import vit
+
     patch = vit.VARIANTS[cfg.vit_variant]["patch_size"]
     return patch * max(1, round(cfg.img_size * 384 / 224 / patch))
 
@@ -873,30 +1111,47 @@ def vit_at(cfg, img_size: int, name: str = "vit_s16"):
     resamples the position embeddings (bilinear on the patch grid), with no fine-tuning at
     that resolution."""
     from vitwatch.models import registry, vit
+
     path = registry.vit_checkpoint_path(cfg.vit_checkpoint, cfg)
     model = vit.build(cfg.vit_variant, num_classes=0, img_size=img_size, name=name)
     vit.load_npz(model, path)
     model.trainable = False
-    key = registry._key(name, cfg.vit_variant, img_size, "pm1", "gelu_tanh",
-                       registry.file_digest(path))
-    return registry.Backbone(name, model, vit.preprocess, img_size, model.embed_dim, key,
-                             description=f"ViT-{cfg.vit_variant} at {img_size} px",
-                             params=int(model.count_params()), source=str(path))
+    key = registry._key(
+        name, cfg.vit_variant, img_size, "pm1", "gelu_tanh", registry.file_digest(path)
+    )
+    return registry.Backbone(
+        name,
+        model,
+        vit.preprocess,
+        img_size,
+        model.embed_dim,
+        key,
+        description=f"ViT-{cfg.vit_variant} at {img_size} px",
+        params=int(model.count_params()),
+        source=str(path),
+    )
 
 
 def view_config(cfg, view: str, img_size: int):
     """The config of one cell of the evaluation-view study: protocol B with the eval view only
     (``probe_views`` 1), in view ``view``, stored under ``<results_dir>/eval_views/``."""
     from pathlib import Path
+
     out = copy.copy(cfg)
     out.eval_view, out.probe_views = view, 1
     out.results_dir = str(Path(cfg.results_dir) / "eval_views" / f"{view}_{img_size}")
     return out
 
 
-def eval_view_study(backbones: dict, data, cfg, names=("vit_s16", "resnet50"),
-                    hires: bool = True, progress: bool = False,
-                    log: Callable[[str], None] = print) -> dict[tuple[str, str, int], RunResult]:
+def eval_view_study(
+    backbones: dict,
+    data,
+    cfg,
+    names=("vit_s16", "resnet50"),
+    hires: bool = True,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[tuple[str, str, int], RunResult]:
     """Protocol B (eval view only, every head seed) of each backbone of ``names`` evaluated
     in each view of :data:`STUDY_VIEWS`, and the ViT at :func:`hires_size` in its native view:
     ``{(backbone, view, img_size): RunResult}``. Training, validation and test images are all
@@ -908,15 +1163,20 @@ def eval_view_study(backbones: dict, data, cfg, names=("vit_s16", "resnet50"),
     for b, view in cells:
         c = view_config(cfg, view, b.img_size)
         out[(b.name, view, b.img_size)] = run_or_load(
-            c, "B", b, data, lambda b=b, c=c: protocol_b(b, data, c, progress), log=log)
+            c, "B", b, data, lambda b=b, c=c: protocol_b(b, data, c, progress), log=log
+        )
     return out
 
 
 def seed_accuracy() -> dict[str, float]:
     """The seed report's validation accuracies (fractions), by backbone name."""
     from vitwatch import published
+
     vit, resnet = published.REFERENCE_EXPERIMENT
-    return {"vit_s16": vit["stanford_dogs_val"] / 100, "resnet50": resnet["stanford_dogs_val"] / 100}
+    return {
+        "vit_s16": vit["stanford_dogs_val"] / 100,
+        "resnet50": resnet["stanford_dogs_val"] / 100,
+    }
 
 
 def summary(runs: dict[str, RunResult]) -> list[dict[str, Any]]:
@@ -929,19 +1189,30 @@ def summary(runs: dict[str, RunResult]) -> list[dict[str, Any]]:
     for name, r in runs.items():
         t = r.timings
         per_seed = r.top1_seeds
-        rows.append({"run": name, "protocol": r.protocol, "backbone": r.backbone,
-                     "val_top1": r.val_top1, "top1": r.top1, "top5": r.top5,
-                     "head_seeds": len(per_seed),
-                     "top1_seed_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1
-                     else float("nan"),
-                     "trainable_params": int(r.trainable_params),
-                     "forward_images": int(t.get("backbone_forward_images", 0)),
-                     "computed_images": int(t.get("computed_images",
-                                                  t.get("backbone_forward_images", 0))),
-                     "cache_hit_images": int(t.get("cache_hit_images", 0)),
-                     "streamed_forward_images": int(t.get("streamed_forward_images",
-                                                          t.get("backbone_forward_images", 0))),
-                     "backward_images": int(t.get("backbone_backward_images", 0)),
-                     "train_seconds": float(t.get("train_seconds", 0.0)),
-                     "extract_seconds": float(t.get("extract_seconds", 0.0))})
+        rows.append(
+            {
+                "run": name,
+                "protocol": r.protocol,
+                "backbone": r.backbone,
+                "val_top1": r.val_top1,
+                "top1": r.top1,
+                "top5": r.top5,
+                "head_seeds": len(per_seed),
+                "top1_seed_sd": float(np.std(per_seed, ddof=1))
+                if len(per_seed) > 1
+                else float("nan"),
+                "trainable_params": int(r.trainable_params),
+                "forward_images": int(t.get("backbone_forward_images", 0)),
+                "computed_images": int(
+                    t.get("computed_images", t.get("backbone_forward_images", 0))
+                ),
+                "cache_hit_images": int(t.get("cache_hit_images", 0)),
+                "streamed_forward_images": int(
+                    t.get("streamed_forward_images", t.get("backbone_forward_images", 0))
+                ),
+                "backward_images": int(t.get("backbone_backward_images", 0)),
+                "train_seconds": float(t.get("train_seconds", 0.0)),
+                "extract_seconds": float(t.get("extract_seconds", 0.0)),
+            }
+        )
     return rows

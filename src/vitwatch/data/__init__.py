@@ -6,6 +6,7 @@
 - :mod:`.imagenet_overlap`: which test images were ILSVRC-2012 training images (leakage).
 - :mod:`.samples` (real photographs) and :mod:`.small` (notebook 05) are imported on first use.
 """
+
 import importlib
 
 from . import images, stanford_dogs, synthetic

@@ -22,6 +22,7 @@ Typical use (``stanford_dogs.load`` registers its splits; ``images.load_image`` 
     img = decoded.lookup(path, img_size=None, min_side=448)   # (found, uint8 (H, W, 3) | None,
                                                               #  reason)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,11 +40,11 @@ from PIL import Image
 
 from .. import fileio
 
-VERSION = 1                  # bump when decoding changes (images.decode)
-ENV_DISABLE = "VITWATCH_DECODE_CACHE"       # "0": decode every time, as before
+VERSION = 1  # bump when decoding changes (images.decode)
+ENV_DISABLE = "VITWATCH_DECODE_CACHE"  # "0": decode every time, as before
 _LOCK = threading.Lock()
-_PATHS: dict[str, tuple[DecodedSplit, int]] = {}   # path -> (cache, position)
-LAST_BUILD: dict = {}        # statistics of the last build: n_images, seconds, images/s, bytes
+_PATHS: dict[str, tuple[DecodedSplit, int]] = {}  # path -> (cache, position)
+LAST_BUILD: dict = {}  # statistics of the last build: n_images, seconds, images/s, bytes
 
 
 def _npy_header(n: int) -> bytes:
@@ -66,8 +67,11 @@ class DecodedSplit:
 
     def __init__(self, paths: Sequence[str], min_side: int, cache_dir):
         self.paths, self.min_side = list(paths), int(min_side)
-        self.folder = Path(cache_dir).expanduser() / "decoded" / \
-            f"{len(self.paths)}img-{self.min_side}px-{cache_key(self.paths, min_side)}"
+        self.folder = (
+            Path(cache_dir).expanduser()
+            / "decoded"
+            / f"{len(self.paths)}img-{self.min_side}px-{cache_key(self.paths, min_side)}"
+        )
         self._pixels = self._index = self._bad = None
         self._lock = threading.Lock()
 
@@ -78,12 +82,13 @@ class DecodedSplit:
             if not (self.folder / "index.npy").is_file():
                 self.build()
             self._bad = json.loads((self.folder / "bad.json").read_text())
-            self._pixels = np.load(self.folder / "pixels.npy", mmap_mode="r")   # (total,)
-            self._index = np.load(self.folder / "index.npy")                    # (N, 3)
+            self._pixels = np.load(self.folder / "pixels.npy", mmap_mode="r")  # (total,)
+            self._index = np.load(self.folder / "index.npy")  # (N, 3)
 
     def build(self, workers: int | None = None) -> None:
         """Decode every file once (threads) and write pixels, index and bad list atomically."""
         from . import images
+
         t0 = time.perf_counter()
         index = np.zeros((len(self.paths), 3), np.int64)
         bad: dict[str, str] = {}
@@ -110,12 +115,16 @@ class DecodedSplit:
 
         fileio.atomic_write(self.folder / "pixels.npy", write)
         fileio.write_json(self.folder / "bad.json", bad)
-        fileio.save_npy(self.folder / "index.npy", index)              # written last: complete
+        fileio.save_npy(self.folder / "index.npy", index)  # written last: complete
         seconds = time.perf_counter() - t0
         LAST_BUILD.clear()
-        LAST_BUILD.update(n_images=len(self.paths), seconds=seconds, folder=str(self.folder),
-                          images_per_second=len(self.paths) / max(seconds, 1e-9),
-                          bytes=int((self.folder / "pixels.npy").stat().st_size))
+        LAST_BUILD.update(
+            n_images=len(self.paths),
+            seconds=seconds,
+            folder=str(self.folder),
+            images_per_second=len(self.paths) / max(seconds, 1e-9),
+            bytes=int((self.folder / "pixels.npy").stat().st_size),
+        )
 
     def get(self, i: int) -> tuple[np.ndarray | None, str | None]:
         """Image ``i`` as a fresh uint8 (H, W, 3) array, or (None, reason) if undecodable."""
@@ -123,7 +132,7 @@ class DecodedSplit:
         offset, h, w = (int(v) for v in self._index[i])
         if h == 0:
             return None, self._bad.get(str(i), "undecodable")
-        return np.array(self._pixels[offset:offset + h * w * 3]).reshape(h, w, 3), None
+        return np.array(self._pixels[offset : offset + h * w * 3]).reshape(h, w, 3), None
 
 
 def enabled() -> bool:
@@ -141,8 +150,9 @@ def register(paths: Sequence[str], min_side: int, cache_dir) -> DecodedSplit | N
     return cache
 
 
-def lookup(path, img_size: int | None = None,
-           min_side: int | None = None) -> tuple[bool, np.ndarray | None, str | None]:
+def lookup(
+    path, img_size: int | None = None, min_side: int | None = None
+) -> tuple[bool, np.ndarray | None, str | None]:
     """``(found, image, reason)`` for ``images.load_image(path, img_size, min_side=...)``:
     ``found`` False when ``path`` is not in a registered cache that decodes at least as large
     as asked (the caller then decodes the file itself)."""
@@ -156,9 +166,11 @@ def lookup(path, img_size: int | None = None,
         return False, None, None
     img, reason = cache.get(i)
     if img is not None and img_size:
-        img = np.asarray(Image.fromarray(img).resize((img_size, img_size),
-                                                     Image.Resampling.BILINEAR,
-                                                     reducing_gap=None))    # (S, S, 3)
+        img = np.asarray(
+            Image.fromarray(img).resize(
+                (img_size, img_size), Image.Resampling.BILINEAR, reducing_gap=None
+            )
+        )  # (S, S, 3)
     return True, img, reason
 
 

@@ -16,6 +16,7 @@ in with the ``imagenet_train_list`` parameter: that ``train.txt`` or archive, an
 one training path per line, or the folder of an extracted ILSVRC-2012 training set. The smoke
 profile generates a stand-in in the same format (:func:`write_standin`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,15 +25,19 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 from vitwatch import fileio
 
-RESOURCE = "ilsvrc12_aux"            # name in vitwatch.downloads.RESOURCES
-N_TRAIN_IMAGES = 1_281_167           # ILSVRC-2012 training images [Russakovsky et al., 2015]
+RESOURCE = "ilsvrc12_aux"  # name in vitwatch.downloads.RESOURCES
+N_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training images [Russakovsky et al., 2015]
 N_CLASSES = 1000
-MEMBER = "train.txt"                 # the member of caffe_ilsvrc12.tar.gz listing them
+MEMBER = "train.txt"  # the member of caffe_ilsvrc12.tar.gz listing them
 _ID = re.compile(r"^(n\d{8})_(\d+)$")
 
 
@@ -40,6 +45,7 @@ _ID = re.compile(r"^(n\d{8})_(\d+)$")
 class TrainList:
     """The ImageNet image IDs of ILSVRC-2012's training images, restricted to ``synsets``
     when they were given; ``n_lines`` and ``n_synsets`` count the whole list."""
+
     ids: frozenset[str]
     n_lines: int
     n_synsets: int
@@ -50,8 +56,10 @@ def image_id(path: str) -> str:
     """``.../n02085620-Chihuahua/n02085620_10074.jpg`` -> ``n02085620_10074``."""
     stem = Path(str(path)).name.rsplit(".", 1)[0]
     if not _ID.match(stem):
-        raise ValueError(f"{path}: not an ImageNet-style file name (expected "
-                         "n<8 digits>_<number>.<ext>, as in Stanford Dogs)")
+        raise ValueError(
+            f"{path}: not an ImageNet-style file name (expected "
+            "n<8 digits>_<number>.<ext>, as in Stanford Dogs)"
+        )
     return stem
 
 
@@ -61,12 +69,14 @@ def _parse_lines(lines, source: str, synsets: set[str] | None) -> TrainList:
         line = raw.strip()
         if not line:
             continue
-        rel = line.split()[0]                                  # "n015/n015_10026.JPEG 0"
+        rel = line.split()[0]  # "n015/n015_10026.JPEG 0"
         stem = rel.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
         m = _ID.match(stem)
         if not m:
-            raise ValueError(f"{source}, line {i}: {line[:80]!r} is not an ImageNet training "
-                             "path (expected n<8 digits>/n<8 digits>_<number>.JPEG)")
+            raise ValueError(
+                f"{source}, line {i}: {line[:80]!r} is not an ImageNet training "
+                "path (expected n<8 digits>/n<8 digits>_<number>.JPEG)"
+            )
         n += 1
         seen_synsets.add(m.group(1))
         if synsets is None or m.group(1) in synsets:
@@ -83,16 +93,17 @@ def read_train_list(path, synsets=None) -> TrainList:
     if not path.exists():
         raise FileNotFoundError(f"imagenet_train_list: {path} does not exist")
     if path.is_dir():
-        names = (p.relative_to(path).as_posix() for p in sorted(path.glob("n*/*"))
-                 if p.is_file())
+        names = (p.relative_to(path).as_posix() for p in sorted(path.glob("n*/*")) if p.is_file())
         return _parse_lines(names, str(path), wanted)
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
-            member = next((m for m in tar.getmembers()
-                           if m.isfile() and Path(m.name).name == MEMBER), None)
+            member = next(
+                (m for m in tar.getmembers() if m.isfile() and Path(m.name).name == MEMBER), None
+            )
             if member is None:
-                raise ValueError(f"{path}: archive has no {MEMBER} (expected BVLC/caffe's "
-                                 "caffe_ilsvrc12.tar.gz)")
+                raise ValueError(
+                    f"{path}: archive has no {MEMBER} (expected BVLC/caffe's caffe_ilsvrc12.tar.gz)"
+                )
             text = tar.extractfile(member).read().decode("utf-8", errors="strict")
         return _parse_lines(io.StringIO(text), f"{path}:{MEMBER}", wanted)
     with open(path, encoding="utf-8") as f:
@@ -103,9 +114,11 @@ def check_complete(tl: TrainList) -> None:
     """The published list must be the whole training set: the content check that stands in for
     the checksum nobody published."""
     if tl.n_lines != N_TRAIN_IMAGES or tl.n_synsets != N_CLASSES:
-        raise ValueError(f"{tl.source}: lists {tl.n_lines:,} images of {tl.n_synsets} synsets; "
-                         f"ILSVRC-2012's training set has {N_TRAIN_IMAGES:,} images of "
-                         f"{N_CLASSES} synsets (truncated or a different list)")
+        raise ValueError(
+            f"{tl.source}: lists {tl.n_lines:,} images of {tl.n_synsets} synsets; "
+            f"ILSVRC-2012's training set has {N_TRAIN_IMAGES:,} images of "
+            f"{N_CLASSES} synsets (truncated or a different list)"
+        )
 
 
 def load(cache_dir, list_path: str = "", synsets=None, generated: bool = False) -> TrainList:
@@ -148,7 +161,7 @@ def seen_mask(test_paths, train: TrainList) -> np.ndarray:
     return np.array([image_id(p) in train.ids for p in test_paths], dtype=bool)
 
 
-def per_breed(seen: np.ndarray, labels, class_names) -> "pd.DataFrame":
+def per_breed(seen: np.ndarray, labels, class_names) -> pd.DataFrame:
     """Per breed: test images, how many were ImageNet-1k training images, and the share."""
     import pandas as pd
 
@@ -159,12 +172,19 @@ def per_breed(seen: np.ndarray, labels, class_names) -> "pd.DataFrame":
     n = np.bincount(labels, minlength=k)
     s = np.bincount(labels, weights=seen.astype(np.float64), minlength=k).astype(int)
     share = np.divide(s, n, out=np.full(k, np.nan), where=n > 0)
-    return pd.DataFrame({"breed": list(class_names), "test images": n,
-                         "seen in ImageNet-1k train": s, "share": share})
+    return pd.DataFrame(
+        {
+            "breed": list(class_names),
+            "test images": n,
+            "seen in ImageNet-1k train": s,
+            "share": share,
+        }
+    )
 
 
-def write_standin(path, test_paths, fraction: float = 0.5, seed: int = 0,
-                  n_other: int = 200) -> Path:
+def write_standin(
+    path, test_paths, fraction: float = 0.5, seed: int = 0, n_other: int = 200
+) -> Path:
     """A ``caffe_ilsvrc12.tar.gz`` stand-in for the smoke profile: its ``train.txt`` lists a
     ``fraction`` of the given test images (chosen with ``seed``) among ``n_other`` IDs of other
     synsets, in the real line format. Written atomically."""
@@ -174,8 +194,10 @@ def write_standin(path, test_paths, fraction: float = 0.5, seed: int = 0,
     ids = [image_id(p) for p in test_paths]
     chosen = [ids[i] for i in np.flatnonzero(rng.random(len(ids)) < fraction)]
     others = [f"n01440764_{100000 + i}" for i in range(n_other)]
-    lines = [f"{i.split('_')[0]}/{i}.JPEG {j % N_CLASSES}\n"
-             for j, i in enumerate(sorted(chosen + others))]
+    lines = [
+        f"{i.split('_')[0]}/{i}.JPEG {j % N_CLASSES}\n"
+        for j, i in enumerate(sorted(chosen + others))
+    ]
     data = "".join(lines).encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

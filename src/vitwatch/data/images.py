@@ -17,6 +17,7 @@ they must be carried into the same frame: :func:`orient_boxes` applies the very 
 used on the pixels (:data:`EXIF_TRANSPOSE`) to boxes, and :func:`header` reads the
 orientation and the stored size from the file's header.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,10 +35,15 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 180_000_000
 
 # EXIF orientation -> transpose that shows the stored pixels upright (as ImageOps.exif_transpose)
-EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                  6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-                  8: Image.Transpose.ROTATE_90}
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 ORIENTATION_TAG = 0x0112
 
 
@@ -47,7 +53,8 @@ class BadImageLog:
 
     Thread-safe; a file is recorded once however many times it is read.
     """
-    entries: dict[str, str] = field(default_factory=dict)   # path -> reason
+
+    entries: dict[str, str] = field(default_factory=dict)  # path -> reason
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -56,7 +63,7 @@ class BadImageLog:
         with self._lock:
             self.entries.setdefault(str(path), reason)
 
-    def extend(self, other: "BadImageLog") -> None:
+    def extend(self, other: BadImageLog) -> None:
         for path, reason in other.entries.items():
             self.add(path, reason)
 
@@ -100,7 +107,7 @@ def exif_orientation(img: Image.Image) -> int:
     """EXIF orientation 1-8 of an opened image; 1 when absent, out of range or unreadable."""
     try:
         value = int(img.getexif().get(ORIENTATION_TAG, 1))
-    except Exception:                                   # noqa: BLE001 - broken EXIF block
+    except Exception:  # noqa: BLE001 - broken EXIF block
         return 1
     return value if value in EXIF_TRANSPOSE else 1
 
@@ -138,11 +145,17 @@ def orient_boxes(boxes, orientation: int, stored_wh: tuple[int, int]) -> np.ndar
     if orientation not in EXIF_TRANSPOSE:
         return b.astype(np.float32)
     W, H = stored_wh
-    x, y = b[:, [0, 2]], b[:, [1, 3]]                               # (k, 2) corner coordinates
-    xs, ys = {2: (W + 1 - x, y), 3: (W + 1 - x, H + 1 - y), 4: (x, H + 1 - y),
-              5: (y, x), 6: (H + 1 - y, x), 7: (H + 1 - y, W + 1 - x),
-              8: (y, W + 1 - x)}[orientation]
-    out = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)   # (k, 4)
+    x, y = b[:, [0, 2]], b[:, [1, 3]]  # (k, 2) corner coordinates
+    xs, ys = {
+        2: (W + 1 - x, y),
+        3: (W + 1 - x, H + 1 - y),
+        4: (x, H + 1 - y),
+        5: (y, x),
+        6: (H + 1 - y, x),
+        7: (H + 1 - y, W + 1 - x),
+        8: (y, W + 1 - x),
+    }[orientation]
+    out = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)  # (k, 4)
     return out.astype(np.float32)
 
 
@@ -167,8 +180,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def decode(path: str | os.PathLike, img_size: int | None = None,
-           min_side: int | None = None) -> np.ndarray:
+def decode(
+    path: str | os.PathLike, img_size: int | None = None, min_side: int | None = None
+) -> np.ndarray:
     """Decode one file to ``uint8 (H, W, 3)``; raise ``ValueError(reason)`` when impossible.
 
     ``img_size``: resize to ``(img_size, img_size)`` (bilinear, antialiased).
@@ -187,20 +201,22 @@ def decode(path: str | os.PathLike, img_size: int | None = None,
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ValueError(f"decompression-bomb guard: {w}x{h} pixels "
-                                     f"> MAX_PIXELS={MAX_PIXELS:,}")
+                    raise ValueError(
+                        f"decompression-bomb guard: {w}x{h} pixels > MAX_PIXELS={MAX_PIXELS:,}"
+                    )
                 target = img_size or min_side
                 if target and img.format == "JPEG":
                     # EXIF rotation by 90 degrees swaps the sides; draft keeps both >= target.
                     img.draft("RGB", (target, target))
                 orientation = exif_orientation(img)
                 img.load()
-                if orientation in EXIF_TRANSPOSE:              # upright, as orient_boxes
+                if orientation in EXIF_TRANSPOSE:  # upright, as orient_boxes
                     img = img.transpose(EXIF_TRANSPOSE[orientation])
                 img = _to_rgb(img)
                 if img_size:
-                    img = img.resize((img_size, img_size), Image.Resampling.BILINEAR,
-                                     reducing_gap=None)
+                    img = img.resize(
+                        (img_size, img_size), Image.Resampling.BILINEAR, reducing_gap=None
+                    )
                 out = np.asarray(img, dtype=np.uint8)
     except ValueError:
         raise
@@ -208,8 +224,17 @@ def decode(path: str | os.PathLike, img_size: int | None = None,
         raise ValueError(f"decompression-bomb guard: {exc}") from None
     except UnidentifiedImageError:
         raise ValueError(f"not a recognised image format ({size} bytes)") from None
-    except (OSError, SyntaxError, EOFError, struct.error, MemoryError, TypeError,
-            KeyError, IndexError, ZeroDivisionError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        MemoryError,
+        TypeError,
+        KeyError,
+        IndexError,
+        ZeroDivisionError,
+    ) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg:
             msg = f"truncated file ({msg})"
@@ -219,8 +244,12 @@ def decode(path: str | os.PathLike, img_size: int | None = None,
     return out
 
 
-def load_image(path: str | os.PathLike, img_size: int | None = None,
-               log: BadImageLog | None = None, min_side: int | None = None) -> np.ndarray | None:
+def load_image(
+    path: str | os.PathLike,
+    img_size: int | None = None,
+    log: BadImageLog | None = None,
+    min_side: int | None = None,
+) -> np.ndarray | None:
     """Robustly decode ``path`` to ``uint8 (H, W, 3)`` RGB, or ``None`` if undecodable.
 
     EXIF orientation is applied (boxes follow with :func:`orient_boxes`); grayscale, CMYK,
@@ -230,7 +259,8 @@ def load_image(path: str | os.PathLike, img_size: int | None = None,
     truncated, corrupt, not an image, too large) return ``None`` and are recorded in ``log``
     (default: the process-wide :data:`BAD_IMAGES`). Never raises for a bad file.
     """
-    from . import decoded                   # decode once: a registered split's shared cache
+    from . import decoded  # decode once: a registered split's shared cache
+
     found, img, reason = decoded.lookup(path, img_size, min_side)
     if found:
         if img is None:

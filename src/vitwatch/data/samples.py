@@ -5,6 +5,7 @@ astronaut Eileen Collins, a cup of coffee, a rocket launch. They need no downloa
 profile shows real images too. In the ``quick`` and ``full`` profiles, :func:`dog_photos` adds
 Stanford Dogs images through the project's loader (:mod:`vitwatch.data.stanford_dogs`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,8 @@ PHOTOS = {
 
 
 def photos(names=None) -> dict[str, np.ndarray]:
-    """``{name: uint8 (H, W, 3)}`` for the bundled photographs (all of :data:`PHOTOS` by default)."""
+    """``{name: uint8 (H, W, 3)}`` for the bundled photographs (default: all of
+    :data:`PHOTOS`)."""
     import skimage.data
 
     names = list(PHOTOS) if names is None else list(names)
@@ -44,7 +46,7 @@ def square(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = Image.fromarray(np.ascontiguousarray(img[y0:y0 + s, x0:x0 + s]).astype(np.uint8))
+    crop = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + s, x0 : x0 + s]).astype(np.uint8))
     return np.asarray(crop.resize((size, size), Image.BICUBIC))
 
 

@@ -15,6 +15,7 @@ Typical use::
     for x, idx in stanford_dogs.batches(dogs.train, 224, 32, augment=True, seed=0):
         ...                                         # x: uint8 (B, 224, 224, 3)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +25,10 @@ import re
 import shutil
 import tarfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,9 +36,9 @@ from PIL import Image
 from .. import downloads, fileio
 from . import decoded, images
 
-ARCHIVES = ("dogs_images", "dogs_lists", "dogs_annotation")   # names in downloads.RESOURCES
-MARKER = ".complete"            # written last into an extracted folder
-SCAN_FILE = "scan.json"         # decode check of each image, cached next to the marker
+ARCHIVES = ("dogs_images", "dogs_lists", "dogs_annotation")  # names in downloads.RESOURCES
+MARKER = ".complete"  # written last into an extracted folder
+SCAN_FILE = "scan.json"  # decode check of each image, cached next to the marker
 
 # The 120 class folders of Images/ (WordNet synset + breed name), in sorted order.
 FOLDERS = """
@@ -79,9 +80,12 @@ n02115641-dingo n02115913-dhole n02116738-African_hunting_dog
 """.split()
 
 # ImageNet-1k class index of each synset (position in the sorted list of the 1000 synsets).
-IMAGENET_INDEX: dict[str, int] = dict(zip(
-    [f.split("-", 1)[0] for f in FOLDERS],
-    list(range(151, 251)) + list(range(252, 269)) + [273, 274, 275]))
+IMAGENET_INDEX: dict[str, int] = dict(
+    zip(
+        [f.split("-", 1)[0] for f in FOLDERS],
+        list(range(151, 251)) + list(range(252, 269)) + [273, 274, 275],
+    )
+)
 
 _FOLDER_RE = re.compile(r"^(n\d{8})-(.+)$")
 
@@ -101,6 +105,7 @@ class Split:
     """One split: image paths, integer labels, boxes ``(k, 4)`` xyxy (PASCAL VOC, 1-based)
     in the pixels of the image as :func:`images.load_image` returns it (EXIF orientation
     applied: :func:`image_boxes`)."""
+
     paths: list[str]
     labels: np.ndarray
     boxes: list[np.ndarray]
@@ -108,10 +113,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int]) -> "Split":
+    def subset(self, indices: Sequence[int]) -> Split:
         idx = np.asarray(indices, dtype=int)
-        return Split([self.paths[i] for i in idx], self.labels[idx],
-                     [self.boxes[i] for i in idx])
+        return Split([self.paths[i] for i in idx], self.labels[idx], [self.boxes[i] for i in idx])
 
     def fingerprint(self) -> str:
         """Hash of the file list and labels (keys feature caches)."""
@@ -129,8 +133,8 @@ class DogsData:
     class_names: list[str]
     synsets: list[str]
     imagenet_indices: np.ndarray
-    source: str = "stanford_dogs"            # or "synthetic"
-    root: str = ""                           # the extracted folder
+    source: str = "stanford_dogs"  # or "synthetic"
+    root: str = ""  # the extracted folder
     bad_images: images.BadImageLog = field(default_factory=images.BadImageLog)
 
     @property
@@ -147,12 +151,15 @@ class DogsData:
             "test_paths": list(self.test.paths),
             "test_labels": [int(y) for y in self.test.labels],
             "test_boxes": [b.tolist() for b in self.test.boxes],
-            "n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test),
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test),
             "bad_images": self.bad_images.to_list(),
         }
 
 
 # --- preparing the files ---------------------------------------------------------------------
+
 
 def extracted_dir(cfg) -> Path:
     """Where the archives of ``cfg.dataset`` are (or will be) extracted."""
@@ -164,8 +171,14 @@ def extracted_dir(cfg) -> Path:
 def synthetic_root(cfg) -> Path:
     """Cache folder of the synthetic stand-in, keyed by the parameters that change it."""
     from . import synthetic
-    key = synthetic.params_key(cfg.synthetic_classes, cfg.synthetic_train_per_class,
-                               cfg.synthetic_test_per_class, cfg.img_size, cfg.seed)
+
+    key = synthetic.params_key(
+        cfg.synthetic_classes,
+        cfg.synthetic_train_per_class,
+        cfg.synthetic_test_per_class,
+        cfg.img_size,
+        cfg.seed,
+    )
     return Path(cfg.cache_dir).expanduser() / "synthetic" / key
 
 
@@ -193,20 +206,32 @@ def required_resources(cfg) -> list[str]:
 def _fetch_archives(cfg) -> dict[str, Path]:
     if cfg.dataset == "synthetic":
         from . import synthetic
+
         root = synthetic_root(cfg)
-        synthetic.generate(root, cfg.synthetic_classes, cfg.synthetic_train_per_class,
-                           cfg.synthetic_test_per_class, cfg.img_size, cfg.seed)
-        local = str(root)            # fetch() finds the generated archives there: no network
+        synthetic.generate(
+            root,
+            cfg.synthetic_classes,
+            cfg.synthetic_train_per_class,
+            cfg.synthetic_test_per_class,
+            cfg.img_size,
+            cfg.seed,
+        )
+        local = str(root)  # fetch() finds the generated archives there: no network
     else:
         local = _local_dir(cfg)
     out = {}
     for name in ARCHIVES:
         try:
-            out[name] = downloads.fetch(name, cfg.cache_dir, local_dir=local,
-                                        verify=cfg.dataset != "synthetic")
+            out[name] = downloads.fetch(
+                name, cfg.cache_dir, local_dir=local, verify=cfg.dataset != "synthetic"
+            )
         except downloads.DownloadError as exc:
-            where = (f"\n(dogs_archives_dir={cfg.dogs_archives_dir!r} does not hold "
-                     f"{downloads.RESOURCES[name].fname})" if local else "")
+            where = (
+                f"\n(dogs_archives_dir={cfg.dogs_archives_dir!r} does not hold "
+                f"{downloads.RESOURCES[name].fname})"
+                if local
+                else ""
+            )
             raise downloads.DownloadError(f"Stanford Dogs: {exc}{where}") from None
     return out
 
@@ -222,17 +247,19 @@ def extract_archives(archives: Sequence[Path], dest: Path) -> Path:
     try:
         for archive in archives:
             try:
-                downloads.extract_tar(archive, tmp)   # filter="data" or its equivalent
+                downloads.extract_tar(archive, tmp)  # filter="data" or its equivalent
             except (tarfile.TarError, EOFError, OSError) as exc:
-                raise ValueError(f"{archive}: not a readable tar archive ({exc}); delete it "
-                                 "and download it again") from None
+                raise ValueError(
+                    f"{archive}: not a readable tar archive ({exc}); delete it "
+                    "and download it again"
+                ) from None
         (tmp / MARKER).write_text(json.dumps([str(a) for a in archives]))
-        if dest.exists():                    # an older, incomplete extraction
+        if dest.exists():  # an older, incomplete extraction
             shutil.rmtree(dest)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if (dest / MARKER).exists():         # another process finished first
+        if (dest / MARKER).exists():  # another process finished first
             return dest
         raise
     return dest
@@ -248,6 +275,7 @@ def prepare(cfg) -> Path:
 
 
 # --- parsing ---------------------------------------------------------------------------------
+
 
 def _find(root: Path, name: str) -> Path:
     path = root / name
@@ -272,6 +300,7 @@ def _strings(cell) -> list[str]:
 def read_list(path: Path) -> tuple[list[str], np.ndarray]:
     """An official list file -> (relative image paths, 1-based labels)."""
     import scipy.io
+
     try:
         mat = scipy.io.loadmat(str(path))
     except Exception as exc:
@@ -292,8 +321,10 @@ def read_boxes(xml_path: Path) -> np.ndarray:
         return np.zeros((0, 4), np.float32)
     try:
         root = ET.parse(xml_path).getroot()
-        boxes = [[float(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
-                 for obj in root.iter("object")]
+        boxes = [
+            [float(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+            for obj in root.iter("object")
+        ]
     except (ET.ParseError, AttributeError, TypeError, ValueError):
         return np.zeros((0, 4), np.float32)
     return np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -307,7 +338,7 @@ def image_boxes(xml_path: Path, image_path: Path) -> np.ndarray:
     if len(boxes):
         try:
             orientation, stored = images.header(image_path)
-        except (FileNotFoundError, ValueError):         # undecodable: never loaded anyway
+        except (FileNotFoundError, ValueError):  # undecodable: never loaded anyway
             return boxes
         boxes = images.orient_boxes(boxes, orientation, stored)
     return boxes
@@ -331,12 +362,17 @@ class _Scanner:
         todo = [r for r in rels if r not in self.results]
         if todo:
             with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-                reasons = pool.map(images.check_image,
-                                   [self.root / "Images" / r for r in todo])
-                if len(todo) > 500:          # the first load of the full dataset: ~1 min
+                reasons = pool.map(images.check_image, [self.root / "Images" / r for r in todo])
+                if len(todo) > 500:  # the first load of the full dataset: ~1 min
                     from tqdm import tqdm
-                    reasons = tqdm(reasons, total=len(todo), unit="img", mininterval=2.0,
-                                   desc="checking images (once)")
+
+                    reasons = tqdm(
+                        reasons,
+                        total=len(todo),
+                        unit="img",
+                        mininterval=2.0,
+                        desc="checking images (once)",
+                    )
                 for r, why in zip(todo, reasons):
                     self.results[r] = why or ""
             self.dirty = True
@@ -347,8 +383,15 @@ class _Scanner:
             fileio.write_json(self.path, self.results)
 
 
-def _select(rels: list[str], labels: np.ndarray, per_class: int, rng: np.random.Generator,
-            scanner: _Scanner, bad: images.BadImageLog, root: Path) -> list[int]:
+def _select(
+    rels: list[str],
+    labels: np.ndarray,
+    per_class: int,
+    rng: np.random.Generator,
+    scanner: _Scanner,
+    bad: images.BadImageLog,
+    root: Path,
+) -> list[int]:
     """Indices kept: per class, ``per_class`` decodable images in a seeded order (0 = all)."""
     keep = []
     for c in np.unique(labels):
@@ -359,7 +402,7 @@ def _select(rels: list[str], labels: np.ndarray, per_class: int, rng: np.random.
         # Check in chunks, so that only about per_class images are decoded per class.
         step = per_class + 2 if per_class > 0 else len(idx)
         for start in range(0, len(idx), step):
-            chunk = idx[start:start + step]
+            chunk = idx[start : start + step]
             for i, why in zip(chunk, scanner.check([rels[i] for i in chunk])):
                 if why:
                     bad.add(root / "Images" / rels[i], why)
@@ -401,30 +444,41 @@ def parse(root: Path, cfg, source: str = "stanford_dogs") -> DogsData:
     for name, (files, mat_labels) in lists.items():
         for rel, y in zip(files, mat_labels.tolist()):
             if folder_of_label.setdefault(y, rel.split("/")[0]) != rel.split("/")[0]:
-                raise ValueError(f"{root}/{name}_list.mat: label {y} is used for both "
-                                 f"{folder_of_label[y]} and {rel.split('/')[0]}")
+                raise ValueError(
+                    f"{root}/{name}_list.mat: label {y} is used for both "
+                    f"{folder_of_label[y]} and {rel.split('/')[0]}"
+                )
     seeds = np.random.SeedSequence(cfg.seed).spawn(3)
     per_class = {"train": cfg.train_per_class, "test": cfg.test_per_class}
     splits = {}
     for k, (name, (files, _)) in enumerate(lists.items()):
         labels = np.array([index[rel.split("/")[0]] for rel in files], dtype=np.int64)
-        keep = _select(files, labels, per_class[name], np.random.default_rng(seeds[k]),
-                       scanner, bad, root)
+        keep = _select(
+            files, labels, per_class[name], np.random.default_rng(seeds[k]), scanner, bad, root
+        )
         rels = [files[i] for i in keep]
         splits[name] = Split(
             paths=[str(root / "Images" / r) for r in rels],
             labels=labels[keep],
-            boxes=[image_boxes(root / "Annotation" / r.rsplit(".", 1)[0], root / "Images" / r)
-                   for r in rels])
+            boxes=[
+                image_boxes(root / "Annotation" / r.rsplit(".", 1)[0], root / "Images" / r)
+                for r in rels
+            ],
+        )
     scanner.save()
-    tr, va = _val_split(splits["train"].labels, cfg.val_fraction,
-                        np.random.default_rng(seeds[2]))
+    tr, va = _val_split(splits["train"].labels, cfg.val_fraction, np.random.default_rng(seeds[2]))
     synsets = [f.split("-", 1)[0] for f in folders]
     return DogsData(
-        train=splits["train"].subset(tr), val=splits["train"].subset(va), test=splits["test"],
-        class_names=[breed_name(f) for f in folders], synsets=synsets,
+        train=splits["train"].subset(tr),
+        val=splits["train"].subset(va),
+        test=splits["test"],
+        class_names=[breed_name(f) for f in folders],
+        synsets=synsets,
         imagenet_indices=np.array([IMAGENET_INDEX.get(s, -1) for s in synsets], np.int64),
-        source=source, root=str(root), bad_images=bad)
+        source=source,
+        root=str(root),
+        bad_images=bad,
+    )
 
 
 def load(cfg) -> DogsData:
@@ -438,15 +492,17 @@ def load(cfg) -> DogsData:
         raise ValueError(f"parameter dataset: unknown dataset {cfg.dataset!r}")
     root = prepare(cfg)
     data = parse(root, cfg, source=cfg.dataset)
-    for split in (data.train, data.val, data.test):   # decode once, shared by every view
+    for split in (data.train, data.val, data.test):  # decode once, shared by every view
         decoded.register(split.paths, 2 * cfg.img_size, cfg.cache_dir)
     return data
 
 
 # --- batches ---------------------------------------------------------------------------------
 
-def random_resized_crop(img: np.ndarray, size: int, rng: np.random.Generator,
-                        scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> np.ndarray:
+
+def random_resized_crop(
+    img: np.ndarray, size: int, rng: np.random.Generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)
+) -> np.ndarray:
     """Inception-style crop (Szegedy et al., 2015; torchvision's RandomResizedCrop): a random
     area share in ``scale`` and aspect ratio in ``ratio``, resized to ``(size, size)``."""
     h, w = img.shape[:2]
@@ -457,29 +513,38 @@ def random_resized_crop(img: np.ndarray, size: int, rng: np.random.Generator,
         if 0 < cw <= w and 0 < ch <= h:
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
             break
-    else:                                            # fall back to the central square
+    else:  # fall back to the central square
         cw = ch = min(h, w)
         x0, y0 = (w - cw) // 2, (h - ch) // 2
-    crop = Image.fromarray(img[y0:y0 + ch, x0:x0 + cw])
+    crop = Image.fromarray(img[y0 : y0 + ch, x0 : x0 + cw])
     return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
 
 
-def _view(path: str, i: int, img_size: int, augment: bool, seed: int,
-          log: images.BadImageLog | None) -> np.ndarray | None:
+def _view(
+    path: str, i: int, img_size: int, augment: bool, seed: int, log: images.BadImageLog | None
+) -> np.ndarray | None:
     if not augment:
-        return images.load_image(path, img_size, log=log)              # (S, S, 3)
+        return images.load_image(path, img_size, log=log)  # (S, S, 3)
     img = images.load_image(path, log=log, min_side=2 * img_size)
     if img is None:
         return None
-    rng = np.random.default_rng([seed, i])       # per image: independent of batching
+    rng = np.random.default_rng([seed, i])  # per image: independent of batching
     img = random_resized_crop(img, img_size, rng)
     return img[:, ::-1] if rng.random() < 0.5 else img
 
 
-def batches(split: Split, img_size: int, batch_size: int, augment: bool = False, seed: int = 0,
-            *, shuffle: bool = False, indices: Sequence[int] | None = None,
-            log: images.BadImageLog | None = None,
-            workers: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches(
+    split: Split,
+    img_size: int,
+    batch_size: int,
+    augment: bool = False,
+    seed: int = 0,
+    *,
+    shuffle: bool = False,
+    indices: Sequence[int] | None = None,
+    log: images.BadImageLog | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream ``(uint8 (B, S, S, 3), positions in split)`` with ``S = img_size``.
 
     Eval view (``augment=False``): the image resized to S x S. Augmented view: random resized
@@ -489,25 +554,29 @@ def batches(split: Split, img_size: int, batch_size: int, augment: bool = False,
     ``images.BAD_IMAGES``). Decoding runs in threads, one batch ahead of the consumer.
     """
     if img_size <= 0 or batch_size <= 0:
-        raise ValueError(f"batches: img_size and batch_size must be > 0, got "
-                         f"{img_size}, {batch_size}")
+        raise ValueError(
+            f"batches: img_size and batch_size must be > 0, got {img_size}, {batch_size}"
+        )
     order = np.arange(len(split)) if indices is None else np.asarray(indices, dtype=int)
     if shuffle:
         order = np.random.default_rng(seed).permutation(order)
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     workers = workers or min(4, os.cpu_count() or 1)
 
     def submit(pool, chunk):
-        return [pool.submit(_view, split.paths[i], int(i), img_size, augment, seed, log)
-                for i in chunk]
+        return [
+            pool.submit(_view, split.paths[i], int(i), img_size, augment, seed, log) for i in chunk
+        ]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = submit(pool, chunks[0]) if chunks else None
         for k, chunk in enumerate(chunks):
             results = [f.result() for f in pending]
             if k + 1 < len(chunks):
-                pending = submit(pool, chunks[k + 1])         # prefetch the next batch
+                pending = submit(pool, chunks[k + 1])  # prefetch the next batch
             ok = [j for j, img in enumerate(results) if img is not None]
             if ok:
-                yield (np.stack([results[j] for j in ok]),     # (B, S, S, 3)
-                       chunk[ok].astype(np.int64))
+                yield (
+                    np.stack([results[j] for j in ok]),  # (B, S, S, 3)
+                    chunk[ok].astype(np.int64),
+                )

@@ -18,6 +18,7 @@ upright (decodable: handled by :mod:`vitwatch.data.images`). As in the real anno
 box of such a photo is written in the frame of its *stored* pixels (and ``<size>`` is the
 stored size); the manifest keeps the upright box, the one that must come out of loading.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,18 +34,27 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .stanford_dogs import FOLDERS, breed_name
 
-VERSION = 2          # bump when the images change: it is part of the cache key
+VERSION = 2  # bump when the images change: it is part of the cache key
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon")
-COLOURS = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (235, 200, 30),
-           (200, 50, 200), (30, 200, 210), (245, 130, 20), (245, 245, 245))
+COLOURS = (
+    (220, 40, 40),
+    (40, 170, 60),
+    (40, 80, 220),
+    (235, 200, 30),
+    (200, 50, 200),
+    (30, 200, 210),
+    (245, 130, 20),
+    (245, 245, 245),
+)
 TEXTURES = ("solid", "stripes", "checker", "dots")
 
 
 def class_folders(num_classes: int) -> list[str]:
     """``num_classes`` real class folders spread over the 120 breeds (sorted)."""
     if not 2 <= num_classes <= len(FOLDERS):
-        raise ValueError(f"parameter synthetic_classes must be in [2, {len(FOLDERS)}], "
-                         f"got {num_classes}")
+        raise ValueError(
+            f"parameter synthetic_classes must be in [2, {len(FOLDERS)}], got {num_classes}"
+        )
     picks = np.unique(np.linspace(0, len(FOLDERS) - 1, num_classes).round().astype(int))
     return [FOLDERS[i] for i in picks]
 
@@ -57,13 +67,22 @@ def class_style(c: int) -> tuple[str, tuple[int, int, int], str]:
     return SHAPES[shape], COLOURS[colour], TEXTURES[texture]
 
 
-def params_key(num_classes: int, train_per_class: int, test_per_class: int, img_size: int,
-               seed: int, bad_images: bool = True) -> str:
+def params_key(
+    num_classes: int,
+    train_per_class: int,
+    test_per_class: int,
+    img_size: int,
+    seed: int,
+    bad_images: bool = True,
+) -> str:
     """Cache-folder name of a parameter set."""
-    text = json.dumps([VERSION, num_classes, train_per_class, test_per_class, img_size, seed,
-                       bad_images])
-    return (f"c{num_classes}-tr{train_per_class}-te{test_per_class}-s{img_size}-seed{seed}-"
-            + hashlib.sha1(text.encode()).hexdigest()[:8])
+    text = json.dumps(
+        [VERSION, num_classes, train_per_class, test_per_class, img_size, seed, bad_images]
+    )
+    return (
+        f"c{num_classes}-tr{train_per_class}-te{test_per_class}-s{img_size}-seed{seed}-"
+        + hashlib.sha1(text.encode()).hexdigest()[:8]
+    )
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tuple]:
@@ -77,8 +96,9 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
     return list(zip(cx + rad * np.cos(ang), cy + rad * np.sin(ang)))
 
 
-def _mask(shape: str, size: tuple[int, int], box: tuple[int, int, int, int],
-          rng: np.random.Generator) -> Image.Image:
+def _mask(
+    shape: str, size: tuple[int, int], box: tuple[int, int, int, int], rng: np.random.Generator
+) -> Image.Image:
     """Binary 'L' mask of the object within ``box`` (x0, y0, x1, y1)."""
     mask = Image.new("L", size, 0)
     d = ImageDraw.Draw(mask)
@@ -103,7 +123,7 @@ def _mask(shape: str, size: tuple[int, int], box: tuple[int, int, int, int],
 def _texture(texture: str, size: tuple[int, int], colour, rng) -> np.ndarray:
     w, h = size
     base = np.clip(np.array(colour) + rng.integers(-20, 21, 3), 0, 255).astype(np.float32)
-    img = np.broadcast_to(base, (h, w, 3)).copy()                   # (H, W, 3)
+    img = np.broadcast_to(base, (h, w, 3)).copy()  # (H, W, 3)
     yy, xx = np.mgrid[0:h, 0:w]
     period = max(4, int(min(w, h) * rng.uniform(0.05, 0.09)))
     if texture == "stripes":
@@ -111,8 +131,9 @@ def _texture(texture: str, size: tuple[int, int], colour, rng) -> np.ndarray:
     elif texture == "checker":
         pattern = ((xx // period) + (yy // period)) % 2 == 0
     elif texture == "dots":
-        pattern = ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2
-                   < (period / 3) ** 2)
+        pattern = (xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2 < (
+            period / 3
+        ) ** 2
     else:
         pattern = np.zeros((h, w), bool)
     img[pattern] *= 0.35
@@ -150,7 +171,7 @@ def render(c: int, img_size: int, rng: np.random.Generator) -> tuple[Image.Image
     obj = Image.fromarray(_texture(texture, (w, h), colour, rng).astype(np.uint8))
     img.paste(obj, mask=mask.filter(ImageFilter.GaussianBlur(0.6)))
     bx0, by0, bx1, by1 = mask.getbbox()
-    return img, [bx0 + 1, by0 + 1, bx1, by1]          # VOC boxes are 1-based, inclusive
+    return img, [bx0 + 1, by0 + 1, bx1, by1]  # VOC boxes are 1-based, inclusive
 
 
 def _voc_xml(folder: str, stem: str, size: tuple[int, int], box: list[int]) -> bytes:
@@ -175,10 +196,15 @@ def _voc_xml(folder: str, stem: str, size: tuple[int, int], box: list[int]) -> b
 
 # EXIF orientation -> the transpose that stores an upright picture so that the tag's own
 # transpose (images.EXIF_TRANSPOSE) shows it upright again: 6 and 8 are each other's inverse.
-_STORE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-          8: Image.Transpose.ROTATE_270}
+_STORE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
 
 
 def stored_view(img: Image.Image, box: list[int], orientation: int):
@@ -204,7 +230,7 @@ def _encode(img: Image.Image, kind: str) -> bytes:
         img.convert("CMYK").save(buf, "JPEG", quality=90)
     elif kind == "png_as_jpg":
         img.save(buf, "PNG")
-    elif kind.startswith("exif_"):             # EXIF Orientation tag 2-8
+    elif kind.startswith("exif_"):  # EXIF Orientation tag 2-8
         exif = Image.Exif()
         exif[0x0112] = int(kind[5:])
         img.save(buf, "JPEG", quality=90, exif=exif)
@@ -220,12 +246,21 @@ def _encode(img: Image.Image, kind: str) -> bytes:
 
 # (split, class slot, image slot) -> kind of awkward file; EXIF orientations in both splits
 # (test images carry the boxes of notebook 04's localisation)
-ODD_FILES = {("train", 0, 0): "empty", ("train", 1, 0): "truncated",
-             ("test", 0, 0): "truncated", ("train", 2, 1): "grayscale",
-             ("train", 3, 1): "cmyk", ("train", 4, 1): "png_as_jpg",
-             ("train", 5, 1): "exif_6", ("train", 6, 1): "exif_2", ("train", 7, 1): "exif_4",
-             ("test", 1, 1): "exif_8", ("test", 2, 1): "exif_3", ("test", 0, 1): "exif_5",
-             ("test", 1, 0): "exif_7"}
+ODD_FILES = {
+    ("train", 0, 0): "empty",
+    ("train", 1, 0): "truncated",
+    ("test", 0, 0): "truncated",
+    ("train", 2, 1): "grayscale",
+    ("train", 3, 1): "cmyk",
+    ("train", 4, 1): "png_as_jpg",
+    ("train", 5, 1): "exif_6",
+    ("train", 6, 1): "exif_2",
+    ("train", 7, 1): "exif_4",
+    ("test", 1, 1): "exif_8",
+    ("test", 2, 1): "exif_3",
+    ("test", 0, 1): "exif_5",
+    ("test", 1, 0): "exif_7",
+}
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -236,33 +271,56 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _mat_bytes(files: list[str], labels: list[int]) -> bytes:
     import scipy.io
+
     cell = np.empty((len(files), 1), dtype=object)
     ann = np.empty((len(files), 1), dtype=object)
     for i, f in enumerate(files):
         cell[i, 0] = np.array([f])
         ann[i, 0] = np.array([f.rsplit(".", 1)[0]])
     buf = io.BytesIO()
-    scipy.io.savemat(buf, {"file_list": cell, "annotation_list": ann,
-                           "labels": np.asarray(labels, np.float64).reshape(-1, 1)})
+    scipy.io.savemat(
+        buf,
+        {
+            "file_list": cell,
+            "annotation_list": ann,
+            "labels": np.asarray(labels, np.float64).reshape(-1, 1),
+        },
+    )
     return buf.getvalue()
 
 
-def generate(root: str | os.PathLike, num_classes: int, train_per_class: int,
-             test_per_class: int, img_size: int, seed: int, bad_images: bool = True) -> Path:
+def generate(
+    root: str | os.PathLike,
+    num_classes: int,
+    train_per_class: int,
+    test_per_class: int,
+    img_size: int,
+    seed: int,
+    bad_images: bool = True,
+) -> Path:
     """Write ``images.tar``, ``lists.tar``, ``annotation.tar`` into ``root`` (once).
 
     A manifest ``synthetic.json`` (parameters, awkward files) is written last; an existing
     complete generation with the same parameters is kept. Returns ``root``.
     """
     root = Path(root)
-    params = {"version": VERSION, "num_classes": num_classes,
-              "train_per_class": train_per_class, "test_per_class": test_per_class,
-              "img_size": img_size, "seed": seed, "bad_images": bad_images}
+    params = {
+        "version": VERSION,
+        "num_classes": num_classes,
+        "train_per_class": train_per_class,
+        "test_per_class": test_per_class,
+        "img_size": img_size,
+        "seed": seed,
+        "bad_images": bad_images,
+    }
     manifest = root / "synthetic.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("params") == params:
         return root
-    for name, value in (("synthetic_train_per_class", train_per_class),
-                        ("synthetic_test_per_class", test_per_class), ("img_size", img_size)):
+    for name, value in (
+        ("synthetic_train_per_class", train_per_class),
+        ("synthetic_test_per_class", test_per_class),
+        ("img_size", img_size),
+    ):
         if value < (2 if name == "synthetic_train_per_class" else 1):
             raise ValueError(f"parameter {name} too small for the synthetic data: {value}")
     folders = class_folders(num_classes)
@@ -282,25 +340,29 @@ def generate(root: str | os.PathLike, num_classes: int, train_per_class: int,
                     img, box = render(c, img_size, rng)
                     kind = ODD_FILES.get((split, c, j), "jpeg") if bad_images else "jpeg"
                     upright = box
-                    if kind.startswith("exif_"):           # stored pixels and their box
+                    if kind.startswith("exif_"):  # stored pixels and their box
                         img, box = stored_view(img, box, int(kind[5:]))
                     _add(imgs, f"Images/{folder}/{stem}.jpg", _encode(img, kind))
-                    _add(anns, f"Annotation/{folder}/{stem}",
-                         _voc_xml(folder, stem, img.size, box))
+                    _add(anns, f"Annotation/{folder}/{stem}", _voc_xml(folder, stem, img.size, box))
                     lists[split][0].append(f"{folder}/{stem}.jpg")
-                    lists[split][1].append(FOLDERS.index(folder) + 1)   # official 1-based
+                    lists[split][1].append(FOLDERS.index(folder) + 1)  # official 1-based
                     if kind != "jpeg":
-                        odd.append({"file": f"{folder}/{stem}.jpg", "kind": kind,
-                                    "upright_box": upright})
+                        odd.append(
+                            {"file": f"{folder}/{stem}.jpg", "kind": kind, "upright_box": upright}
+                        )
     with tarfile.open(tmp["lists"], "w") as tar:
         for split, (files, labels) in lists.items():
             _add(tar, f"{split}_list.mat", _mat_bytes(files, labels))
-        _add(tar, "file_list.mat", _mat_bytes(lists["train"][0] + lists["test"][0],
-                                              lists["train"][1] + lists["test"][1]))
+        _add(
+            tar,
+            "file_list.mat",
+            _mat_bytes(lists["train"][0] + lists["test"][0], lists["train"][1] + lists["test"][1]),
+        )
     for name, path in tmp.items():
         os.replace(path, root / f"{name}.tar")
     tmp_manifest = root / f"synthetic.json.tmp-{os.getpid()}"
-    tmp_manifest.write_text(json.dumps({"params": params, "folders": folders,
-                                        "odd_files": odd}, indent=1))
+    tmp_manifest.write_text(
+        json.dumps({"params": params, "folders": folders, "odd_files": odd}, indent=1)
+    )
     os.replace(tmp_manifest, manifest)
     return root

@@ -10,4 +10,5 @@
   ``resnet50``, ``vit_s16_i21k``; ``required_resources(cfg)`` for the preflight.
 - ``offline``: the generated tiny checkpoint and SavedModel of the smoke profile and tests.
 """
+
 from vitwatch.models import hub, offline, registry, resnet, resnetv2, vit  # noqa: F401

@@ -25,6 +25,7 @@ Python 3.12 environment the import fails (tensorflow/hub#934). The package stays
 environment otherwise gets setuptools 82+ through TensorFlow's requirement, and a 3.10/3.11
 environment whose setuptools was upgraded breaks the same way.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,9 +44,16 @@ def _resource(handle: str) -> downloads.Resource:
         return res
     slug = "-".join(p for p in handle.split("://", 1)[-1].split("/") if p)
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in slug)
-    return downloads.Resource(f"hub:{slug}", handle, slug, extract=True,
-                              archive=f"{slug}.tar.gz", query="tf-hub-format=compressed",
-                              expect="saved_model.pb", optional=True)
+    return downloads.Resource(
+        f"hub:{slug}",
+        handle,
+        slug,
+        extract=True,
+        archive=f"{slug}.tar.gz",
+        query="tf-hub-format=compressed",
+        expect="saved_model.pb",
+        optional=True,
+    )
 
 
 def _default_cache() -> Path:
@@ -75,10 +83,12 @@ def _kaggle(res: downloads.Resource, cache_dir: Path) -> Path:
     return folder
 
 
-def resolve(handle: str, retries: int = downloads.RETRIES,
-            cache_dir: str | os.PathLike | None = None,
-            timeout: tuple[float, float] = (downloads.CONNECT_TIMEOUT, downloads.READ_TIMEOUT),
-            ) -> Path:
+def resolve(
+    handle: str,
+    retries: int = downloads.RETRIES,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: tuple[float, float] = (downloads.CONNECT_TIMEOUT, downloads.READ_TIMEOUT),
+) -> Path:
     """Local folder of the SavedModel behind ``handle`` (a TF Hub handle/URL or a local path).
 
     Downloads go under ``<cache_dir>/downloads/`` (default ``$VITWATCH_CACHE`` or
@@ -90,9 +100,11 @@ def resolve(handle: str, retries: int = downloads.RETRIES,
     local = Path(str(handle)).expanduser()
     if local.exists() or not str(handle).startswith(("http://", "https://", "gs://")):
         if not (local / "saved_model.pb").is_file():
-            raise FileNotFoundError(f"hub_handle {handle!r}: no SavedModel there (expected "
-                                    f"{local / 'saved_model.pb'}); give a TF Hub URL or the "
-                                    "folder of an extracted SavedModel")
+            raise FileNotFoundError(
+                f"hub_handle {handle!r}: no SavedModel there (expected "
+                f"{local / 'saved_model.pb'}); give a TF Hub URL or the "
+                "folder of an extracted SavedModel"
+            )
         return local
     cache = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache()
     res = _resource(str(handle))
@@ -101,28 +113,36 @@ def resolve(handle: str, retries: int = downloads.RETRIES,
         return alias
     failures = []
     try:
-        return downloads.fetch(res.name, cache, retries=retries, timeout=timeout) \
-            if res.name in downloads.RESOURCES else _fetch_adhoc(res, cache, retries, timeout)
+        return (
+            downloads.fetch(res.name, cache, retries=retries, timeout=timeout)
+            if res.name in downloads.RESOURCES
+            else _fetch_adhoc(res, cache, retries, timeout)
+        )
     except (downloads.DownloadError, ValueError, OSError) as exc:
         failures.append(f"tfhub.dev: {str(exc).splitlines()[0].rstrip('.')}")
     try:
         return _kaggle(res, cache)
-    except Exception as exc:                # any kagglehub failure: auth, 403, network, import
-        failures.append(f"Kaggle Models ({res.kaggle or 'no handle'}): "
-                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0].rstrip('.')}")
+    except Exception as exc:  # any kagglehub failure: auth, 403, network, import
+        failures.append(
+            f"Kaggle Models ({res.kaggle or 'no handle'}): "
+            f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0].rstrip('.')}"
+        )
     raise downloads.DownloadError(
         f"could not get the SavedModel of TF Hub handle {handle}:\n  - "
         + "\n  - ".join(failures)
         + f"\nHand it in: extract {res.download_url} into {alias}/ (or give "
-          f"hub_handle=/path/to/extracted/savedmodel).\n{downloads.OFFLINE_HINT}",
-        url=res.download_url, cause="hub")
+        f"hub_handle=/path/to/extracted/savedmodel).\n{downloads.OFFLINE_HINT}",
+        url=res.download_url,
+        cause="hub",
+    )
 
 
 def _fetch_adhoc(res, cache: Path, retries, timeout) -> Path:
     """fetch() for a handle that is not in downloads.RESOURCES."""
     folder = downloads.cache_subdir(cache)
-    archive = downloads.download(res.download_url, folder / res.archive, retries=retries,
-                                 timeout=timeout)
+    archive = downloads.download(
+        res.download_url, folder / res.archive, retries=retries, timeout=timeout
+    )
     return downloads.extract(archive, folder / res.fname, res.expect)
 
 
@@ -131,8 +151,10 @@ def _single_output(outputs, handle):
         return outputs
     if len(outputs) == 1:
         return next(iter(outputs.values()))
-    raise ValueError(f"hub_handle {handle!r}: serving_default returns several outputs "
-                     f"({', '.join(outputs)}); expected one feature tensor")
+    raise ValueError(
+        f"hub_handle {handle!r}: serving_default returns several outputs "
+        f"({', '.join(outputs)}); expected one feature tensor"
+    )
 
 
 def _input_spec(fn, handle):
@@ -143,28 +165,35 @@ def _input_spec(fn, handle):
     args, kwargs = concrete.structured_input_signature
     specs = tf.nest.flatten(args) + list(kwargs.values())
     if len(specs) != 1:
-        raise ValueError(f"hub_handle {handle!r}: serving_default takes {len(specs)} inputs; "
-                         "expected one image batch")
+        raise ValueError(
+            f"hub_handle {handle!r}: serving_default takes {len(specs)} inputs; "
+            "expected one image batch"
+        )
     spec = specs[0]
     if spec.shape.rank != 4 or spec.shape[-1] != 3:
         raise ValueError(f"hub_handle {handle!r}: input {spec.shape} is not (B, S, S, 3)")
     return spec
 
 
-def load_hub_backbone(handle: str, trainable: bool = False, retries: int = downloads.RETRIES,
-                      cache_dir: str | os.PathLike | None = None) -> keras.Model:
+def load_hub_backbone(
+    handle: str,
+    trainable: bool = False,
+    retries: int = downloads.RETRIES,
+    cache_dir: str | os.PathLike | None = None,
+) -> keras.Model:
     """Keras 3 model: images in [-1, 1] (B, S, S, 3) -> features (B, D), via TFSMLayer.
 
     S is read from the SavedModel's signature (224 for sayakpaul/vit_s16_fe). ``trainable``
     can be flipped later with ``model.trainable = True`` for fine-tuning.
     """
     path = resolve(handle, retries=retries, cache_dir=cache_dir)
-    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default",
-                                   trainable=trainable, name="hub_vit")
+    layer = keras.layers.TFSMLayer(
+        str(path), call_endpoint="serving_default", trainable=trainable, name="hub_vit"
+    )
     spec = _input_spec(layer.call_endpoint_fn, handle)
     img_size = spec.shape[1] or 224
     inputs = keras.Input((img_size, img_size, 3), name="images")
-    features = _single_output(layer(inputs), handle)           # (B, D)
+    features = _single_output(layer(inputs), handle)  # (B, D)
     model = keras.Model(inputs, features, name="vit_hub")
     model.trainable = trainable
     return model
@@ -186,10 +215,12 @@ def export_savedmodel(model: keras.Model, path, img_size: int | None = None) -> 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        "serving_default", lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec((None, S, S, 3), tf.float32, name="inputs")])
+        "serving_default",
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, S, S, 3), tf.float32, name="inputs")],
+    )
     archive.write_out(str(tmp), verbose=False)
-    if path.exists():                          # another process finished first: keep theirs
+    if path.exists():  # another process finished first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.rename(path)

@@ -12,13 +12,14 @@ set by the config (``vit_variant``, ``vit_checkpoint``, ``vit_i21k_checkpoint``,
 artifacts of :mod:`vitwatch.models.offline`. Every download goes through
 :mod:`vitwatch.downloads`, whose preflight takes :func:`required_resources`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -43,6 +44,7 @@ class Backbone:
     feature extractor (no ImageNet head); ``gmacs``: multiply-accumulates per image at
     ``img_size``; ``source``: the checkpoint file, SavedModel folder or weights name.
     """
+
     name: str
     model: keras.Model
     preprocess: Callable
@@ -88,6 +90,7 @@ def _key(*parts) -> str:
 
 # --- checkpoints and handles ----------------------------------------------------------------
 
+
 def _resource_for(spec: str) -> str | None:
     """Name of the downloads.RESOURCES entry a parameter value designates (name or URL)."""
     if spec in downloads.RESOURCES:
@@ -99,17 +102,23 @@ def vit_checkpoint_path(spec: str, cfg, param: str = "vit_checkpoint", i21k=Fals
     """Resolve a checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or a
     local .npz path."""
     if spec == "generated":
-        return offline.vit_checkpoint(cfg.cache_dir, cfg.vit_variant, cfg.img_size,
-                                      seed=cfg.seed + (1 if i21k else 0),
-                                      num_classes=0 if i21k else 1000)
+        return offline.vit_checkpoint(
+            cfg.cache_dir,
+            cfg.vit_variant,
+            cfg.img_size,
+            seed=cfg.seed + (1 if i21k else 0),
+            num_classes=0 if i21k else 1000,
+        )
     name = _resource_for(spec)
     if name is not None:
         return downloads.fetch(name, cfg.cache_dir)
     if spec.startswith(("http://", "https://", "gs://")):
         known = ", ".join(r for r in downloads.RESOURCES if r.startswith("vit_"))
-        raise ValueError(f"parameter {param}={spec!r}: unknown URL; use a name of "
-                         f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
-                         "give its local path")
+        raise ValueError(
+            f"parameter {param}={spec!r}: unknown URL; use a name of "
+            f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
+            "give its local path"
+        )
     path = Path(spec).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
@@ -132,35 +141,44 @@ def _logits_fn(model, preprocess, head):
 
     def imagenet_logits(features_or_images):
         x = np.asarray(features_or_images)
-        if x.ndim == 4:                                            # raw images
+        if x.ndim == 4:  # raw images
             x = np.asarray(model.predict_on_batch(preprocess(x)))  # (N, D)
-        return x.astype("float32") @ kernel + bias                 # (N, 1000)
+        return x.astype("float32") @ kernel + bias  # (N, 1000)
+
     return imagenet_logits
 
 
 # --- builders ---------------------------------------------------------------------------------
+
 
 def _vit(name, cfg, spec, param, i21k=False):
     if not spec:
         raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
     path = vit_checkpoint_path(spec, cfg, param, i21k)
     try:
-        downloads.check_format(Path(path), ".npz")   # a corrupt file is named as such
+        downloads.check_format(Path(path), ".npz")  # a corrupt file is named as such
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"parameter {param}={spec!r}: {exc}; delete it and download it "
-                         "again") from None
+        raise ValueError(
+            f"parameter {param}={spec!r}: {exc}; delete it and download it again"
+        ) from None
     model = vit.build(cfg.vit_variant, num_classes=0, img_size=cfg.img_size, name=name)
     try:
         vit.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(f"parameter {param}={spec!r} does not fit vit_variant="
-                         f"{cfg.vit_variant!r}: {exc}") from None
+        raise ValueError(
+            f"parameter {param}={spec!r} does not fit vit_variant={cfg.vit_variant!r}: {exc}"
+        ) from None
     head = _read_head(path)
-    return dict(model=model, preprocess=vit.preprocess, img_size=cfg.img_size,
-                feature_dim=model.embed_dim, head=head, source=str(path),
-                key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", "gelu_tanh",
-                         file_digest(path)),
-                description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})")
+    return dict(
+        model=model,
+        preprocess=vit.preprocess,
+        img_size=cfg.img_size,
+        feature_dim=model.embed_dim,
+        head=head,
+        source=str(path),
+        key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", "gelu_tanh", file_digest(path)),
+        description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})",
+    )
 
 
 def _hub(name, cfg):
@@ -171,14 +189,20 @@ def _hub(name, cfg):
         what = f"generated tiny ViT-{cfg.vit_variant}"
     else:
         handle = downloads.RESOURCES.get(cfg.hub_handle, cfg.hub_handle)
-        handle = getattr(handle, "url", handle)                 # a RESOURCES name -> its URL
+        handle = getattr(handle, "url", handle)  # a RESOURCES name -> its URL
         path, what = hub.resolve(handle, cache_dir=cfg.cache_dir), handle
     model = hub.load_hub_backbone(str(path), trainable=False)
     img_size = model.input_shape[1]
-    return dict(model=model, preprocess=vit.preprocess, img_size=img_size,
-                feature_dim=model.output_shape[-1], head=None, source=str(path),
-                key=_key(name, img_size, "pm1", file_digest(path)),
-                description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})")
+    return dict(
+        model=model,
+        preprocess=vit.preprocess,
+        img_size=img_size,
+        feature_dim=model.output_shape[-1],
+        head=None,
+        source=str(path),
+        key=_key(name, img_size, "pm1", file_digest(path)),
+        description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})",
+    )
 
 
 def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=False) -> Path:
@@ -186,17 +210,22 @@ def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=Fals
     a local .npz path (Google's layout, keys under ``resnet/``)."""
     if spec == "generated":
         # the i21k stand-in has no head: a headless model ignores the real file's 21k head
-        return offline.bit_checkpoint(cfg.cache_dir, cfg.bit_variant,
-                                      seed=cfg.seed + (3 if i21k else 2),
-                                      num_classes=0 if i21k else 1000)
+        return offline.bit_checkpoint(
+            cfg.cache_dir,
+            cfg.bit_variant,
+            seed=cfg.seed + (3 if i21k else 2),
+            num_classes=0 if i21k else 1000,
+        )
     name = _resource_for(spec)
     if name is not None:
         return downloads.fetch(name, cfg.cache_dir)
     if spec.startswith(("http://", "https://", "gs://")):
         known = ", ".join(r for r in downloads.RESOURCES if r.startswith("bit_"))
-        raise ValueError(f"parameter {param}={spec!r}: unknown URL; use a name of "
-                         f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
-                         "give its local path")
+        raise ValueError(
+            f"parameter {param}={spec!r}: unknown URL; use a name of "
+            f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
+            "give its local path"
+        )
     path = Path(spec).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
@@ -211,34 +240,52 @@ def _bit(name, cfg, spec, param, i21k=False):
     try:
         resnetv2.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(f"parameter {param}={spec!r} does not fit bit_variant="
-                         f"{cfg.bit_variant!r}: {exc}") from None
+        raise ValueError(
+            f"parameter {param}={spec!r} does not fit bit_variant={cfg.bit_variant!r}: {exc}"
+        ) from None
     pretraining = "ImageNet-21k" if i21k else "ImageNet-21k -> ImageNet-1k"
-    return dict(model=model, preprocess=resnetv2.preprocess, img_size=cfg.img_size,
-                feature_dim=model.output_shape[-1], head=resnetv2.read_head(path, 1000),
-                source=str(path),
-                key=_key(name, cfg.bit_variant, cfg.img_size, "pm1", file_digest(path)),
-                description=f"BiT-M {cfg.bit_variant} ({pretraining}; ours, Keras 3 ResNetV2; "
-                            f"{Path(path).name})",
-                extra={"gradcam_layer": resnetv2.GRADCAM_LAYER,
-                       "cka_layers": resnetv2.stage_names(model)})
+    return dict(
+        model=model,
+        preprocess=resnetv2.preprocess,
+        img_size=cfg.img_size,
+        feature_dim=model.output_shape[-1],
+        head=resnetv2.read_head(path, 1000),
+        source=str(path),
+        key=_key(name, cfg.bit_variant, cfg.img_size, "pm1", file_digest(path)),
+        description=f"BiT-M {cfg.bit_variant} ({pretraining}; ours, Keras 3 ResNetV2; "
+        f"{Path(path).name})",
+        extra={"gradcam_layer": resnetv2.GRADCAM_LAYER, "cka_layers": resnetv2.stage_names(model)},
+    )
 
 
 def _resnet(name, cfg):
-    full = resnet.build(cfg.resnet_weights, cfg.img_size, include_top=True,
-                        cache_dir=cfg.cache_dir, seed=cfg.seed)
+    full = resnet.build(
+        cfg.resnet_weights, cfg.img_size, include_top=True, cache_dir=cfg.cache_dir, seed=cfg.seed
+    )
     model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
     if cfg.resnet_weights == "imagenet":
         weights = file_digest(downloads.fetch("resnet50_imagenet", cfg.cache_dir))
     else:
         weights = f"random{cfg.seed}"
-    return dict(model=model, preprocess=resnet.preprocess, img_size=cfg.img_size,
-                feature_dim=2048, head=resnet.imagenet_head(full), source=cfg.resnet_weights,
-                key=_key(name, cfg.img_size, "caffe", weights),
-                description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)",
-                extra={"gradcam_layer": "conv5_block3_out",
-                       "cka_layers": ["conv2_block3_out", "conv3_block4_out",
-                                      "conv4_block6_out", "conv5_block3_out"]})
+    return dict(
+        model=model,
+        preprocess=resnet.preprocess,
+        img_size=cfg.img_size,
+        feature_dim=2048,
+        head=resnet.imagenet_head(full),
+        source=cfg.resnet_weights,
+        key=_key(name, cfg.img_size, "caffe", weights),
+        description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)",
+        extra={
+            "gradcam_layer": "conv5_block3_out",
+            "cka_layers": [
+                "conv2_block3_out",
+                "conv3_block4_out",
+                "conv4_block6_out",
+                "conv5_block3_out",
+            ],
+        },
+    )
 
 
 def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
@@ -260,15 +307,23 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
     model = parts["model"]
     model.trainable = trainable
     S = parts["img_size"]
-    return Backbone(name=name, model=model, preprocess=parts["preprocess"], img_size=S,
-                    feature_dim=int(parts["feature_dim"]), cache_key=parts["key"],
-                    imagenet_logits=_logits_fn(model, parts["preprocess"], parts["head"]),
-                    description=parts["description"], params=int(model.count_params()),
-                    gmacs=_gmacs(name, cfg, model, S), source=parts["source"],
-                    extra=dict(parts.get("extra", {})))
+    return Backbone(
+        name=name,
+        model=model,
+        preprocess=parts["preprocess"],
+        img_size=S,
+        feature_dim=int(parts["feature_dim"]),
+        cache_key=parts["key"],
+        imagenet_logits=_logits_fn(model, parts["preprocess"], parts["head"]),
+        description=parts["description"],
+        params=int(model.count_params()),
+        gmacs=_gmacs(name, cfg, model, S),
+        source=parts["source"],
+        extra=dict(parts.get("extra", {})),
+    )
 
 
-OPTIONAL = ("vit_s16_hub",)     # routes the report goes on without (downloads.Resource.optional)
+OPTIONAL = ("vit_s16_hub",)  # routes the report goes on without (downloads.Resource.optional)
 
 
 def backbones(names, cfg, trainable: bool = False) -> tuple[dict[str, Backbone], dict[str, str]]:
@@ -289,8 +344,10 @@ def skip_sentence(name: str, exc: Exception) -> str:
     """One sentence for the report: which optional route was skipped and why."""
     lines = str(exc).splitlines()
     why = "; ".join(ln.strip(" -") for ln in lines if ln.startswith("  - ")) or lines[0]
-    return (f"The TF Hub comparison ({name}) was skipped because the SavedModel could not be "
-            f"downloaded ({why}); every result below uses our Keras ViT-S/16.")
+    return (
+        f"The TF Hub comparison ({name}) was skipped because the SavedModel could not be "
+        f"downloaded ({why}); every result below uses our Keras ViT-S/16."
+    )
 
 
 def _gmacs(name, cfg, model, img_size) -> float:

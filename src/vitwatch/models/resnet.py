@@ -10,6 +10,7 @@ Keras' published MD5, clear error, offline alternatives) and handed to Keras as 
 convolutions, identity batch-norm statistics) for the smoke profile, independent of
 TensorFlow's global random state.
 """
+
 from __future__ import annotations
 
 import keras
@@ -17,7 +18,7 @@ import numpy as np
 from keras import ops
 
 MEAN_BGR = (103.939, 116.779, 123.68)
-GMACS_224 = 3.86     # Keras ResNet-50 v1 at 224 px (REFERENCE.md)
+GMACS_224 = 3.86  # Keras ResNet-50 v1 at 224 px (REFERENCE.md)
 
 
 def preprocess(x):
@@ -37,9 +38,15 @@ def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            scale = 0.25 if layer.name.endswith("_3_bn") else 1.0    # conv{s}_block{b}_3_bn
-            layer.set_weights([np.full_like(gamma, scale), np.zeros_like(beta),
-                               np.zeros_like(mean), np.ones_like(var)])
+            scale = 0.25 if layer.name.endswith("_3_bn") else 1.0  # conv{s}_block{b}_3_bn
+            layer.set_weights(
+                [
+                    np.full_like(gamma, scale),
+                    np.zeros_like(beta),
+                    np.zeros_like(mean),
+                    np.ones_like(var),
+                ]
+            )
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             kernel, bias = layer.get_weights()
             fan_in = int(np.prod(kernel.shape[:-1]))
@@ -48,8 +55,13 @@ def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
     return model
 
 
-def build(weights: str = "imagenet", img_size: int = 224, include_top: bool = True,
-          cache_dir=None, seed: int = 0) -> keras.Model:
+def build(
+    weights: str = "imagenet",
+    img_size: int = 224,
+    include_top: bool = True,
+    cache_dir=None,
+    seed: int = 0,
+) -> keras.Model:
     """Keras ResNet-50 on caffe-preprocessed (B, S, S, 3) input.
 
     ``include_top=True``: the ImageNet-1k classifier (softmax probabilities, layer
@@ -66,12 +78,14 @@ def build(weights: str = "imagenet", img_size: int = 224, include_top: bool = Tr
         from pathlib import Path
 
         from vitwatch import downloads
+
         cache_dir = cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache/vitwatch"
         source = str(downloads.fetch("resnet50_imagenet", cache_dir))
     # Built with its top at any size: the head sits on a global average pool, so the same
     # ImageNet weights file fits every input resolution.
-    full = keras.applications.ResNet50(include_top=True, weights=source,
-                                       input_shape=(img_size, img_size, 3))
+    full = keras.applications.ResNet50(
+        include_top=True, weights=source, input_shape=(img_size, img_size, 3)
+    )
     if weights == "random":
         randomize(full, seed)
     if include_top:

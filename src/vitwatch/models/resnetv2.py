@@ -23,6 +23,7 @@ standardized_conv2d/kernel``, ``resnet/block1/unit01/a/group_norm/gamma``, ...,
 ``resnet/head/conv2d/kernel``), validating every key and shape; :func:`to_npz_dict` writes
 them back (the generated smoke stand-in, round-trip tests).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,9 +42,9 @@ VARIANTS: dict[str, dict] = {
     "R50x1": dict(num_units=(3, 4, 6, 3), width=64, num_groups=32),
 }
 
-GN_EPS = 1e-5        # group norm (bit_tf2 normalization.py, timm GroupNormAct)
-WS_EPS = 1e-10       # weight standardisation (bit_tf2 StandardizedConv2D)
-PREFIX = "resnet/"   # every key of Google's BiT checkpoints starts with it
+GN_EPS = 1e-5  # group norm (bit_tf2 normalization.py, timm GroupNormAct)
+WS_EPS = 1e-10  # weight standardisation (bit_tf2 StandardizedConv2D)
+PREFIX = "resnet/"  # every key of Google's BiT checkpoints starts with it
 GRADCAM_LAYER = "post_relu"
 
 
@@ -64,7 +65,7 @@ class StdConv2D(layers.Conv2D):
         return {**super().get_config(), "eps": self.eps}
 
     def convolution_op(self, inputs, kernel):
-        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)               # (1, 1, 1, O)
+        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)  # (1, 1, 1, O)
         var = ops.mean(ops.square(kernel - mean), axis=(0, 1, 2), keepdims=True)
         return super().convolution_op(inputs, (kernel - mean) / ops.sqrt(var + self.eps))
 
@@ -81,14 +82,14 @@ def _unit(x, filters, stride, groups, name):
     """Pre-activation bottleneck unit: (B, h, w, C) -> (B, h/stride, w/stride, 4 * filters)."""
     preact = layers.ReLU(name=name + "_a_relu")(_gn(name + "_a_gn", groups)(x))
     shortcut = x
-    if stride > 1 or x.shape[-1] != 4 * filters:           # projection on the pre-activation
+    if stride > 1 or x.shape[-1] != 4 * filters:  # projection on the pre-activation
         shortcut = _conv(4 * filters, 1, name + "_proj", stride)(preact)
-    y = _conv(filters, 1, name + "_a_conv")(preact)                         # (B, h, w, f)
+    y = _conv(filters, 1, name + "_a_conv")(preact)  # (B, h, w, f)
     y = layers.ReLU(name=name + "_b_relu")(_gn(name + "_b_gn", groups)(y))
     y = layers.ZeroPadding2D(1, name=name + "_b_pad")(y)
-    y = _conv(filters, 3, name + "_b_conv", stride)(y)                      # (B, h/s, w/s, f)
+    y = _conv(filters, 3, name + "_b_conv", stride)(y)  # (B, h/s, w/s, f)
     y = layers.ReLU(name=name + "_c_relu")(_gn(name + "_c_gn", groups)(y))
-    y = _conv(4 * filters, 1, name + "_c_conv")(y)                          # (B, h/s, w/s, 4f)
+    y = _conv(4 * filters, 1, name + "_c_conv")(y)  # (B, h/s, w/s, 4f)
     return layers.Add(name=name + "_out")([y, shortcut])
 
 
@@ -96,14 +97,19 @@ def build(variant="R50x1", num_classes=1000, img_size=224, name=None) -> keras.M
     """A ResNetV2 of :data:`VARIANTS` (random weights; see :func:`load_npz`)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown ResNetV2 variant {variant!r}; known: {', '.join(VARIANTS)}")
-    model = create(**VARIANTS[variant], num_classes=num_classes, img_size=img_size,
-                   name=name or "bit_" + variant.lower())
+    model = create(
+        **VARIANTS[variant],
+        num_classes=num_classes,
+        img_size=img_size,
+        name=name or "bit_" + variant.lower(),
+    )
     model.bit_config["variant"] = variant
     return model
 
 
-def create(num_units, width, num_groups, num_classes=1000, img_size=224,
-           name="resnetv2") -> keras.Model:
+def create(
+    num_units, width, num_groups, num_classes=1000, img_size=224, name="resnetv2"
+) -> keras.Model:
     """A functional Keras ResNetV2: (B, S, S, 3) in [-1, 1] -> logits (B, K) or features.
 
     ``num_units``: units per block; ``width``: bottleneck width of block 1 (root width too;
@@ -117,7 +123,7 @@ def create(num_units, width, num_groups, num_classes=1000, img_size=224,
     groups = num_groups
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = layers.ZeroPadding2D(3, name="root_pad")(inputs)
-    x = _conv(width, 7, "root_conv", stride=2)(x)                           # (B, S/2, S/2, w)
+    x = _conv(width, 7, "root_conv", stride=2)(x)  # (B, S/2, S/2, w)
     x = layers.ZeroPadding2D(1, name="root_pool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="valid", name="root_pool")(x)  # (B, S/4, ..)
     for b, units in enumerate(num_units, start=1):
@@ -125,21 +131,31 @@ def create(num_units, width, num_groups, num_classes=1000, img_size=224,
         for u in range(1, units + 1):
             stride = 2 if (b > 1 and u == 1) else 1
             x = _unit(x, filters, stride, groups, f"block{b}_unit{u:02d}")
-        x = layers.Identity(name=f"block{b}_out")(x)                         # (B, h, w, 4f)
-    x = layers.ReLU(name=GRADCAM_LAYER)(_gn("post_gn", groups)(x))          # (B, h, w, C)
-    x = layers.GlobalAveragePooling2D(name="pre_logits")(x)                  # (B, C)
+        x = layers.Identity(name=f"block{b}_out")(x)  # (B, h, w, 4f)
+    x = layers.ReLU(name=GRADCAM_LAYER)(_gn("post_gn", groups)(x))  # (B, h, w, C)
+    x = layers.GlobalAveragePooling2D(name="pre_logits")(x)  # (B, C)
     if num_classes:
         x = layers.Dense(num_classes, kernel_initializer="zeros", name="head")(x)  # (B, K)
     model = keras.Model(inputs, x, name=name)
-    model.bit_config = dict(num_units=tuple(num_units), width=width, num_groups=num_groups,
-                            num_classes=num_classes, img_size=img_size)
+    model.bit_config = dict(
+        num_units=tuple(num_units),
+        width=width,
+        num_groups=num_groups,
+        num_classes=num_classes,
+        img_size=img_size,
+    )
     return model
 
 
 def stage_names(model) -> list[str]:
     """Names of the four block outputs (B, h, w, C) compared by CKA."""
-    return [layer.name for layer in model.layers if layer.name.endswith("_out")
-            and layer.name.startswith("block") and "_unit" not in layer.name]
+    return [
+        layer.name
+        for layer in model.layers
+        if layer.name.endswith("_out")
+        and layer.name.startswith("block")
+        and "_unit" not in layer.name
+    ]
 
 
 def gmacs(num_units, width, img_size=224, num_classes=0, **_) -> float:
@@ -148,25 +164,26 @@ def gmacs(num_units, width, img_size=224, num_classes=0, **_) -> float:
     R50x1 at 224 px gives 4.09 (timm lists 4.3 for resnetv2_50x1_bit, which also counts
     norms and activations; ResNet-50 v1 is 3.86 in the same convention as this count).
     """
-    s = (img_size + 6 - 7) // 2 + 1                          # root conv, pad 3
+    s = (img_size + 6 - 7) // 2 + 1  # root conv, pad 3
     macs = s * s * 7 * 7 * 3 * width
-    s = (s + 2 - 3) // 2 + 1                                  # max-pool, pad 1
+    s = (s + 2 - 3) // 2 + 1  # max-pool, pad 1
     c = width
     for b, units in enumerate(num_units, start=1):
         f = width * 2 ** (b - 1)
         for u in range(1, units + 1):
             stride = 2 if (b > 1 and u == 1) else 1
             out = (s + 2 - 3) // stride + 1
-            macs += s * s * c * f                             # a: 1x1
-            macs += out * out * 9 * f * f                     # b: 3x3, stride
-            macs += out * out * f * 4 * f                     # c: 1x1
+            macs += s * s * c * f  # a: 1x1
+            macs += out * out * 9 * f * f  # b: 3x3, stride
+            macs += out * out * f * 4 * f  # c: 1x1
             if stride > 1 or c != 4 * f:
-                macs += out * out * c * 4 * f                 # projection
+                macs += out * out * c * 4 * f  # projection
             s, c = out, 4 * f
     return (macs + c * num_classes) / 1e9
 
 
 # --- Google's .npz checkpoint layout --------------------------------------------------------
+
 
 def _google_key(layer_name: str) -> str:
     """Our layer name -> Google's key prefix (without ``resnet/``).
@@ -189,8 +206,11 @@ def _google_key(layer_name: str) -> str:
 
 
 def _weighted_layers(model):
-    return [layer for layer in model.layers
-            if isinstance(layer, (StdConv2D, layers.GroupNormalization, layers.Dense))]
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, (StdConv2D, layers.GroupNormalization, layers.Dense))
+    ]
 
 
 def expected_shapes(model) -> dict[str, tuple]:
@@ -199,13 +219,13 @@ def expected_shapes(model) -> dict[str, tuple]:
     for layer in _weighted_layers(model):
         key = PREFIX + _google_key(layer.name)
         if isinstance(layer, StdConv2D):
-            shapes[key + "/kernel"] = tuple(layer.kernel.shape)             # (kh, kw, I, O)
+            shapes[key + "/kernel"] = tuple(layer.kernel.shape)  # (kh, kw, I, O)
         elif isinstance(layer, layers.GroupNormalization):
-            shapes[key + "/gamma"] = tuple(layer.gamma.shape)               # (C,)
+            shapes[key + "/gamma"] = tuple(layer.gamma.shape)  # (C,)
             shapes[key + "/beta"] = tuple(layer.beta.shape)
         else:
             C, K = layer.kernel.shape
-            shapes[key + "/kernel"] = (1, 1, C, K)                           # 1x1 conv head
+            shapes[key + "/kernel"] = (1, 1, C, K)  # 1x1 conv head
             shapes[key + "/bias"] = (K,)
     return shapes
 
@@ -228,11 +248,15 @@ def load_npz(model: keras.Model, path) -> keras.Model:
     expected = expected_shapes(model)
     for key, shape in expected.items():
         if key not in w:
-            raise ValueError(f"{path}: missing key {key!r} (expected shape {shape}) for "
-                             f"{model.name}; is it a checkpoint of another variant?")
+            raise ValueError(
+                f"{path}: missing key {key!r} (expected shape {shape}) for "
+                f"{model.name}; is it a checkpoint of another variant?"
+            )
         if tuple(w[key].shape) != tuple(shape):
-            raise ValueError(f"{path}: key {key!r} has shape {tuple(w[key].shape)}, "
-                             f"{model.name} expects {tuple(shape)}")
+            raise ValueError(
+                f"{path}: key {key!r} has shape {tuple(w[key].shape)}, "
+                f"{model.name} expects {tuple(shape)}"
+            )
     extra = sorted(k for k in w if k not in expected and not k.startswith(PREFIX + "head/"))
     if extra:
         raise ValueError(f"{path}: keys this ResNetV2 has no layer for: {', '.join(extra[:5])}")
@@ -275,7 +299,7 @@ def to_npz_dict(model: keras.Model) -> dict[str, np.ndarray]:
         elif isinstance(layer, layers.GroupNormalization):
             w[key + "/gamma"], w[key + "/beta"] = values
         else:
-            w[key + "/kernel"] = values[0][None, None]                        # (1, 1, C, K)
+            w[key + "/kernel"] = values[0][None, None]  # (1, 1, C, K)
             w[key + "/bias"] = values[1]
     return w
 

@@ -18,6 +18,7 @@
 Sizes live in :data:`SCALES`, one entry per dataset, chosen so that the ViT and the ResNet have
 comparable parameters and multiply-accumulates (``tests/test_small.py`` pins them).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,6 +67,7 @@ def hyperparameters(arch: str, scale: str) -> dict:
 
 # --- ViT ------------------------------------------------------------------------------------
 
+
 class PatchEmbedding(layers.Layer):
     """Image -> tokens: a p x p convolution of stride p is a linear map of each patch."""
 
@@ -74,8 +76,8 @@ class PatchEmbedding(layers.Layer):
         self.patch_size = patch_size
         self.proj = layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="proj")
 
-    def call(self, x):                                   # (B, H, W, C)
-        x = self.proj(x)                                 # (B, H/p, W/p, D)
+    def call(self, x):  # (B, H, W, C)
+        x = self.proj(x)  # (B, H/p, W/p, D)
         return ops.reshape(x, (-1, x.shape[1] * x.shape[2], x.shape[3]))  # (B, N, D)
 
 
@@ -94,18 +96,18 @@ class ShiftedPatchTokenization(layers.Layer):
         s = self.shift
         h, w = x.shape[1], x.shape[2]
         x = ops.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))  # (B, H+2s, W+2s, C)
-        return x[:, s + dy:s + dy + h, s + dx:s + dx + w, :]  # (B, H, W, C)
+        return x[:, s + dy : s + dy + h, s + dx : s + dx + w, :]  # (B, H, W, C)
 
-    def call(self, x):                                   # (B, H, W, C)
+    def call(self, x):  # (B, H, W, C)
         s = self.shift
         views = [x] + [self._shifted(x, dy, dx) for dy, dx in ((-s, -s), (-s, s), (s, -s), (s, s))]
-        x = ops.concatenate(views, axis=-1)              # (B, H, W, 5C)
+        x = ops.concatenate(views, axis=-1)  # (B, H, W, 5C)
         p = self.patch_size
         _, h, w, c = x.shape
         x = ops.reshape(x, (-1, h // p, p, w // p, p, c))  # (B, H/p, p, W/p, p, 5C)
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
         x = ops.reshape(x, (-1, (h // p) * (w // p), p * p * c))  # (B, N, p*p*5C)
-        return self.proj(self.norm(x))                   # (B, N, D)
+        return self.proj(self.norm(x))  # (B, N, D)
 
 
 class Attention(layers.Layer):
@@ -122,20 +124,21 @@ class Attention(layers.Layer):
 
     def build(self, input_shape):
         # LSA learns the softmax temperature; plain attention keeps 1/sqrt(head_dim).
-        init = keras.initializers.Constant(self.head_dim ** -0.5)
-        self.scale = self.add_weight(shape=(), initializer=init, name="scale",
-                                     trainable=self.locality)
+        init = keras.initializers.Constant(self.head_dim**-0.5)
+        self.scale = self.add_weight(
+            shape=(), initializer=init, name="scale", trainable=self.locality
+        )
 
-    def call(self, x):                                   # (B, N, C)
+    def call(self, x):  # (B, N, C)
         n, c = x.shape[1], x.shape[2]
         qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))        # (3, B, H, N, hd)
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, N, hd)
         q, k, v = qkv[0], qkv[1], qkv[2]
         logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * self.scale  # (B, H, N, N)
-        if self.locality:                                # a token may not attend to itself
+        if self.locality:  # a token may not attend to itself
             logits = logits - 1e9 * ops.eye(n, dtype=logits.dtype)
-        attn = ops.softmax(logits, axis=-1)              # (B, H, N, N)
-        y = ops.matmul(attn, v)                          # (B, H, N, hd)
+        attn = ops.softmax(logits, axis=-1)  # (B, H, N, N)
+        y = ops.matmul(attn, v)  # (B, H, N, hd)
         y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n, c))  # (B, N, C)
         return self.out(y), attn
 
@@ -152,7 +155,7 @@ class Block(layers.Layer):
         self.fc2 = layers.Dense(embed_dim, name="fc2")
         self.drop = layers.Dropout(dropout)
 
-    def call(self, x, training=False):                   # (B, N, C)
+    def call(self, x, training=False):  # (B, N, C)
         y, attn = self.attn(self.norm1(x))
         x = x + self.drop(y, training=training)
         y = self.fc2(keras.activations.gelu(self.fc1(self.norm2(x)), approximate=False))
@@ -162,32 +165,59 @@ class Block(layers.Layer):
 class SmallViT(keras.Model):
     """A small ViT; ``model(x)`` -> logits, ``model.forward(x)`` -> dict with attention."""
 
-    def __init__(self, img_size, channels, num_classes, patch_size, embed_dim, depth,
-                 num_heads, mlp_dim, spt=False, lsa=False, dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        img_size,
+        channels,
+        num_classes,
+        patch_size,
+        embed_dim,
+        depth,
+        num_heads,
+        mlp_dim,
+        spt=False,
+        lsa=False,
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
-        self.config = dict(img_size=img_size, channels=channels, num_classes=num_classes,
-                           patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                           num_heads=num_heads, mlp_dim=mlp_dim, spt=spt, lsa=lsa,
-                           dropout=dropout)
+        self.config = dict(
+            img_size=img_size,
+            channels=channels,
+            num_classes=num_classes,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            spt=spt,
+            lsa=lsa,
+            dropout=dropout,
+        )
         self.num_patches = (img_size // patch_size) ** 2
         embed = ShiftedPatchTokenization if spt else PatchEmbedding
         self.embed = embed(patch_size, embed_dim, name="embedding")
-        self.blocks = [Block(embed_dim, num_heads, mlp_dim, lsa, dropout, name=f"block_{i}")
-                       for i in range(depth)]
+        self.blocks = [
+            Block(embed_dim, num_heads, mlp_dim, lsa, dropout, name=f"block_{i}")
+            for i in range(depth)
+        ]
         self.norm = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
         self.head = layers.Dense(num_classes, name="head")
 
     def build(self, input_shape):
         d = self.config["embed_dim"]
         self.cls = self.add_weight(shape=(1, 1, d), initializer="zeros", name="cls")
-        self.pos = self.add_weight(shape=(1, self.num_patches + 1, d), name="pos_embedding",
-                                   initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.pos = self.add_weight(
+            shape=(1, self.num_patches + 1, d),
+            name="pos_embedding",
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
         super().build(input_shape)
 
     def forward(self, x, training=False) -> dict:
-        tokens = self.embed(x)                           # (B, N, C)
+        tokens = self.embed(x)  # (B, N, C)
         cls = ops.broadcast_to(self.cls, (ops.shape(tokens)[0], 1, tokens.shape[-1]))
         tokens = ops.concatenate([cls, tokens], axis=1) + self.pos  # (B, N+1, C)
         attention = []
@@ -195,19 +225,31 @@ class SmallViT(keras.Model):
             tokens, attn = block(tokens, training=training)  # attn (B, H, N+1, N+1)
             attention.append(attn)
         tokens = self.norm(tokens)
-        features = tokens[:, 0]                          # (B, C)
-        return {"features": features, "logits": self.head(features),
-                "attention": attention, "tokens": tokens}
+        features = tokens[:, 0]  # (B, C)
+        return {
+            "features": features,
+            "logits": self.head(features),
+            "attention": attention,
+            "tokens": tokens,
+        }
 
     def call(self, x, training=False):
-        return self.forward(x, training=training)["logits"]   # (B, K)
+        return self.forward(x, training=training)["logits"]  # (B, K)
 
 
 # --- ResNet ---------------------------------------------------------------------------------
 
+
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                      kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv",
+    )(x)
     # momentum 0.9 (not Keras' 0.99): runs of a few hundred steps must end with settled
     # moving statistics, or inference-mode accuracy lags the training-mode one
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
@@ -218,7 +260,7 @@ def _basic_block(x, filters, stride, name):
     shortcut = x
     y = _conv_bn(x, filters, 3, stride, f"{name}_1")
     y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
-    if stride != 1 or x.shape[-1] != filters:           # projection shortcut (option B)
+    if stride != 1 or x.shape[-1] != filters:  # projection shortcut (option B)
         shortcut = _conv_bn(x, filters, 1, stride, f"{name}_proj", relu=False)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
@@ -231,11 +273,12 @@ def SmallResNet(img_size, channels, num_classes, width, blocks, name="resnet") -
         for b in range(blocks):
             stride = 2 if stage > 0 and b == 0 else 1
             x = _basic_block(x, width * mult, stride, f"stage{stage + 1}_block{b + 1}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)    # (B, 4w)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)  # (B, 4w)
     return keras.Model(inputs, layers.Dense(num_classes, name="head")(x), name=name)
 
 
 # --- building and counting ------------------------------------------------------------------
+
 
 def build(arch: str, scale: str, img_size: int, channels: int, num_classes: int) -> keras.Model:
     """A built model of ``arch`` (see :data:`ARCHS`) at ``scale`` for the given input."""

@@ -26,6 +26,7 @@ and shape and resampling position embeddings to another resolution the way
 `vit_jax/checkpoint.py` does (bilinear on the patch grid, class token kept);
 :func:`save_npz` writes the same layout.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,12 +87,12 @@ class MultiHeadSelfAttention(layers.Layer):
     def call(self, x, return_attention=False):
         B, N = ops.shape(x)[0], ops.shape(x)[1]
         H, D = self.num_heads, self.head_dim
-        qkv = ops.reshape(self.qkv(x), (B, N, 3, H, D))         # (B, N, 3, H, D)
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))               # (3, B, H, N, D)
-        q, k, v = qkv[0], qkv[1], qkv[2]                        # (B, H, N, D) each
+        qkv = ops.reshape(self.qkv(x), (B, N, 3, H, D))  # (B, N, 3, H, D)
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, N, D)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, H, N, D) each
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, N, N)
-        attn = ops.softmax(scores / math.sqrt(D), axis=-1)      # (B, H, N, N), rows sum to 1
-        y = ops.matmul(attn, v)                                 # (B, H, N, D)
+        attn = ops.softmax(scores / math.sqrt(D), axis=-1)  # (B, H, N, N), rows sum to 1
+        y = ops.matmul(attn, v)  # (B, H, N, D)
         y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (B, N, H * D))  # (B, N, C)
         y = self.out(y)
         return (y, attn) if return_attention else y
@@ -112,9 +113,13 @@ class EncoderBlock(layers.Layer):
         self.embed_dim, self.num_heads, self.mlp_dim = embed_dim, num_heads, mlp_dim
 
     def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim,
-                "num_heads": self.num_heads, "mlp_dim": self.mlp_dim,
-                "approximate_gelu": self.approximate_gelu}
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "approximate_gelu": self.approximate_gelu,
+        }
 
     def build(self, input_shape):
         for layer in (self.norm1, self.attn, self.norm2, self.fc1):
@@ -124,9 +129,9 @@ class EncoderBlock(layers.Layer):
     def call(self, x, return_attention=False):
         y = self.attn(self.norm1(x), return_attention=return_attention)
         y, attn = y if return_attention else (y, None)
-        x = x + y                                               # (B, N, C)
+        x = x + y  # (B, N, C)
         h = gelu(self.fc1(self.norm2(x)), self.approximate_gelu)  # (B, N, M)
-        x = x + self.fc2(h)                                     # (B, N, C)
+        x = x + self.fc2(h)  # (B, N, C)
         return (x, attn) if return_attention else x
 
 
@@ -138,8 +143,18 @@ class VisionTransformer(keras.Model):
     False only for weights trained with the exact erf GELU (timm's ports, for instance).
     """
 
-    def __init__(self, img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
-                 mlp_dim=1536, num_classes=1000, approximate_gelu=True, **kwargs):
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        embed_dim=384,
+        depth=12,
+        num_heads=6,
+        mlp_dim=1536,
+        num_classes=1000,
+        approximate_gelu=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.approximate_gelu = bool(approximate_gelu)
         if img_size % patch_size:
@@ -148,22 +163,30 @@ class VisionTransformer(keras.Model):
         self.depth, self.num_heads, self.mlp_dim = depth, num_heads, mlp_dim
         self.num_classes = num_classes
         self.grid_size = img_size // patch_size
-        self.num_tokens = self.grid_size ** 2 + 1               # patches + class token
-        self.patch_embed = layers.Conv2D(embed_dim, patch_size, strides=patch_size,
-                                         padding="valid", name="embedding")
-        self.blocks = [EncoderBlock(embed_dim, num_heads, mlp_dim, self.approximate_gelu,
-                                    name=f"block_{i}") for i in range(depth)]
+        self.num_tokens = self.grid_size**2 + 1  # patches + class token
+        self.patch_embed = layers.Conv2D(
+            embed_dim, patch_size, strides=patch_size, padding="valid", name="embedding"
+        )
+        self.blocks = [
+            EncoderBlock(embed_dim, num_heads, mlp_dim, self.approximate_gelu, name=f"block_{i}")
+            for i in range(depth)
+        ]
         self.norm = layers.LayerNormalization(epsilon=LN_EPS, name="encoder_norm")
-        self.head = (layers.Dense(num_classes, kernel_initializer="zeros", name="head")
-                     if num_classes else None)
+        self.head = (
+            layers.Dense(num_classes, kernel_initializer="zeros", name="head")
+            if num_classes
+            else None
+        )
         self.build((None, img_size, img_size, 3))
 
     def build(self, input_shape):
         C = self.embed_dim
         self.cls_token = self.add_weight(shape=(1, 1, C), initializer="zeros", name="cls")
         self.pos_embed = self.add_weight(
-            shape=(1, self.num_tokens, C), name="pos_embedding",
-            initializer=keras.initializers.RandomNormal(stddev=0.02))
+            shape=(1, self.num_tokens, C),
+            name="pos_embedding",
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
         self.patch_embed.build(input_shape)
         for block in self.blocks:
             block.build((None, self.num_tokens, C))
@@ -173,19 +196,28 @@ class VisionTransformer(keras.Model):
         self.built = True
 
     def get_config(self):
-        return dict(img_size=self.img_size, patch_size=self.patch_size,
-                    embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
-                    mlp_dim=self.mlp_dim, num_classes=self.num_classes,
-                    approximate_gelu=self.approximate_gelu, name=self.name)
+        return dict(
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            num_classes=self.num_classes,
+            approximate_gelu=self.approximate_gelu,
+            name=self.name,
+        )
 
     def embed(self, x):
         """Images (B, S, S, 3) in [-1, 1] -> tokens (B, N, C) with class token and positions."""
         if x.shape[1] is not None and (x.shape[1], x.shape[2]) != (self.img_size,) * 2:
-            raise ValueError(f"{self.name} expects {self.img_size}x{self.img_size} images, got "
-                             f"{x.shape[1]}x{x.shape[2]} (build it with img_size={x.shape[1]})")
+            raise ValueError(
+                f"{self.name} expects {self.img_size}x{self.img_size} images, got "
+                f"{x.shape[1]}x{x.shape[2]} (build it with img_size={x.shape[1]})"
+            )
         B = ops.shape(x)[0]
-        x = self.patch_embed(x)                                 # (B, S/P, S/P, C)
-        x = ops.reshape(x, (B, -1, self.embed_dim))             # (B, N-1, C), row-major patches
+        x = self.patch_embed(x)  # (B, S/P, S/P, C)
+        x = ops.reshape(x, (B, -1, self.embed_dim))  # (B, N-1, C), row-major patches
         cls = ops.broadcast_to(self.cls_token, (B, 1, self.embed_dim))  # (B, 1, C)
         x = ops.concatenate([ops.cast(cls, x.dtype), x], axis=1)  # (B, N, C)
         return x + self.pos_embed
@@ -193,8 +225,8 @@ class VisionTransformer(keras.Model):
     def call(self, x):
         x = self.embed(x)
         for block in self.blocks:
-            x = block(x)                                        # (B, N, C)
-        features = self.norm(x[:, 0])                           # (B, C) class token
+            x = block(x)  # (B, N, C)
+        features = self.norm(x[:, 0])  # (B, C) class token
         return self.head(features) if self.head is not None else features
 
     def forward(self, x):
@@ -203,10 +235,10 @@ class VisionTransformer(keras.Model):
         x = self.embed(ops.convert_to_tensor(x, "float32"))
         attention = []
         for block in self.blocks:
-            x, attn = block(x, return_attention=True)           # (B, N, C), (B, H, N, N)
+            x, attn = block(x, return_attention=True)  # (B, N, C), (B, H, N, N)
             attention.append(attn)
-        tokens = self.norm(x)                                   # (B, N, C)
-        features = tokens[:, 0]                                 # (B, C)
+        tokens = self.norm(x)  # (B, N, C)
+        features = tokens[:, 0]  # (B, C)
         logits = self.head(features) if self.head is not None else None
         return dict(features=features, logits=logits, attention=attention, tokens=tokens)
 
@@ -217,8 +249,13 @@ def build(variant="S/16", num_classes=1000, img_size=224, name=None, approximate
     if variant not in VARIANTS:
         raise ValueError(f"unknown ViT variant {variant!r}; known: {', '.join(VARIANTS)}")
     name = name or "vit_" + variant.replace("/", "").lower()
-    return VisionTransformer(img_size=img_size, num_classes=num_classes, name=name,
-                             approximate_gelu=approximate_gelu, **VARIANTS[variant])
+    return VisionTransformer(
+        img_size=img_size,
+        num_classes=num_classes,
+        name=name,
+        approximate_gelu=approximate_gelu,
+        **VARIANTS[variant],
+    )
 
 
 def with_gelu(model: VisionTransformer, approximate: bool) -> VisionTransformer:
@@ -238,7 +275,7 @@ def gmacs(patch_size, embed_dim, depth, mlp_dim, img_size=224, num_classes=0, **
     Usage: ``gmacs(**VARIANTS["S/16"], img_size=224)``.
     """
     N, C, M = (img_size // patch_size) ** 2 + 1, embed_dim, mlp_dim
-    patches = (N - 1) * patch_size ** 2 * 3 * C
+    patches = (N - 1) * patch_size**2 * 3 * C
     block = N * C * 3 * C + 2 * N * N * C + N * C * C + 2 * N * C * M
     return (patches + depth * block + C * num_classes) / 1e9
 
@@ -261,8 +298,10 @@ def compiled_forward(model, jit_compile=None, attention=False):
     fn = everything if attention else logits_or_features
     if jit_compile is None:
         from vitwatch import fastpath
-        return fastpath.auto_function(fn, f"{type(model).__name__}:{model.name}"
-                                      + (":attention" if attention else ""))
+
+        return fastpath.auto_function(
+            fn, f"{type(model).__name__}:{model.name}" + (":attention" if attention else "")
+        )
     return tf.function(fn, jit_compile=jit_compile)
 
 
@@ -276,9 +315,14 @@ _MLP = _B + "MlpBlock_3/"
 def _expected_shapes(model) -> dict[str, tuple]:
     C, H, D, M = model.embed_dim, model.num_heads, model.embed_dim // model.num_heads, model.mlp_dim
     P = model.patch_size
-    shapes = {"embedding/kernel": (P, P, 3, C), "embedding/bias": (C,), "cls": (1, 1, C),
-              "Transformer/posembed_input/pos_embedding": (1, model.num_tokens, C),
-              "Transformer/encoder_norm/scale": (C,), "Transformer/encoder_norm/bias": (C,)}
+    shapes = {
+        "embedding/kernel": (P, P, 3, C),
+        "embedding/bias": (C,),
+        "cls": (1, 1, C),
+        "Transformer/posembed_input/pos_embedding": (1, model.num_tokens, C),
+        "Transformer/encoder_norm/scale": (C,),
+        "Transformer/encoder_norm/bias": (C,),
+    }
     for i in range(model.depth):
         for ln in ("LayerNorm_0", "LayerNorm_2"):
             shapes[_B.format(i=i) + ln + "/scale"] = (C,)
@@ -306,14 +350,16 @@ def resample_pos_embed(posemb: np.ndarray, num_tokens: int) -> np.ndarray:
     """
     import scipy.ndimage
 
-    tok, grid = posemb[:, :1], posemb[0, 1:]                    # (1, 1, C), (g*g, C)
+    tok, grid = posemb[:, :1], posemb[0, 1:]  # (1, 1, C), (g*g, C)
     gs_old, gs_new = math.isqrt(len(grid)), math.isqrt(num_tokens - 1)
-    if gs_old ** 2 != len(grid) or gs_new ** 2 != num_tokens - 1:
-        raise ValueError(f"position embeddings of {posemb.shape[1]} tokens cannot be resampled "
-                         f"to {num_tokens}: both grids must be square")
-    grid = grid.reshape(gs_old, gs_old, -1)                     # (g, g, C)
+    if gs_old**2 != len(grid) or gs_new**2 != num_tokens - 1:
+        raise ValueError(
+            f"position embeddings of {posemb.shape[1]} tokens cannot be resampled "
+            f"to {num_tokens}: both grids must be square"
+        )
+    grid = grid.reshape(gs_old, gs_old, -1)  # (g, g, C)
     zoom = (gs_new / gs_old, gs_new / gs_old, 1)
-    grid = scipy.ndimage.zoom(grid, zoom, order=1)              # (g', g', C)
+    grid = scipy.ndimage.zoom(grid, zoom, order=1)  # (g', g', C)
     return np.concatenate([tok, grid.reshape(1, gs_new * gs_new, -1)], axis=1)
 
 
@@ -335,19 +381,23 @@ def load_npz(model: VisionTransformer, path) -> VisionTransformer:
     except Exception as exc:
         raise ValueError(f"{path}: not a readable .npz checkpoint ({exc})") from None
     prefix = "opt/target/" if "opt/target/embedding/kernel" in raw else ""
-    w = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
+    w = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
 
     expected = _expected_shapes(model)
     pos_key = "Transformer/posembed_input/pos_embedding"
     for key, shape in expected.items():
         if key not in w:
-            raise ValueError(f"{path}: missing key {key!r} (expected shape {shape}) for "
-                             f"{model.name}; is it a checkpoint of another variant?")
+            raise ValueError(
+                f"{path}: missing key {key!r} (expected shape {shape}) for "
+                f"{model.name}; is it a checkpoint of another variant?"
+            )
         if key == pos_key and w[key].shape != shape and w[key].shape[-1] == shape[-1]:
             w[key] = resample_pos_embed(w[key], shape[1])
         if tuple(w[key].shape) != tuple(shape):
-            raise ValueError(f"{path}: key {key!r} has shape {tuple(w[key].shape)}, "
-                             f"{model.name} expects {tuple(shape)}")
+            raise ValueError(
+                f"{path}: key {key!r} has shape {tuple(w[key].shape)}, "
+                f"{model.name} expects {tuple(shape)}"
+            )
     # A headless model stops at the class-token features: the head and any pre-logits layer
     # (ImageNet-21k checkpoints of the original paper have one) come after them.
     after_features = ("head/",) if model.head is not None else ("head/", "pre_logits/")
@@ -366,15 +416,21 @@ def load_npz(model: VisionTransformer, path) -> VisionTransformer:
         b, a, m = _B.format(i=i), _ATT.format(i=i), _MLP.format(i=i)
         block.norm1.set_weights([get(b + "LayerNorm_0/scale"), get(b + "LayerNorm_0/bias")])
         block.norm2.set_weights([get(b + "LayerNorm_2/scale"), get(b + "LayerNorm_2/bias")])
-        kernel = np.concatenate([get(a + p + "/kernel").reshape(C, C)   # (C, H*D) each
-                                 for p in ("query", "key", "value")], axis=1)  # (C, 3C)
+        kernel = np.concatenate(
+            [
+                get(a + p + "/kernel").reshape(C, C)  # (C, H*D) each
+                for p in ("query", "key", "value")
+            ],
+            axis=1,
+        )  # (C, 3C)
         bias = np.concatenate([get(a + p + "/bias").reshape(C) for p in ("query", "key", "value")])
         block.attn.qkv.set_weights([kernel, bias])
         block.attn.out.set_weights([get(a + "out/kernel").reshape(C, C), get(a + "out/bias")])
         block.fc1.set_weights([get(m + "Dense_0/kernel"), get(m + "Dense_0/bias")])
         block.fc2.set_weights([get(m + "Dense_1/kernel"), get(m + "Dense_1/bias")])
-    model.norm.set_weights([get("Transformer/encoder_norm/scale"),
-                            get("Transformer/encoder_norm/bias")])
+    model.norm.set_weights(
+        [get("Transformer/encoder_norm/scale"), get("Transformer/encoder_norm/bias")]
+    )
     if model.head is not None:
         model.head.set_weights([get("head/kernel"), get("head/bias")])
     return model
@@ -384,19 +440,23 @@ def to_npz_dict(model: VisionTransformer) -> dict[str, np.ndarray]:
     """The model's weights as a dict in Google's key layout (inverse of :func:`load_npz`)."""
     C, H = model.embed_dim, model.num_heads
     D = C // H
-    w = {"embedding/kernel": model.patch_embed.kernel, "embedding/bias": model.patch_embed.bias,
-         "cls": model.cls_token, "Transformer/posembed_input/pos_embedding": model.pos_embed,
-         "Transformer/encoder_norm/scale": model.norm.gamma,
-         "Transformer/encoder_norm/bias": model.norm.beta}
+    w = {
+        "embedding/kernel": model.patch_embed.kernel,
+        "embedding/bias": model.patch_embed.bias,
+        "cls": model.cls_token,
+        "Transformer/posembed_input/pos_embedding": model.pos_embed,
+        "Transformer/encoder_norm/scale": model.norm.gamma,
+        "Transformer/encoder_norm/bias": model.norm.beta,
+    }
     w = {k: v.value.numpy() for k, v in w.items()}
     for i, block in enumerate(model.blocks):
         b, a, m = _B.format(i=i), _ATT.format(i=i), _MLP.format(i=i)
         w[b + "LayerNorm_0/scale"], w[b + "LayerNorm_0/bias"] = block.norm1.get_weights()
         w[b + "LayerNorm_2/scale"], w[b + "LayerNorm_2/bias"] = block.norm2.get_weights()
-        kernel, bias = block.attn.qkv.get_weights()             # (C, 3C), (3C,)
+        kernel, bias = block.attn.qkv.get_weights()  # (C, 3C), (3C,)
         for j, part in enumerate(("query", "key", "value")):
-            w[a + part + "/kernel"] = kernel[:, j * C:(j + 1) * C].reshape(C, H, D)
-            w[a + part + "/bias"] = bias[j * C:(j + 1) * C].reshape(H, D)
+            w[a + part + "/kernel"] = kernel[:, j * C : (j + 1) * C].reshape(C, H, D)
+            w[a + part + "/bias"] = bias[j * C : (j + 1) * C].reshape(H, D)
         kernel, bias = block.attn.out.get_weights()
         w[a + "out/kernel"], w[a + "out/bias"] = kernel.reshape(H, D, C), bias
         w[m + "Dense_0/kernel"], w[m + "Dense_0/bias"] = block.fc1.get_weights()

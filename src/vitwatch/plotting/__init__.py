@@ -4,6 +4,7 @@
 ``.svg`` (figures_dir comes from the validated config, default ``figures/<profile>``). Notebooks
 call ``plotting.theory.attention_heatmap(...)``, ``plotting.analysis.confusion(...)``, ...
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,7 @@ import re
 from pathlib import Path
 
 import matplotlib
-
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: F401  (pyplot loaded with the house style)
 
 _NAME = re.compile(r"^0[0-9]_[a-z0-9_]+$")
 
@@ -25,7 +25,7 @@ STYLE = {
     "axes.labelsize": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "legend.fontsize": 10,         # legends of figures up to 10 in wide print at >= 7 pt
+    "legend.fontsize": 10,  # legends of figures up to 10 in wide print at >= 7 pt
     "legend.frameon": False,
     "font.size": 10,
     "image.cmap": "viridis",
@@ -35,8 +35,15 @@ matplotlib.rcParams.update(STYLE)
 # One colour per backbone, used in every figure that compares them.
 # The ImageNet-21k-only ViT gets its own: it is plotted next to ours. BiT-M R50x1, the CNN
 # with the ViT's pre-training, is orange (brown for its ImageNet-21k-only checkpoint).
-COLORS = {"vit": "#1f77b4", "vit_hub": "#17becf", "vit_i21k": "#9467bd", "resnet": "#d62728",
-          "bit": "#ff7f0e", "bit_i21k": "#8c564b", "other": "#7f7f7f"}
+COLORS = {
+    "vit": "#1f77b4",
+    "vit_hub": "#17becf",
+    "vit_i21k": "#9467bd",
+    "resnet": "#d62728",
+    "bit": "#ff7f0e",
+    "bit_i21k": "#8c564b",
+    "other": "#7f7f7f",
+}
 
 
 def color_for(name: str) -> str:
@@ -61,7 +68,10 @@ def figures_dir() -> Path:
 def save_figure(fig, name: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``<figures_dir>/<name>.<fmt>``; ``name`` starts with the notebook number."""
     if not _NAME.match(name):
-        raise ValueError(f"figure name {name!r} must look like '04_attention_rollout' (notebook number, then snake_case)")
+        raise ValueError(
+            f"figure name {name!r} must look like '04_attention_rollout' "
+            "(notebook number, then snake_case)"
+        )
     if not fig.axes or not any(ax.get_title() or fig._suptitle for ax in fig.axes):
         raise ValueError(f"figure {name!r} has no title: every figure of the report needs one")
     out = figures_dir()

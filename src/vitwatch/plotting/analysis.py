@@ -7,23 +7,29 @@ Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis`,
 the notebook shows it and saves it with :func:`vitwatch.plotting.save_figure`. Attention figures
 follow the layout of keras-io's ``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.patches import Patch
 import numpy as np
+from matplotlib.patches import Patch
 
 from vitwatch import catalogue
 
 from . import color_for
 
 LABELS = catalogue.LABELS
-MAP_COLORS = {"ViT rollout": "#1f77b4", "ResNet-50 Grad-CAM": "#d62728",
-              "ResNet-50 Grad-CAM, true class": "#f4a3a3",
-              "BiT-M R50x1 Grad-CAM": "#ff7f0e", "BiT-M R50x1 Grad-CAM, true class": "#ffc78a",
-              "centre prior": "#7f7f7f", "uniform": "#bbbbbb"}
+MAP_COLORS = {
+    "ViT rollout": "#1f77b4",
+    "ResNet-50 Grad-CAM": "#d62728",
+    "ResNet-50 Grad-CAM, true class": "#f4a3a3",
+    "BiT-M R50x1 Grad-CAM": "#ff7f0e",
+    "BiT-M R50x1 Grad-CAM, true class": "#ffc78a",
+    "centre prior": "#7f7f7f",
+    "uniform": "#bbbbbb",
+}
 
 
 def _label(name: str) -> str:
@@ -42,17 +48,25 @@ def results_forest(df, metric: str = "top1", title: str = "Test accuracy with 95
     y = np.arange(n)[::-1]
     for yi, (_, r) in zip(y, df.iterrows()):
         c = color_for(r["backbone"])
-        ax.errorbar(100 * r[metric], yi, xerr=[[100 * (r[metric] - r[f"{metric}_lo"])],
-                                               [100 * (r[f"{metric}_hi"] - r[metric])]],
-                    fmt="o", color=c, capsize=3)
+        ax.errorbar(
+            100 * r[metric],
+            yi,
+            xerr=[[100 * (r[metric] - r[f"{metric}_lo"])], [100 * (r[f"{metric}_hi"] - r[metric])]],
+            fmt="o",
+            color=c,
+            capsize=3,
+        )
         ref = r.get("seed_reference")
         if ref is not None and not (isinstance(ref, float) and np.isnan(ref)):
             ax.plot(100 * ref, yi, "D", mfc="none", mec="k", ms=6)
     ax.set_yticks(y, [f"{r['protocol']} · {_label(r['backbone'])}" for _, r in df.iterrows()])
     ax.plot([], [], "D", mfc="none", mec="k", label="seed report (validation, protocol A)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.6 / max(n, 1)))
-    ax.set(xlabel=f"{metric.replace('top', 'top-')} accuracy on the test set (%)",
-           ylabel="protocol · backbone", title=title)
+    ax.set(
+        xlabel=f"{metric.replace('top', 'top-')} accuracy on the test set (%)",
+        ylabel="protocol · backbone",
+        title=title,
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -64,15 +78,27 @@ def paired_differences(pc, title: str = "ViT-S/16 minus ResNet-50, paired on tes
     y = np.arange(len(pc))[::-1]
     for yi, (_, r) in zip(y, pc.iterrows()):
         d = 100 * r["diff"]
-        ax.errorbar(d, yi, xerr=[[d - 100 * r["diff_lo"]], [100 * r["diff_hi"] - d]],
-                    fmt="s", color=color_for("vit") if d >= 0 else color_for("resnet"),
-                    capsize=4)
-        ax.annotate(f"p = {r['p_value']:.2g}", (100 * r["diff_hi"], yi),
-                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.errorbar(
+            d,
+            yi,
+            xerr=[[d - 100 * r["diff_lo"]], [100 * r["diff_hi"] - d]],
+            fmt="s",
+            color=color_for("vit") if d >= 0 else color_for("resnet"),
+            capsize=4,
+        )
+        ax.annotate(
+            f"p = {r['p_value']:.2g}",
+            (100 * r["diff_hi"], yi),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, [f"protocol {p}" for p in pc["protocol"]])
-    ax.set(xlabel="accuracy difference, ViT − ResNet (points, 95 % CI)", ylabel="protocol",
-           title=title)
+    ax.set(
+        xlabel="accuracy difference, ViT − ResNet (points, 95 % CI)", ylabel="protocol", title=title
+    )
     ax.margins(x=0.25)
     fig.tight_layout()
     return fig
@@ -85,8 +111,10 @@ def per_class_extremes(per_class, n: int = 10, title: str = "Best and worst bree
     n = min(n, max(1, len(d) // 2))
     worst, best = d.head(n), d.tail(n)
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.28 * n + 1.6), sharex=True)
-    for ax, part, name, c in ((axes[0], worst, "worst", "#d62728"),
-                              (axes[1], best, "best", "#2ca02c")):
+    for ax, part, name, c in (
+        (axes[0], worst, "worst", "#d62728"),
+        (axes[1], best, "best", "#2ca02c"),
+    ):
         ax.barh([_short(s) for s in part["class"]], 100 * part["recall"], color=c)
         ax.set(title=f"{n} {name}", xlabel="per-class accuracy (%)")
     axes[0].set_ylabel("breed")
@@ -98,15 +126,17 @@ def per_class_extremes(per_class, n: int = 10, title: str = "Best and worst bree
 def confusion(cm, order, class_names, title: str = "Confusion matrix, classes clustered"):
     """Row-normalised confusion matrix (log colour scale) with rows/columns in ``order``."""
     from matplotlib.colors import LogNorm
+
     cm = np.asarray(cm, dtype=float)[np.ix_(order, order)]
     rows = cm.sum(1, keepdims=True)
     p = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     k = len(order)
-    size = 5.5                           # + labels and colour bar: ~7 in, printed full size
+    size = 5.5  # + labels and colour bar: ~7 in, printed full size
     fig, ax = plt.subplots(figsize=(size, size))
     floor = max(1e-3, 0.5 / max(rows.max(), 1))
-    im = ax.imshow(np.clip(p, floor, 1), norm=LogNorm(floor, 1), cmap="magma_r",
-                   interpolation="nearest")
+    im = ax.imshow(
+        np.clip(p, floor, 1), norm=LogNorm(floor, 1), cmap="magma_r", interpolation="nearest"
+    )
     names = [_short(class_names[i], 18) for i in order]
     if k <= 30:
         ax.set_xticks(range(k), names, rotation=90, fontsize=7.5)
@@ -121,8 +151,13 @@ def confusion(cm, order, class_names, title: str = "Confusion matrix, classes cl
     return fig
 
 
-def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
-               ncols: int = 4, boxes: Sequence[np.ndarray] | None = None):
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    title: str,
+    ncols: int = 4,
+    boxes: Sequence[np.ndarray] | None = None,
+):
     """A gallery of images with a caption each (optionally a box drawn on each)."""
     n = len(images)
     if n == 0:
@@ -131,10 +166,11 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
         ax.text(0.5, 0.5, "no image to show", ha="center", va="center")
         ax.axis("off")
         return fig
-    ncols = min(ncols, n, 4)            # <= 7 in wide: printed at full size (>= 7 pt titles)
+    ncols = min(ncols, n, 4)  # <= 7 in wide: printed at full size (>= 7 pt titles)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.75 * ncols, 1.95 * nrows + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.75 * ncols, 1.95 * nrows + 0.4), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -143,8 +179,9 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
         ax.set_title(titles[i], fontsize=7)
         if boxes is not None:
             for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
-                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
-                                           ec="yellow", lw=1.2))
+                ax.add_patch(
+                    plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1.2)
+                )
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -153,6 +190,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str,
 # --- inside the ViT --------------------------------------------------------------------------
 def _overlay(ax, image, saliency, alpha=0.55):
     from skimage.transform import resize
+
     s = np.asarray(saliency, dtype=float)
     s = (s - s.min()) / (np.ptp(s) + 1e-12)
     ax.imshow(image)
@@ -163,10 +201,10 @@ def _overlay(ax, image, saliency, alpha=0.55):
 def head_attention(image, maps, title: str = "Class-token attention per head, last block"):
     """The image, then the class token's attention of each head as an image (H, g, g)."""
     h = len(maps)
-    cols = min(h + 1, 4)                # <= 7.2 in wide: printed at full size
+    cols = min(h + 1, 4)  # <= 7.2 in wide: printed at full size
     rows = int(np.ceil((h + 1) / cols))
     fig, grid = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows + 0.3), squeeze=False)
-    for ax in grid.flat[h + 1:]:
+    for ax in grid.flat[h + 1 :]:
         ax.axis("off")
     axes = grid.flat
     axes[0].imshow(image)
@@ -184,14 +222,14 @@ def head_attention(image, maps, title: str = "Class-token attention per head, la
     return fig
 
 
-def rollout_gallery(images, maps, titles, title: str = "Attention rollout",
-                    ncols: int = 2):
+def rollout_gallery(images, maps, titles, title: str = "Attention rollout", ncols: int = 2):
     """Pairs (image, rollout overlay), captioned with true / predicted breeds."""
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(1.6 * 2 * ncols, 1.9 * nrows + 0.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, 2 * ncols, figsize=(1.6 * 2 * ncols, 1.9 * nrows + 0.5), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
@@ -207,15 +245,13 @@ def rollout_gallery(images, maps, titles, title: str = "Attention rollout",
 
 def attention_distance(dist, title: str = "Mean attention distance per head and layer"):
     """Dosovitskiy et al. (2021), Fig. 7 right: one dot per head, layers on the x axis."""
-    dist = np.asarray(dist)                                         # (L, H)
+    dist = np.asarray(dist)  # (L, H)
     layers, heads = dist.shape
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     for h in range(heads):
-        ax.scatter(np.arange(1, layers + 1), dist[:, h], s=14, alpha=0.8,
-                   label=f"head {h + 1}")
+        ax.scatter(np.arange(1, layers + 1), dist[:, h], s=14, alpha=0.8, label=f"head {h + 1}")
     ax.plot(np.arange(1, layers + 1), dist.mean(1), "k-", lw=1, label="mean over heads")
-    ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)",
-           title=title)
+    ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)", title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -226,9 +262,9 @@ def attention_distance(dist, title: str = "Mean attention distance per head and 
 def localisation(df, title: str = "Share of the map's mass inside the dog's boxes"):
     """Distribution of mass-inside per map family (box plot + points); pointing-game hits."""
     names = [m for m in MAP_COLORS if m in set(df["map"])] + sorted(
-        set(df["map"]) - set(MAP_COLORS))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6),
-                                  gridspec_kw={"width_ratios": [2, 1]})
+        set(df["map"]) - set(MAP_COLORS)
+    )
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     data = [df.loc[df["map"] == m, "mass_inside"].to_numpy() for m in names]
     bp = ax.boxplot(data, vert=True, patch_artist=True, widths=0.55, showfliers=False)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=15, ha="right")
@@ -241,33 +277,40 @@ def localisation(df, title: str = "Share of the map's mass inside the dog's boxe
     hits = df.dropna(subset=["hit"]).groupby("map")["hit"].mean()
     hn = [m for m in names if m in hits.index]
     ax2.bar(hn, 100 * hits[hn].to_numpy(), color=[MAP_COLORS.get(m, "#ccc") for m in hn])
-    ax2.set(ylabel="peak within 15 px of a box (%)", xlabel="map", title="Pointing game",
-            ylim=(0, 100))
+    ax2.set(
+        ylabel="peak within 15 px of a box (%)", xlabel="map", title="Pointing game", ylim=(0, 100)
+    )
     ax2.set_xticks(range(len(hn)), hn, rotation=25, ha="right")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def localisation_examples(images, boxes, maps: Mapping[str, Sequence[np.ndarray]],
-                          title: str = "Where the models look"):
+def localisation_examples(
+    images, boxes, maps: Mapping[str, Sequence[np.ndarray]], title: str = "Where the models look"
+):
     """Rows of images: the photo with its boxes, then one overlay per map family."""
     import textwrap
+
     n = len(images)
     cols = 1 + len(maps)
-    size = min(1.9, 7.2 / cols)          # the PDF's text width: titles print at >= 7 pt
+    size = min(1.9, 7.2 / cols)  # the PDF's text width: titles print at >= 7 pt
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.6), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(images[i])
         for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
-            axes[i, 0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
-                                               ec="yellow", lw=1.2))
+            axes[i, 0].add_patch(
+                plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1.2)
+            )
         axes[i, 0].axis("off")
         for j, (name, m) in enumerate(maps.items(), 1):
             _overlay(axes[i, j], images[i], m[i])
             for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
-                axes[i, j].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
-                                                   ec="cyan", lw=0.8, ls="--"))
+                axes[i, j].add_patch(
+                    plt.Rectangle(
+                        (x0, y0), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=0.8, ls="--"
+                    )
+                )
             if i == 0:
                 axes[i, j].set_title(textwrap.fill(name, max(9, int(12 * size))), fontsize=8)
     axes[0, 0].set_title(textwrap.fill("image and box", max(9, int(12 * size))), fontsize=8)
@@ -276,8 +319,7 @@ def localisation_examples(images, boxes, maps: Mapping[str, Sequence[np.ndarray]
     return fig
 
 
-def accuracy_by_box_size(df, title: str = "Accuracy against the share of the frame the dog "
-                                        "covers"):
+def accuracy_by_box_size(df, title: str = "Accuracy against the share of the frame the dog covers"):
     """df: backbone, bin (label), acc, lo, hi, n — one group of bars per bin."""
     bins = list(dict.fromkeys(df["bin"]))
     bbs = list(dict.fromkeys(df["backbone"]))
@@ -287,13 +329,18 @@ def accuracy_by_box_size(df, title: str = "Accuracy against the share of the fra
         d = df[df["backbone"] == b].set_index("bin").reindex(bins)
         x = np.arange(len(bins)) + (j - (len(bbs) - 1) / 2) * w
         ax.bar(x, 100 * d["acc"], w, color=color_for(b), alpha=0.8, label=_label(b))
-        ax.errorbar(x, 100 * d["acc"], yerr=[100 * (d["acc"] - d["lo"]),
-                                             100 * (d["hi"] - d["acc"])],
-                    fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.errorbar(
+            x,
+            100 * d["acc"],
+            yerr=[100 * (d["acc"] - d["lo"]), 100 * (d["hi"] - d["acc"])],
+            fmt="none",
+            ecolor="k",
+            capsize=2,
+            lw=0.8,
+        )
     counts = df.groupby("bin", sort=False)["n"].first().reindex(bins)
     ax.set_xticks(range(len(bins)), [f"{b}\n(n = {c})" for b, c in zip(bins, counts)])
-    ax.set(xlabel="box area / image area", ylabel="test accuracy (%)", title=title,
-           ylim=(0, 105))
+    ax.set(xlabel="box area / image area", ylabel="test accuracy (%)", title=title, ylim=(0, 105))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
@@ -309,8 +356,13 @@ def cost(df, title: str = "Accuracy against compute"):
             if r.get(key) is None or (isinstance(r[key], float) and np.isnan(r[key])):
                 continue
             ax.scatter(r[key], 100 * r["top1"], s=60, color=c)
-            ax.annotate(f"{_label(r['backbone'])} ({r['protocol']})", (r[key], 100 * r["top1"]),
-                        xytext=(5, 4), textcoords="offset points", fontsize=9)
+            ax.annotate(
+                f"{_label(r['backbone'])} ({r['protocol']})",
+                (r[key], 100 * r["top1"]),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=9,
+            )
     axes[0].set(xlabel="GMACs per image", ylabel="test top-1 (%)", title="Against MACs")
     axes[1].set(xlabel="measured throughput (images / s)", title="Against throughput")
     for ax in axes:
@@ -330,36 +382,73 @@ def leakage(df, title: str = "Zero-training baseline vs trained heads"):
     for j, p in enumerate(prots):
         d = df[df["protocol"] == p].set_index("backbone").reindex(bbs)
         x = np.arange(len(bbs)) + (j - (len(prots) - 1) / 2) * w
-        ax.bar(x, 100 * d["top1"], w, color=[color_for(b) for b in bbs], alpha=0.75,
-               hatch=hatches.get(p, ""), edgecolor="k")
-        ax.errorbar(x, 100 * d["top1"], yerr=[100 * (d["top1"] - d["top1_lo"]),
-                                              100 * (d["top1_hi"] - d["top1"])],
-                    fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.bar(
+            x,
+            100 * d["top1"],
+            w,
+            color=[color_for(b) for b in bbs],
+            alpha=0.75,
+            hatch=hatches.get(p, ""),
+            edgecolor="k",
+        )
+        ax.errorbar(
+            x,
+            100 * d["top1"],
+            yerr=[100 * (d["top1"] - d["top1_lo"]), 100 * (d["top1_hi"] - d["top1"])],
+            fmt="none",
+            ecolor="k",
+            capsize=2,
+            lw=0.8,
+        )
     ax.set_xticks(range(len(bbs)), [_label(b) for b in bbs])
     ax.set(xlabel="backbone", ylabel="test top-1 (%)", title=title, ylim=(0, 105))
     # the bars take the backbone's colour; the legend explains the hatching only
-    names = {"Z": "Z: no training", "A": "A: seed's head", "B": "B: linear probe",
-             "C": "C: fine-tuning"}
-    handles = [Patch(facecolor="white", edgecolor="k", hatch=hatches.get(p, ""),
-                     label=names.get(p, f"protocol {p}")) for p in prots]
+    names = {
+        "Z": "Z: no training",
+        "A": "A: seed's head",
+        "B": "B: linear probe",
+        "C": "C: fine-tuning",
+    }
+    handles = [
+        Patch(
+            facecolor="white",
+            edgecolor="k",
+            hatch=hatches.get(p, ""),
+            label=names.get(p, f"protocol {p}"),
+        )
+        for p in prots
+    ]
     ax.legend(handles=handles, title="protocol", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
 
-def cka(matrix, row_labels, col_labels, title: str = "Linear CKA, ViT blocks vs ResNet stages",
-        xlabel: str = "ResNet-50 stage", ylabel: str = "ViT block"):
+def cka(
+    matrix,
+    row_labels,
+    col_labels,
+    title: str = "Linear CKA, ViT blocks vs ResNet stages",
+    xlabel: str = "ResNet-50 stage",
+    ylabel: str = "ViT block",
+):
     """Heatmap of a CKA matrix (rows: first network's layers, bottom = first layer)."""
     m = np.asarray(matrix)
-    cell = min(0.55, 4.5 / m.shape[1])       # <= ~7 in wide in all: printed near full size
+    cell = min(0.55, 4.5 / m.shape[1])  # <= ~7 in wide in all: printed near full size
     fig, ax = plt.subplots(figsize=(1.0 + cell * m.shape[1] + 1.5, 0.3 * m.shape[0] + 1.8))
     im = ax.imshow(m, origin="lower", vmin=0, vmax=1, cmap="magma", aspect="auto")
     ax.set_xticks(range(m.shape[1]), col_labels, rotation=30, fontsize=8)
     ax.set_yticks(range(m.shape[0]), row_labels, fontsize=8)
     for (i, j), v in np.ndenumerate(m):
         if m.size <= 80:
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7.5,
-                    color="w" if v < 0.6 else "k")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="w" if v < 0.6 else "k",
+            )
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.colorbar(im, ax=ax, label="linear CKA")
     fig.tight_layout()
@@ -378,15 +467,27 @@ def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on
             v = r[part]
             if np.isnan(v):
                 continue
-            ax.errorbar(100 * v, yi + dy, xerr=[[100 * (v - r[f"{part}_lo"])],
-                                                [100 * (r[f"{part}_hi"] - v)]],
-                        fmt="o", color=c, mfc=face, ms=5, capsize=2, lw=0.9)
+            ax.errorbar(
+                100 * v,
+                yi + dy,
+                xerr=[[100 * (v - r[f"{part}_lo"])], [100 * (r[f"{part}_hi"] - v)]],
+                fmt="o",
+                color=c,
+                mfc=face,
+                ms=5,
+                capsize=2,
+                lw=0.9,
+            )
     ax.set_yticks(y, [f"{_label(r['backbone'])}, {r['protocol']}" for _, r in df.iterrows()])
     ax.set(xlabel="test top-1 (%)", ylabel="backbone, protocol", title=title)
-    ax.legend(handles=[plt.Line2D([], [], marker="o", color="k", ls="", label="seen in "
-                                  "ImageNet-1k train"),
-                       plt.Line2D([], [], marker="o", color="k", mfc="white", ls="",
-                                  label="unseen")], loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(
+        handles=[
+            plt.Line2D([], [], marker="o", color="k", ls="", label="seen in ImageNet-1k train"),
+            plt.Line2D([], [], marker="o", color="k", mfc="white", ls="", label="unseen"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -404,16 +505,34 @@ def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagram
         edges = before["edges"]
         centres = (edges[:-1] + edges[1:]) / 2
         width = edges[1] - edges[0]
-        ax.bar(centres, np.nan_to_num(before["accuracy"]), width * 0.9, color="#1f77b4",
-               alpha=0.55, label="before")
+        ax.bar(
+            centres,
+            np.nan_to_num(before["accuracy"]),
+            width * 0.9,
+            color="#1f77b4",
+            alpha=0.55,
+            label="before",
+        )
         ok = after["count"] > 0
-        ax.plot(after["confidence"][ok], after["accuracy"][ok], "o-", color="#d62728",
-                ms=3, lw=1, label=f"after (T = {t:.2f})")
+        ax.plot(
+            after["confidence"][ok],
+            after["accuracy"][ok],
+            "o-",
+            color="#d62728",
+            ms=3,
+            lw=1,
+            label=f"after (T = {t:.2f})",
+        )
         ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)",
-               ylabel="accuracy", title=_short(name, 28))
-        ax.legend(fontsize=10, loc="upper left")     # 3 panels of 3.3 in print at ~0.73
-    for ax in list(axes.flat)[len(diagrams):]:
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (top probability)",
+            ylabel="accuracy",
+            title=_short(name, 28),
+        )
+        ax.legend(fontsize=10, loc="upper left")  # 3 panels of 3.3 in print at ~0.73
+    for ax in list(axes.flat)[len(diagrams) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

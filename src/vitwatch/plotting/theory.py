@@ -7,6 +7,7 @@
 :func:`photo_gallery`, :func:`patch_grid`, :func:`patch_sequence`, :func:`shuffled_patches`,
 :func:`position_similarity` and :func:`embedding_filters` (the paper's Fig. 7 left and centre).
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -22,16 +23,37 @@ FAMILY_COLORS = {"vit": color_for("vit"), "cnn": color_for("resnet"), "hybrid": 
 # 00: the architecture and the published results
 # --------------------------------------------------------------------------------------------
 
+
 def _box(ax, x, y, w, h, text, color, fontsize=9, text_color="black"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                facecolor=color, edgecolor="#333333", linewidth=1))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize,
-            color=text_color, wrap=True)
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y),
+            w,
+            h,
+            boxstyle="round,pad=0.02,rounding_size=0.08",
+            facecolor=color,
+            edgecolor="#333333",
+            linewidth=1,
+        )
+    )
+    ax.text(
+        x + w / 2,
+        y + h / 2,
+        text,
+        ha="center",
+        va="center",
+        fontsize=fontsize,
+        color=text_color,
+        wrap=True,
+    )
 
 
 def _arrow(ax, x0, y0, x1, y1):
-    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
-                                 color="#333333", linewidth=1.2))
+    ax.add_patch(
+        FancyArrowPatch(
+            (x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color="#333333", linewidth=1.2
+        )
+    )
 
 
 def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
@@ -55,28 +77,47 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
     # flattened patches -> linear projection
     n = grid * grid
     xs = np.linspace(4.6, 12.6, n + 1)
-    _box(ax, 4.4, 4.3, 9.0, 0.9, "linear projection of flattened patches  (E: P²·C -> D)",
-         "#fde7c8")
+    _box(
+        ax, 4.4, 4.3, 9.0, 0.9, "linear projection of flattened patches  (E: P²·C -> D)", "#fde7c8"
+    )
     _arrow(ax, 3.3, 7.7, 4.4, 5.2)
     # tokens with position embeddings
     for k, x in enumerate(xs):
         label = "*" if k == 0 else str(k)
         color = "#f4b6c2" if k == 0 else "#c9e3f5"
         _box(ax, x - 0.28, 2.7, 0.56, 0.7, label, color, fontsize=9.5)
-        ax.add_patch(Rectangle((x - 0.28, 2.25), 0.56, 0.35, facecolor="#b9e4b9",
-                               edgecolor="#333333", linewidth=0.8))
+        ax.add_patch(
+            Rectangle(
+                (x - 0.28, 2.25),
+                0.56,
+                0.35,
+                facecolor="#b9e4b9",
+                edgecolor="#333333",
+                linewidth=0.8,
+            )
+        )
         ax.text(x, 2.42, str(k), ha="center", va="center", fontsize=8.5)
         if k > 0:
             _arrow(ax, x, 4.3, x, 3.45)
     ax.text(xs[0], 1.95, "class\ntoken", ha="center", va="top", fontsize=9.5)
-    ax.text(xs[1] - 0.3, 1.95, "patch tokens + position embeddings (green)",
-            ha="left", va="top", fontsize=9.5)
+    ax.text(
+        xs[1] - 0.3,
+        1.95,
+        "patch tokens + position embeddings (green)",
+        ha="left",
+        va="top",
+        fontsize=9.5,
+    )
     # encoder
     _box(ax, 14.3, 1.9, 3.0, 6.6, "", "#eeeeee")
     ax.text(15.8, 8.15, "Transformer encoder", ha="center", fontsize=10.5, weight="bold")
     ax.text(15.8, 7.75, "x L blocks", ha="center", fontsize=9.5)
-    for y, t, c in [(6.6, "LayerNorm", "#fff7cc"), (5.6, "multi-head\nself-attention", "#c9e3f5"),
-                    (4.4, "LayerNorm", "#fff7cc"), (3.4, "MLP (GELU)", "#d9f0d3")]:
+    for y, t, c in [
+        (6.6, "LayerNorm", "#fff7cc"),
+        (5.6, "multi-head\nself-attention", "#c9e3f5"),
+        (4.4, "LayerNorm", "#fff7cc"),
+        (3.4, "MLP (GELU)", "#d9f0d3"),
+    ]:
         _box(ax, 14.6, y, 2.4, 0.8 if "\n" not in t else 0.95, t, c, fontsize=9.5)
     ax.text(17.45, 5.1, "+", fontsize=13.5, ha="center")
     ax.text(17.45, 2.9, "+", fontsize=13.5, ha="center")
@@ -86,8 +127,10 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
     _box(ax, 14.3, 9.0, 3.0, 0.9, "MLP head -> class", "#f4b6c2")
     _arrow(ax, 15.8, 8.5, 15.8, 9.0)
     ax.text(13.9, 9.45, "class token\noutput", ha="right", va="center", fontsize=9.5)
-    ax.set_title("The Vision Transformer (ViT): an image as a sequence of 16x16 'words' "
-                 "(after Dosovitskiy et al., 2021, Fig. 1)")
+    ax.set_title(
+        "The Vision Transformer (ViT): an image as a sequence of 16x16 'words' "
+        "(after Dosovitskiy et al., 2021, Fig. 1)"
+    )
     return fig
 
 
@@ -104,9 +147,13 @@ def published_compute(state_of_the_art: list[dict], compute_scaling: list[dict])
     for r in state_of_the_art:
         c = FAMILY_COLORS[r["family"]]
         ax.scatter(r["tpu_core_days"], r["imagenet"], color=c, s=50, zorder=3)
-        ax.annotate(f"{r['model']}\n({r['pretraining']})", (r["tpu_core_days"], r["imagenet"]),
-                    textcoords="offset points", xytext=(6, -10 if "21k" in r["pretraining"]
-                                                       else 4), fontsize=7.5)
+        ax.annotate(
+            f"{r['model']}\n({r['pretraining']})",
+            (r["tpu_core_days"], r["imagenet"]),
+            textcoords="offset points",
+            xytext=(6, -10 if "21k" in r["pretraining"] else 4),
+            fontsize=7.5,
+        )
     ax.set_xscale("log")
     ax.set_xlim(150, 40000)
     accs = [r["imagenet"] for r in state_of_the_art]
@@ -119,8 +166,13 @@ def published_compute(state_of_the_art: list[dict], compute_scaling: list[dict])
     for r in compute_scaling:
         c = FAMILY_COLORS[r["family"]]
         ax.scatter(r["exaflops"], r["imagenet"], color=c, s=50, zorder=3)
-        ax.annotate(r["model"], (r["exaflops"], r["imagenet"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+        ax.annotate(
+            r["model"],
+            (r["exaflops"], r["imagenet"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
     ax.set_xscale("log")
     ax.set_xlim(100, 20000)
     accs = [r["imagenet"] for r in compute_scaling]
@@ -129,17 +181,22 @@ def published_compute(state_of_the_art: list[dict], compute_scaling: list[dict])
     ax.set_ylabel("ImageNet top-1 accuracy (%)")
     ax.set_title("Controlled scaling study (paper Table 6, rows checked)")
     ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k)
-               for k, c in [("Vision Transformer", FAMILY_COLORS["vit"]),
-                            ("ResNet (BiT) / EfficientNet", FAMILY_COLORS["cnn"]),
-                            ("hybrid", FAMILY_COLORS["hybrid"])]]
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=c, label=k)
+        for k, c in [
+            ("Vision Transformer", FAMILY_COLORS["vit"]),
+            ("ResNet (BiT) / EfficientNet", FAMILY_COLORS["cnn"]),
+            ("hybrid", FAMILY_COLORS["hybrid"]),
+        ]
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.04))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-def published_data_scaling(data_scaling: list[dict], images: dict[str, float],
-                           reference: dict | None = None):
+def published_data_scaling(
+    data_scaling: list[dict], images: dict[str, float], reference: dict | None = None
+):
     """ImageNet top-1 of ViTs against the size of their pre-training set (paper Table 5).
 
     ``reference``: an optional horizontal line (e.g. BiT-L from Table 2) with ``label``/``value``.
@@ -152,17 +209,34 @@ def published_data_scaling(data_scaling: list[dict], images: dict[str, float],
         rows = [r for r in data_scaling if r["model"] == m]
         xs = [images[r["pretraining"]] for r in rows]
         ys = [r["imagenet"] for r in rows]
-        gap = len(rows) < len(images) and len(rows) > 1 and \
-            [r["pretraining"] for r in rows] != list(images)[:len(rows)]
-        ax.plot(xs, ys, marker=markers[m], color=shades[m], label=m, lw=1.8, ms=7,
-                ls=":" if gap else "-")
+        gap = (
+            len(rows) < len(images)
+            and len(rows) > 1
+            and [r["pretraining"] for r in rows] != list(images)[: len(rows)]
+        )
+        ax.plot(
+            xs,
+            ys,
+            marker=markers[m],
+            color=shades[m],
+            label=m,
+            lw=1.8,
+            ms=7,
+            ls=":" if gap else "-",
+        )
         for x, y in zip(xs, ys):
-            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, -3),
-                        fontsize=7.5)
+            ax.annotate(
+                f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, -3), fontsize=7.5
+            )
     if reference:
         ax.axhline(reference["value"], color=FAMILY_COLORS["cnn"], ls="--", lw=1.2)
-        ax.text(images["ImageNet"], reference["value"] + 0.3, reference["label"],
-                color=FAMILY_COLORS["cnn"], fontsize=8)
+        ax.text(
+            images["ImageNet"],
+            reference["value"] + 0.3,
+            reference["label"],
+            color=FAMILY_COLORS["cnn"],
+            fontsize=8,
+        )
     ax.set_xscale("log")
     ax.set_xticks(list(images.values()))
     ax.set_xticklabels([f"{k}\n({v / 1e6:.1f}M images)" for k, v in images.items()], fontsize=8)
@@ -180,8 +254,16 @@ def published_data_scaling(data_scaling: list[dict], images: dict[str, float],
 # 01: attention
 # --------------------------------------------------------------------------------------------
 
-def attention_heatmap(weights: np.ndarray, x_labels, y_labels, title: str, ax=None,
-                      annotate: bool = True, cmap: str = "Blues"):
+
+def attention_heatmap(
+    weights: np.ndarray,
+    x_labels,
+    y_labels,
+    title: str,
+    ax=None,
+    annotate: bool = True,
+    cmap: str = "Blues",
+):
     """A ``(Nq, Nk)`` attention matrix: rows are queries, columns the keys they attend to."""
     w = np.asarray(weights)
     fig = None
@@ -199,14 +281,27 @@ def attention_heatmap(weights: np.ndarray, x_labels, y_labels, title: str, ax=No
         for i in range(w.shape[0]):
             for j in range(w.shape[1]):
                 if w[i, j] >= 0.05:
-                    ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=10,
-                            color="white" if w[i, j] > 0.6 * w.max() else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{w[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=10,
+                        color="white" if w[i, j] > 0.6 * w.max() else "black",
+                    )
     (fig or ax.figure).colorbar(im, ax=ax, fraction=0.03, label="attention weight")
     return fig or ax.figure
 
 
-def pronoun_attention(att: np.ndarray, words: list[str], block_names: list[str],
-                      pronoun: str = "il", highlight: str | None = None, title: str = ""):
+def pronoun_attention(
+    att: np.ndarray,
+    words: list[str],
+    block_names: list[str],
+    pronoun: str = "il",
+    highlight: str | None = None,
+    title: str = "",
+):
     """Attention of the pronoun to each word, one row per (block, head): ``att (L, H, n)``."""
     a = np.asarray(att)
     L, H, n = a.shape
@@ -228,8 +323,10 @@ def training_curves(history: dict, title: str = "Training the toy Transformer"):
     """Loss and accuracy per epoch (Keras ``History.history``), train and validation."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
     epochs = np.arange(1, len(history["loss"]) + 1)
-    for ax, key, label in [(axes[0], "loss", "cross-entropy loss"),
-                           (axes[1], "accuracy", "accuracy of the referent")]:
+    for ax, key, label in [
+        (axes[0], "loss", "cross-entropy loss"),
+        (axes[1], "accuracy", "accuracy of the referent"),
+    ]:
         ax.plot(epochs, history[key], marker="o", label="train")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="s", label="validation")
@@ -251,7 +348,7 @@ def attention_scaling(lengths, seconds, slope: float, dim: int = 64):
     ax.loglog(n, t * 1e3, "o-", label="measured (best of repeats)")
     upper = n >= n[max(0, len(n) // 2 - 1)]
     c = np.exp(np.mean(np.log(t[upper]) - slope * np.log(n[upper])))
-    ax.loglog(n, c * n ** slope * 1e3, "--", color="gray", label=f"fit: time ∝ N^{slope:.2f}")
+    ax.loglog(n, c * n**slope * 1e3, "--", color="gray", label=f"fit: time ∝ N^{slope:.2f}")
     ref = t[upper][0] * (n / n[upper][0]) ** 2 * 1e3
     ax.loglog(n, ref, ":", color="#d62728", label="quadratic reference (N²)")
     ax.set_xlabel("sequence length N (tokens)")
@@ -287,9 +384,10 @@ def token_counts(table):
 # 02: patches and position embeddings
 # --------------------------------------------------------------------------------------------
 
+
 def photo_gallery(photos: dict[str, np.ndarray], title: str = "The photographs used below"):
     n = len(photos)
-    width = min(3.0 * n, 7.2)                    # the PDF's text width: printed at full size
+    width = min(3.0 * n, 7.2)  # the PDF's text width: printed at full size
     fig, axes = plt.subplots(1, n, figsize=(width, width / n + 0.8))
     axes = np.atleast_1d(axes)
     for ax, (name, img) in zip(axes, photos.items()):
@@ -316,8 +414,15 @@ def patch_grid(image: np.ndarray, patch_size: int, title: str = "", number: bool
     if number and (h // patch_size) * gw <= 400:
         for i in range(h // patch_size):
             for j in range(gw):
-                ax.text(j * patch_size + patch_size / 2, i * patch_size + patch_size / 2,
-                        str(i * gw + j), ha="center", va="center", fontsize=6.5, color="yellow")
+                ax.text(
+                    j * patch_size + patch_size / 2,
+                    i * patch_size + patch_size / 2,
+                    str(i * gw + j),
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="yellow",
+                )
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.set_title(title or f"{h}x{w} image cut into {patch_size}x{patch_size} patches")
@@ -325,8 +430,9 @@ def patch_grid(image: np.ndarray, patch_size: int, title: str = "", number: bool
     return fig
 
 
-def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title: str = "",
-                   highlight=()):
+def patch_sequence(
+    patches: np.ndarray, patch_size: int, n_show: int = 24, title: str = "", highlight=()
+):
     """The first ``n_show`` flattened patches ``(N, P*P*3)`` shown as a sequence of tiles;
     the tiles whose indices are in ``highlight`` get a red frame."""
     n = min(n_show, len(patches))
@@ -341,8 +447,9 @@ def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title
                 side.set_visible(True)
                 side.set_edgecolor("tab:red")
                 side.set_linewidth(2.5)
-    fig.suptitle(title or f"The image as a sequence: patches 0-{n - 1} of {len(patches)}",
-                 fontsize=11)
+    fig.suptitle(
+        title or f"The image as a sequence: patches 0-{n - 1} of {len(patches)}", fontsize=11
+    )
     fig.supxlabel("position in the sequence (token index)", fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, wspace=0.15, top=0.78, bottom=0.34)
     return fig
@@ -350,8 +457,10 @@ def patch_sequence(patches: np.ndarray, patch_size: int, n_show: int = 24, title
 
 def shuffled_patches(original: np.ndarray, shuffled: np.ndarray, title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
-    for ax, img, t in [(axes[0], original, "original order"), (axes[1], shuffled,
-                                                               "patches shuffled")]:
+    for ax, img, t in [
+        (axes[0], original, "original order"),
+        (axes[1], shuffled, "patches shuffled"),
+    ]:
         ax.imshow(img)
         ax.set_title(t)
         ax.set_xlabel("x (pixels)")
@@ -369,7 +478,7 @@ def _mosaic(tiles: np.ndarray, cols: int, pad: int = 1, fill=np.nan) -> np.ndarr
     out = np.full(shape, fill, dtype=float)
     for k in range(n):
         r, c = divmod(k, cols)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tiles[k]
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tiles[k]
     return out
 
 

@@ -6,13 +6,14 @@ Each function takes plain data (histories, dicts of numbers, as stored by
 with :func:`vitwatch.plotting.save_figure`. Colours come from
 :func:`vitwatch.plotting.color_for`, so a backbone has one colour in every figure.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from vitwatch import catalogue
 
@@ -25,9 +26,12 @@ def label(backbone: str) -> str:
     return LABELS.get(backbone, backbone)
 
 
-def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
-                    best_epochs: Mapping[str, int] | None = None,
-                    title: str = "Learning curves", reference: Mapping[str, float] | None = None):
+def learning_curves(
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    best_epochs: Mapping[str, int] | None = None,
+    title: str = "Learning curves",
+    reference: Mapping[str, float] | None = None,
+):
     """Accuracy (left) and loss (right) per epoch, train dashed and validation solid, one
     colour per backbone; a dot marks the epoch kept (best validation accuracy).
 
@@ -41,12 +45,18 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
         c = color_for(name)
         epochs = np.arange(1, len(h["loss"]) + 1)
         for ax, key in ((ax_acc, "accuracy"), (ax_loss, "loss")):
-            ax.plot(epochs, 100 * np.asarray(h[key]) if key == "accuracy" else h[key],
-                    "--", color=c, alpha=0.7, marker="x", ms=4,
-                    label=f"{label(name)}, train")
+            ax.plot(
+                epochs,
+                100 * np.asarray(h[key]) if key == "accuracy" else h[key],
+                "--",
+                color=c,
+                alpha=0.7,
+                marker="x",
+                ms=4,
+                label=f"{label(name)}, train",
+            )
             val = np.asarray(h[f"val_{key}"]) * (100 if key == "accuracy" else 1)
-            ax.plot(epochs, val, "-", color=c, marker="o", ms=3,
-                    label=f"{label(name)}, validation")
+            ax.plot(epochs, val, "-", color=c, marker="o", ms=3, label=f"{label(name)}, validation")
             if best_epochs and name in best_epochs:
                 e = best_epochs[name]
                 ax.plot(e + 1, val[e], "o", ms=8, mfc="none", mec=c, mew=1.5)
@@ -77,9 +87,11 @@ def _scan_by_l2(scan: Mapping[str, Mapping[str, float]]) -> dict[float, float]:
     return out
 
 
-def l2_scan(scans: Mapping[str, Mapping[str, Mapping[str, float]]],
-            chosen: Mapping[str, float] | None = None,
-            title: str = "Linear probe: choosing the L2 strength on validation"):
+def l2_scan(
+    scans: Mapping[str, Mapping[str, Mapping[str, float]]],
+    chosen: Mapping[str, float] | None = None,
+    title: str = "Linear probe: choosing the L2 strength on validation",
+):
     """Validation accuracy against L2 strength (log scale), one line per backbone, each point
     the best over the grid's learning rates and feature standardisation; the chosen value
     circled. ``scans``: backbone -> the run's ``l2_scan``."""
@@ -88,10 +100,17 @@ def l2_scan(scans: Mapping[str, Mapping[str, Mapping[str, float]]],
         by_l2 = _scan_by_l2(scan)
         l2 = np.array(sorted(by_l2))
         acc = 100 * np.array([by_l2[v] for v in l2])
-        hub = "hub" in name                  # same checkpoint as ours: keep both visible
-        ax.plot(l2, acc, "--" if hub else "-", marker="s" if hub else "o",
-                ms=6 if hub else 4, mfc="none" if hub else color_for(name),
-                color=color_for(name), label=label(name))
+        hub = "hub" in name  # same checkpoint as ours: keep both visible
+        ax.plot(
+            l2,
+            acc,
+            "--" if hub else "-",
+            marker="s" if hub else "o",
+            ms=6 if hub else 4,
+            mfc="none" if hub else color_for(name),
+            color=color_for(name),
+            label=label(name),
+        )
         if chosen and name in chosen:
             i = int(np.argmin(np.abs(l2 - chosen[name])))
             ax.plot(l2[i], acc[i], "o", ms=10, mfc="none", mec=color_for(name), mew=1.5)
@@ -111,10 +130,21 @@ def accuracy_vs_compute(rows: Sequence[Mapping], title: str = "Accuracy against 
     for r in rows:
         if not r.get("forward_images"):
             continue
-        ax.scatter(r["forward_images"], 100 * r["top1"], s=45, color=color_for(r["backbone"]),
-                   marker=markers.get(r["protocol"], "o"), zorder=3)
-        ax.annotate(f"{r['protocol']}", (r["forward_images"], 100 * r["top1"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.scatter(
+            r["forward_images"],
+            100 * r["top1"],
+            s=45,
+            color=color_for(r["backbone"]),
+            marker=markers.get(r["protocol"], "o"),
+            zorder=3,
+        )
+        ax.annotate(
+            f"{r['protocol']}",
+            (r["forward_images"], 100 * r["top1"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=8,
+        )
     for name in dict.fromkeys(r["backbone"] for r in rows):
         ax.scatter([], [], color=color_for(name), label=label(name))
     ax.set_xscale("log")
@@ -122,8 +152,11 @@ def accuracy_vs_compute(rows: Sequence[Mapping], title: str = "Accuracy against 
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set(title=title, xlabel="backbone forward passes (images, log scale)",
-           ylabel="test top-1 accuracy (%)")
+    ax.set(
+        title=title,
+        xlabel="backbone forward passes (images, log scale)",
+        ylabel="test top-1 accuracy (%)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
