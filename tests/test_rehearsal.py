@@ -1,6 +1,7 @@
 """The rehearsal's parts, small: the loopback mirror, the generated archives, and the real
 download and loading path through ``VITWATCH_MIRROR`` (the whole ``make rehearsal`` is not run
 here: it takes minutes)."""
+
 import json
 import pickle
 import tarfile
@@ -29,17 +30,21 @@ def test_mirror_serves_ranges_redirects_and_404(tmp_path):
     data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     blob.write_bytes(data)
     files = {"/storage.example.com/a/blob.bin": blob}
-    redirects = {"/tfhub.dev/x/1?tf-hub-format=compressed": "/kaggle.example.com/x",
-                 "/kaggle.example.com/x": "/storage.example.com/a/blob.bin"}
+    redirects = {
+        "/tfhub.dev/x/1?tf-hub-format=compressed": "/kaggle.example.com/x",
+        "/kaggle.example.com/x": "/storage.example.com/a/blob.bin",
+    }
     with Mirror(files, redirects) as mirror:
         status, _, body = _get(mirror.url + "/storage.example.com/a/blob.bin")
         assert status == 200 and body == data
-        status, head, body = _get(mirror.url + "/storage.example.com/a/blob.bin",
-                                  {"Range": "bytes=1000-"})
+        status, head, body = _get(
+            mirror.url + "/storage.example.com/a/blob.bin", {"Range": "bytes=1000-"}
+        )
         assert status == 206 and body == data[1000:]
         assert head["Content-Range"] == f"bytes 1000-4999/{len(data)}"
-        status, _, body = _get(mirror.url + "/storage.example.com/a/blob.bin",
-                               {"Range": "bytes=10-19"})
+        status, _, body = _get(
+            mirror.url + "/storage.example.com/a/blob.bin", {"Range": "bytes=10-19"}
+        )
         assert status == 206 and body == data[10:20]
         with pytest.raises(urllib.error.HTTPError) as err:
             _get(mirror.url + "/storage.example.com/a/blob.bin", {"Range": "bytes=5000-"})
@@ -48,35 +53,47 @@ def test_mirror_serves_ranges_redirects_and_404(tmp_path):
         status, _, body = _get(mirror.url + "/tfhub.dev/x/1?tf-hub-format=compressed")
         assert status == 200 and body == data
         with pytest.raises(urllib.error.HTTPError) as err:
-            _get(mirror.url + "/tfhub.dev/x/1")              # the query is part of the route
+            _get(mirror.url + "/tfhub.dev/x/1")  # the query is part of the route
         assert err.value.code == 404
         asked = [(m, p) for m, p, _ in mirror.requests]
     assert ("GET", "/kaggle.example.com/x") in asked
-    assert url_path("https://www.cs.toronto.edu/~kriz/c.tar.gz?a=1") == \
-        "/www.cs.toronto.edu/~kriz/c.tar.gz?a=1"
+    assert (
+        url_path("https://www.cs.toronto.edu/~kriz/c.tar.gz?a=1")
+        == "/www.cs.toronto.edu/~kriz/c.tar.gz?a=1"
+    )
 
 
 def test_mirror_layout_uses_the_real_urls(tmp_path):
-    fake = {name: artifacts.Artifact(name, str(tmp_path / name), 1, "0" * 64, "0" * 32)
-            for name in (*DOGS, "hub_vit_s16_fe", "resnet50_imagenet")}
+    fake = {
+        name: artifacts.Artifact(name, str(tmp_path / name), 1, "0" * 64, "0" * 32)
+        for name in (*DOGS, "hub_vit_s16_fe", "resnet50_imagenet")
+    }
     files, redirects = run.mirror_layout(fake)
     assert "/vision.stanford.edu/aditya86/ImageNetDogs/images.tar" in files
-    assert ("/storage.googleapis.com/tensorflow/keras-applications/resnet/"
-            "resnet50_weights_tf_dim_ordering_tf_kernels.h5") in files
+    assert (
+        "/storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+    ) in files
     hop = redirects["/tfhub.dev/sayakpaul/vit_s16_fe/1?tf-hub-format=compressed"]
     assert files[redirects[hop]] == tmp_path / "hub_vit_s16_fe"
 
 
 def test_dogs_archives_download_through_the_mirror_and_parse(tmp_path, monkeypatch):
-    archives = artifacts.dogs_archives(tmp_path / "art", 2, 1, seed=3, num_classes=6,
-                                       img_size=40)
-    arts = {n: artifacts.Artifact(n, str(p), p.stat().st_size, *artifacts.digests(p))
-            for n, p in archives.items()}
+    archives = artifacts.dogs_archives(tmp_path / "art", 2, 1, seed=3, num_classes=6, img_size=40)
+    arts = {
+        n: artifacts.Artifact(n, str(p), p.stat().st_size, *artifacts.digests(p))
+        for n, p in archives.items()
+    }
     files, redirects = run.mirror_layout(arts)
     checksums = tmp_path / "checksums.json"
     checksums.write_text(json.dumps({n: {"sha256": a.sha256} for n, a in arts.items()}))
-    cfg = config.from_profile("quick", cache_dir=str(tmp_path / "cache"), train_per_class=2,
-                              test_per_class=1, val_fraction=0.25)
+    cfg = config.from_profile(
+        "quick",
+        cache_dir=str(tmp_path / "cache"),
+        train_per_class=2,
+        test_per_class=1,
+        val_fraction=0.25,
+    )
     with Mirror(files, redirects) as mirror:
         monkeypatch.setenv("VITWATCH_MIRROR", mirror.url)
         # the published SHA-256 still applies: the stand-in is refused without the override
@@ -85,11 +102,13 @@ def test_dogs_archives_download_through_the_mirror_and_parse(tmp_path, monkeypat
         monkeypatch.setenv("VITWATCH_MIRROR_CHECKSUMS", str(checksums))
         dogs = stanford_dogs.load(cfg)
         gets = [p for m, p, _ in mirror.requests if m == "GET"]
-    assert {"/vision.stanford.edu/aditya86/ImageNetDogs/" + f
-            for f in ("images.tar", "lists.tar", "annotation.tar")} <= set(gets)
-    assert dogs.num_classes == 6                           # real folders, real synsets
+    assert {
+        "/vision.stanford.edu/aditya86/ImageNetDogs/" + f
+        for f in ("images.tar", "lists.tar", "annotation.tar")
+    } <= set(gets)
+    assert dogs.num_classes == 6  # real folders, real synsets
     assert set(dogs.synsets) <= {f.split("-")[0] for f in stanford_dogs.FOLDERS}
-    assert len(set(dogs.train.labels)) == 6 and len(dogs.test) >= 5   # one test file is bad
+    assert len(set(dogs.train.labels)) == 6 and len(dogs.test) >= 5  # one test file is bad
     assert all(len(b) and (b[:, 2] > b[:, 0]).all() for b in dogs.test.boxes)
 
 
@@ -97,15 +116,14 @@ def test_cifar10_archive_in_the_real_format(tmp_path):
     path = artifacts.cifar10_archive(tmp_path, 3, 2, seed=1)
     with tarfile.open(path) as tar:
         names = set(tar.getnames())
-        meta = pickle.load(tar.extractfile("cifar-10-batches-py/batches.meta"),
-                           encoding="bytes")
+        meta = pickle.load(tar.extractfile("cifar-10-batches-py/batches.meta"), encoding="bytes")
         tar.extractall(tmp_path / "x", filter="data")
     assert {f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)} <= names
     assert meta[b"label_names"][0] == b"airplane"
     folder = tmp_path / "x" / "cifar-10-batches-py"
     xs, ys = zip(*(small.read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)))
     x, y = np.concatenate(xs), np.concatenate(ys)
-    assert x.shape == (30, 32, 32, 3) and x.dtype == np.uint8     # (N, 32, 32, 3)
+    assert x.shape == (30, 32, 32, 3) and x.dtype == np.uint8  # (N, 32, 32, 3)
     assert np.bincount(y).tolist() == [3] * 10
     x_te, y_te = small.read_cifar_batch(folder / "test_batch")
     assert x_te.shape == (20, 32, 32, 3) and x_te.std() > 10
@@ -134,7 +152,7 @@ def test_savedmodel_has_the_real_interface(tmp_path):
     assert list(inputs) == ["inputs"] and inputs["inputs"].shape.as_list() == [None, 32, 32, 3]
     assert inputs["inputs"].dtype == tf.float32
     assert list(fn.structured_outputs) == ["output_0"]
-    backbone = hub.load_hub_backbone(str(path))              # the notebooks' loader
+    backbone = hub.load_hub_backbone(str(path))  # the notebooks' loader
     ours = vit.build("testing", num_classes=0, img_size=32)
     vit.load_npz(ours, npz)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
@@ -148,7 +166,7 @@ def test_ilsvrc12_list_passes_the_content_check(tmp_path):
     dogs = artifacts.dogs_archives(tmp_path, 2, 1, seed=0, num_classes=3, img_size=16)
     path = artifacts.ilsvrc12_archive(tmp_path, dogs["dogs_images"])
     tl = ov.read_train_list(path)
-    ov.check_complete(tl)                                     # 1,281,167 lines, 1000 synsets
+    ov.check_complete(tl)  # 1,281,167 lines, 1000 synsets
     with tarfile.open(dogs["dogs_images"]) as tar:
         ids = {ov.image_id(n) for n in tar.getnames() if n.endswith(".jpg")}
-    assert 0 < len(ids & tl.ids) < len(ids)                   # some dog images were "seen"
+    assert 0 < len(ids & tl.ids) < len(ids)  # some dog images were "seen"

@@ -18,6 +18,7 @@ not trained: every number computed from them is meaningless, and the report says
 random checkpoint of a variant (the tiny ``testing`` one in ``smoke``) in Google's BiT layout,
 read back by ``resnetv2.load_npz``, cached per (variant, seed, head size).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,8 @@ import numpy as np
 from vitwatch import fileio
 from vitwatch.models import vit
 
-FORMAT = "v2"      # bump when the generator changes, so caches are regenerated
-                   # (v2: the SavedModel computes the tanh GELU, as the real one)
+FORMAT = "v2"  # bump when the generator changes, so caches are regenerated
+# (v2: the SavedModel computes the tanh GELU, as the real one)
 
 
 def generated_dir(cache_dir) -> Path:
@@ -42,13 +43,13 @@ def sincos_2d(grid_size: int, dim: int) -> np.ndarray:
     """(grid_size**2, dim) 2-D sine-cosine position code: half the channels for rows, half
     for columns, geometric frequencies as in Vaswani et al. (2017)."""
     quarter = dim // 4
-    omega = 1.0 / 10000 ** (np.arange(quarter) / max(quarter, 1))        # (dim/4,)
+    omega = 1.0 / 10000 ** (np.arange(quarter) / max(quarter, 1))  # (dim/4,)
     rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
     parts = []
     for pos in (rows.reshape(-1), cols.reshape(-1)):
-        angle = pos[:, None] * omega[None, :]                              # (g*g, dim/4)
+        angle = pos[:, None] * omega[None, :]  # (g*g, dim/4)
         parts += [np.sin(angle), np.cos(angle)]
-    code = np.concatenate(parts, axis=1)                                   # (g*g, 4*(dim/4))
+    code = np.concatenate(parts, axis=1)  # (g*g, 4*(dim/4))
     return np.pad(code, ((0, 0), (0, dim - code.shape[1])))
 
 
@@ -64,14 +65,14 @@ def random_weights(model: vit.VisionTransformer, seed: int) -> dict[str, np.ndar
         elif key == "cls":
             w = 0.02 * rng.standard_normal(shape)
         elif key.endswith("pos_embedding"):
-            code = sincos_2d(model.grid_size, model.embed_dim)                 # (N-1, C)
+            code = sincos_2d(model.grid_size, model.embed_dim)  # (N-1, C)
             code = np.concatenate([np.zeros((1, model.embed_dim)), code])[None]  # (1, N, C)
             w = 0.5 * code + 0.02 * rng.standard_normal(shape)
-        else:                                     # kernels: fan-in = all axes but the last
+        else:  # kernels: fan-in = all axes but the last
             fan_in = int(np.prod(shape[:-1]))
-            if key.endswith("out/kernel"):        # (H, D, C): fan-in is H*D
+            if key.endswith("out/kernel"):  # (H, D, C): fan-in is H*D
                 fan_in = shape[0] * shape[1]
-            elif key.split("/")[-2] in ("query", "key", "value"):      # (C, H, D)
+            elif key.split("/")[-2] in ("query", "key", "value"):  # (C, H, D)
                 fan_in = shape[0]
             w = rng.standard_normal(shape) / np.sqrt(fan_in)
         weights[key] = np.asarray(w, dtype="float32")
@@ -83,8 +84,9 @@ def _name(variant, img_size, seed, num_classes):
     return f"vit_{slug}_{img_size}px_seed{seed}_k{num_classes}_{FORMAT}"
 
 
-def vit_checkpoint(cache_dir, variant: str = "testing", img_size: int = 64, seed: int = 0,
-                   num_classes: int = 1000) -> Path:
+def vit_checkpoint(
+    cache_dir, variant: str = "testing", img_size: int = 64, seed: int = 0, num_classes: int = 1000
+) -> Path:
     """Path of a generated random ViT checkpoint in Google's layout (made once, cached)."""
     path = generated_dir(cache_dir) / (_name(variant, img_size, seed, num_classes) + ".npz")
     if path.is_file():
@@ -94,8 +96,7 @@ def vit_checkpoint(cache_dir, variant: str = "testing", img_size: int = 64, seed
     return fileio.save_npz(path, **weights)
 
 
-def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64,
-                   seed: int = 0) -> Path:
+def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64, seed: int = 0) -> Path:
     """Folder of a TF Hub-style SavedModel holding the weights of :func:`vit_checkpoint`.
 
     Exported from our ViT with its default tanh GELU: the same function as the real TF Hub
@@ -106,11 +107,12 @@ def hub_savedmodel(cache_dir, variant: str = "testing", img_size: int = 64,
     path = generated_dir(cache_dir) / ("hub_" + _name(variant, img_size, seed, 0))
     if (path / "saved_model.pb").is_file():
         return path
-    if path.exists():                              # a broken leftover: start again
+    if path.exists():  # a broken leftover: start again
         shutil.rmtree(path)
     model = vit.build(variant, num_classes=0, img_size=img_size)
     vit.load_npz(model, vit_checkpoint(cache_dir, variant, img_size, seed))
     return hub.export_savedmodel(model, path)
+
 
 # --- BiT (ResNetV2) stand-in ------------------------------------------------------------------
 
@@ -134,15 +136,16 @@ def bit_random_weights(variant: str, seed: int, num_classes: int = 1000) -> dict
         elif key.endswith(("/beta", "/bias")):
             w = 0.02 * rng.standard_normal(shape)
         elif key.startswith(resnetv2.PREFIX + "head/"):
-            w = rng.standard_normal(shape) / np.sqrt(shape[2])          # (1, 1, C, K)
+            w = rng.standard_normal(shape) / np.sqrt(shape[2])  # (1, 1, C, K)
         else:
             w = rng.standard_normal(shape)
         weights[key] = np.asarray(w, dtype="float32")
     return weights
 
 
-def bit_checkpoint(cache_dir, variant: str = "testing", seed: int = 0,
-                   num_classes: int = 1000) -> Path:
+def bit_checkpoint(
+    cache_dir, variant: str = "testing", seed: int = 0, num_classes: int = 1000
+) -> Path:
     """Path of a generated random BiT checkpoint in Google's layout (made once, cached;
     written atomically). ``num_classes=0``: no head (as the features need none)."""
     slug = variant.lower()

@@ -25,6 +25,7 @@ Each file is generated once into ``<cache_dir>/rehearsal/artifacts/`` and writte
 ``manifest.json`` (written last) records, per resource, the file, its size, SHA-256 and MD5.
 The weights are random: the rehearsal checks the code path, never a number.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,17 +44,27 @@ import numpy as np
 
 from vitwatch import fileio
 
-VERSION = 1                   # bump when a generator changes: the cache is then regenerated
-HUB_S = 224                   # input side of the real sayakpaul/vit_s16_fe
-I21K_CLASSES = 21843          # ImageNet-21k head of the i21k-only checkpoint
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck")
+VERSION = 1  # bump when a generator changes: the cache is then regenerated
+HUB_S = 224  # input side of the real sayakpaul/vit_s16_fe
+I21K_CLASSES = 21843  # ImageNet-21k head of the i21k-only checkpoint
+CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 @dataclass(frozen=True)
 class Artifact:
-    name: str                 # key of downloads.RESOURCES
-    path: str                 # the generated file
+    name: str  # key of downloads.RESOURCES
+    path: str  # the generated file
     size: int
     sha256: str
     md5: str
@@ -75,27 +86,41 @@ def digests(path: Path) -> tuple[str, str]:
 
 # --- Stanford Dogs ------------------------------------------------------------------------------
 
-def dogs_archives(root: Path, train_per_class: int, test_per_class: int, seed: int = 0,
-                  num_classes: int = 120, img_size: int = 224) -> dict[str, Path]:
+
+def dogs_archives(
+    root: Path,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int = 0,
+    num_classes: int = 120,
+    img_size: int = 224,
+) -> dict[str, Path]:
     """images.tar / lists.tar / annotation.tar with the real class folders (all 120 by
     default; images with sides about 1.3-2x ``img_size``)."""
     from vitwatch.data import synthetic
 
-    folder = root / (f"dogs-c{num_classes}-tr{train_per_class}-te{test_per_class}-"
-                     f"s{img_size}-seed{seed}")
+    folder = root / (
+        f"dogs-c{num_classes}-tr{train_per_class}-te{test_per_class}-s{img_size}-seed{seed}"
+    )
     synthetic.generate(folder, num_classes, train_per_class, test_per_class, img_size, seed)
-    return {"dogs_images": folder / "images.tar", "dogs_lists": folder / "lists.tar",
-            "dogs_annotation": folder / "annotation.tar"}
+    return {
+        "dogs_images": folder / "images.tar",
+        "dogs_lists": folder / "lists.tar",
+        "dogs_annotation": folder / "annotation.tar",
+    }
 
 
 # --- ViT checkpoints and the TF Hub archive ----------------------------------------------------
+
 
 def vit_checkpoints(root: Path, seed: int = 0) -> dict[str, Path]:
     """The fine-tuned (1000 classes) and i21k-only (21,843 classes) ViT-S/16 .npz files."""
     from vitwatch.models import offline
 
-    return {"vit_s16_i21k_ft_i1k": offline.vit_checkpoint(root, "S/16", 224, seed, 1000),
-            "vit_s16_i21k": offline.vit_checkpoint(root, "S/16", 224, seed + 1, I21K_CLASSES)}
+    return {
+        "vit_s16_i21k_ft_i1k": offline.vit_checkpoint(root, "S/16", 224, seed, 1000),
+        "vit_s16_i21k": offline.vit_checkpoint(root, "S/16", 224, seed + 1, I21K_CLASSES),
+    }
 
 
 def write_savedmodel(npz: Path, dest: Path, variant: str = "S/16", img_size: int = HUB_S) -> Path:
@@ -107,12 +132,12 @@ def write_savedmodel(npz: Path, dest: Path, variant: str = "S/16", img_size: int
     model = vit.build(variant, num_classes=0, img_size=img_size)
     vit.load_npz(model, npz)
     module = tf.Module()
-    module.model = model                           # tracks the variables
+    module.model = model  # tracks the variables
     S = img_size
 
     @tf.function(input_signature=[tf.TensorSpec((None, S, S, 3), tf.float32, name="inputs")])
-    def serve(inputs):                             # (B, S, S, 3) in [-1, 1]
-        return {"output_0": model(inputs, training=False)}     # (B, C): 384 for S/16
+    def serve(inputs):  # (B, S, S, 3) in [-1, 1]
+        return {"output_0": model(inputs, training=False)}  # (B, C): 384 for S/16
 
     module.serve = serve
     tf.saved_model.save(module, str(dest), signatures={"serving_default": serve})
@@ -134,6 +159,7 @@ def hub_archive(root: Path, npz: Path) -> Path:
             with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
                 for item in sorted(staging.rglob("*")):
                     tar.add(item, arcname=str(item.relative_to(staging)), recursive=False)
+
         fileio.atomic_write(path, pack)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -141,6 +167,7 @@ def hub_archive(root: Path, npz: Path) -> Path:
 
 
 # --- ResNet-50 ---------------------------------------------------------------------------------
+
 
 def resnet_h5(root: Path, seed: int = 0) -> Path:
     """Random ResNet-50 weights in the legacy HDF5 layout of Keras' published file."""
@@ -152,7 +179,7 @@ def resnet_h5(root: Path, seed: int = 0) -> Path:
     from keras.src.legacy.saving import legacy_h5_format
 
     keras.utils.set_random_seed(seed)
-    model = keras.applications.ResNet50(weights=None)       # 1000-class top, 224 px
+    model = keras.applications.ResNet50(weights=None)  # 1000-class top, 224 px
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
@@ -165,6 +192,7 @@ def resnet_h5(root: Path, seed: int = 0) -> Path:
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------
 
+
 def _cifar_images(per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
     """(N, 3072) uint8 rows (1024 R, 1024 G, 1024 B, row-major) of learnable 32 px images."""
     from PIL import Image
@@ -176,7 +204,7 @@ def _cifar_images(per_class: int, rng: np.random.Generator) -> tuple[np.ndarray,
         for _ in range(per_class):
             img, _box = synthetic.render(c, 24, rng)
             x = np.asarray(img.resize((32, 32), Image.Resampling.BILINEAR), np.uint8)
-            rows.append(x.transpose(2, 0, 1).reshape(-1))            # (3, 32, 32) -> (3072,)
+            rows.append(x.transpose(2, 0, 1).reshape(-1))  # (3, 32, 32) -> (3072,)
             labels.append(c)
     order = rng.permutation(len(labels))
     return np.stack(rows)[order], [labels[i] for i in order]
@@ -192,8 +220,11 @@ class _Py2Pickler(pickle._Pickler):
 
     def save_bytes(self, obj) -> None:
         n = len(obj)
-        head = (pickle.SHORT_BINSTRING + bytes([n]) if n < 256
-                else pickle.BINSTRING + struct.pack("<i", n))
+        head = (
+            pickle.SHORT_BINSTRING + bytes([n])
+            if n < 256
+            else pickle.BINSTRING + struct.pack("<i", n)
+        )
         self.write(head + obj)
         self.memoize(obj)
 
@@ -201,7 +232,7 @@ class _Py2Pickler(pickle._Pickler):
         module = getattr(obj, "__module__", "") or ""
         if not module.startswith("numpy._core"):
             return super().save_global(obj, name)
-        module = "numpy.core" + module[len("numpy._core"):]
+        module = "numpy.core" + module[len("numpy._core") :]
         self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
         self.memoize(obj)
 
@@ -215,8 +246,7 @@ def _pickled(obj) -> bytes:
     return buf.getvalue()
 
 
-def cifar10_archive(root: Path, train_per_class: int, test_per_class: int,
-                    seed: int = 0) -> Path:
+def cifar10_archive(root: Path, train_per_class: int, test_per_class: int, seed: int = 0) -> Path:
     """``cifar-10-python.tar.gz``: ``cifar-10-batches-py/`` with data_batch_1..5, test_batch
     and batches.meta, each a pickled dict with bytes keys (``b"data"``, ``b"labels"``, ...)."""
     path = root / f"cifar-10-python-tr{train_per_class}-te{test_per_class}-seed{seed}.tar.gz"
@@ -227,35 +257,53 @@ def cifar10_archive(root: Path, train_per_class: int, test_per_class: int,
     rng = np.random.default_rng(seed)
     x_train, y_train = _cifar_images(train_per_class, rng)
     x_test, y_test = _cifar_images(test_per_class, rng)
-    members = {"batches.meta": _pickled({b"label_names": [c.encode() for c in CIFAR_CLASSES],
-                                         b"num_cases_per_batch": len(y_train) // 5,
-                                         b"num_vis": 3072})}
+    members = {
+        "batches.meta": _pickled(
+            {
+                b"label_names": [c.encode() for c in CIFAR_CLASSES],
+                b"num_cases_per_batch": len(y_train) // 5,
+                b"num_vis": 3072,
+            }
+        )
+    }
     for k, part in enumerate(np.array_split(np.arange(len(y_train)), 5), 1):
-        members[f"data_batch_{k}"] = _pickled({
-            b"batch_label": f"training batch {k} of 5".encode(),
-            b"labels": [y_train[i] for i in part], b"data": x_train[part],
-            b"filenames": [f"img_{i}.png".encode() for i in part]})
-    members["test_batch"] = _pickled({b"batch_label": b"testing batch 1 of 1",
-                                      b"labels": y_test, b"data": x_test,
-                                      b"filenames": [f"t_{i}.png".encode()
-                                                     for i in range(len(y_test))]})
+        members[f"data_batch_{k}"] = _pickled(
+            {
+                b"batch_label": f"training batch {k} of 5".encode(),
+                b"labels": [y_train[i] for i in part],
+                b"data": x_train[part],
+                b"filenames": [f"img_{i}.png".encode() for i in part],
+            }
+        )
+    members["test_batch"] = _pickled(
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": y_test,
+            b"data": x_test,
+            b"filenames": [f"t_{i}.png".encode() for i in range(len(y_test))],
+        }
+    )
     members["readme.html"] = b"<p>vitwatch rehearsal stand-in for CIFAR-10</p>\n"
 
     def pack(f):
         with tarfile.open(fileobj=f, mode="w:gz") as tar:
             for name, data in members.items():
                 _add(tar, f"cifar-10-batches-py/{name}", data)
+
     return fileio.atomic_write(path, pack)
 
 
 # --- BiT-M R50x1 and the ILSVRC-2012 training list -------------------------------------------
 
+
 def bit_checkpoints(root: Path, seed: int = 0) -> dict[str, Path]:
     """BiT-M R50x1 in Google's .npz layout: 1000-class (ILSVRC-2012) and 21,843-class heads."""
     from vitwatch.models import offline
 
-    return {"bit_m_r50x1_ilsvrc2012": offline.bit_checkpoint(root, "R50x1", seed, 1000),
-            "bit_m_r50x1": offline.bit_checkpoint(root, "R50x1", seed + 1, I21K_CLASSES)}
+    return {
+        "bit_m_r50x1_ilsvrc2012": offline.bit_checkpoint(root, "R50x1", seed, 1000),
+        "bit_m_r50x1": offline.bit_checkpoint(root, "R50x1", seed + 1, I21K_CLASSES),
+    }
 
 
 def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
@@ -271,12 +319,17 @@ def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
     with tarfile.open(images_tar) as tar:
         ids = sorted(Path(n).stem for n in tar.getnames() if n.endswith(".jpg"))
     seen = ids[::2]
-    synsets = sorted({f.split("-")[0] for f in FOLDERS}
-                     | {f"n{90_000_000 + k:08d}" for k in range(ov.N_CLASSES - len(FOLDERS))})
+    synsets = sorted(
+        {f.split("-")[0] for f in FOLDERS}
+        | {f"n{90_000_000 + k:08d}" for k in range(ov.N_CLASSES - len(FOLDERS))}
+    )
     n_fill = ov.N_TRAIN_IMAGES - len(seen)
     lines = [f"{i.split('_')[0]}/{i}.JPEG {synsets.index(i.split('_')[0])}" for i in seen]
-    lines += [f"{synsets[k % len(synsets)]}/{synsets[k % len(synsets)]}_{1_000_000 + k}.JPEG "
-              f"{k % len(synsets)}" for k in range(n_fill)]
+    lines += [
+        f"{synsets[k % len(synsets)]}/{synsets[k % len(synsets)]}_{1_000_000 + k}.JPEG "
+        f"{k % len(synsets)}"
+        for k in range(n_fill)
+    ]
     data = ("\n".join(lines) + "\n").encode()
     words = "".join(f"{s} synset {k}\n" for k, s in enumerate(synsets)).encode()
     from vitwatch.data.synthetic import _add
@@ -285,6 +338,7 @@ def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
         with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
             _add(tar, "synsets.txt", words)
             _add(tar, ov.MEMBER, data)
+
     return fileio.atomic_write(path, pack)
 
 
@@ -293,13 +347,19 @@ def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
 DOGS = ("dogs_images", "dogs_lists", "dogs_annotation")
 VITS = ("vit_s16_i21k_ft_i1k", "vit_s16_i21k")
 BITS = ("bit_m_r50x1_ilsvrc2012", "bit_m_r50x1")
-PROVIDED = (*DOGS, *VITS, "hub_vit_s16_fe", "resnet50_imagenet", *BITS, "cifar10",
-            "ilsvrc12_aux")
+PROVIDED = (*DOGS, *VITS, "hub_vit_s16_fe", "resnet50_imagenet", *BITS, "cifar10", "ilsvrc12_aux")
 
 
-def build(cache_dir, names=PROVIDED, dogs_train: int = 4, dogs_test: int = 2,
-          cifar_train: int = 60, cifar_test: int = 20, seed: int = 0,
-          log=print) -> dict[str, Artifact]:
+def build(
+    cache_dir,
+    names=PROVIDED,
+    dogs_train: int = 4,
+    dogs_test: int = 2,
+    cifar_train: int = 60,
+    cifar_test: int = 20,
+    seed: int = 0,
+    log=print,
+) -> dict[str, Artifact]:
     """Generate (once) the stand-ins of resources ``names``; return {name: Artifact}.
 
     Raises ValueError naming any resource without a stand-in generator. The manifest caches
@@ -307,8 +367,10 @@ def build(cache_dir, names=PROVIDED, dogs_train: int = 4, dogs_test: int = 2,
     """
     missing = sorted(set(names) - set(PROVIDED))
     if missing:
-        raise ValueError(f"no rehearsal stand-in for {', '.join(missing)}: add a generator to "
-                         "vitwatch.rehearsal.artifacts")
+        raise ValueError(
+            f"no rehearsal stand-in for {', '.join(missing)}: add a generator to "
+            "vitwatch.rehearsal.artifacts"
+        )
     root = artifacts_dir(cache_dir) / f"v{VERSION}"
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / "manifest.json"
@@ -341,13 +403,16 @@ def build(cache_dir, names=PROVIDED, dogs_train: int = 4, dogs_test: int = 2,
     out, stamps = {}, known.get("_stamps", {})
     for name, path in files.items():
         st = path.stat()
-        stamp = [str(path), st.st_size, st.st_mtime_ns]       # regenerated -> hashed again
+        stamp = [str(path), st.st_size, st.st_mtime_ns]  # regenerated -> hashed again
         old = known.get(name)
         if old and stamps.get(name) == stamp:
             out[name] = Artifact(**old)
         else:
             out[name] = Artifact(name, str(path), st.st_size, *digests(path))
             stamps[name] = stamp
-    fileio.write_json(manifest_path, {**known, **{k: asdict(a) for k, a in out.items()},
-                                      "_stamps": stamps}, indent=1)
+    fileio.write_json(
+        manifest_path,
+        {**known, **{k: asdict(a) for k, a in out.items()}, "_stamps": stamps},
+        indent=1,
+    )
     return out

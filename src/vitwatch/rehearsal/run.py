@@ -16,6 +16,7 @@ does, with every download answered by a loopback mirror of the real hosts:
 4. one line per notebook with its time; the run fails (exit 1) naming the notebook and cell,
    or naming a resource that no notebook downloaded (a route the rehearsal did not exercise).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,17 +32,30 @@ from vitwatch.rehearsal.server import Mirror, url_path
 NOTEBOOKS = ("02", "03", "04", "05")
 # Keep the quick code path (real loaders, 224 px, ViT-S/16, ResNet-50, CIFAR-10), cut the work.
 OVERRIDES = {
-    "batch_size": 32, "train_per_class": 2, "test_per_class": 1, "val_fraction": 0.5,
+    "batch_size": 32,
+    "train_per_class": 2,
+    "test_per_class": 1,
+    "val_fraction": 0.5,
     "vit_i21k_checkpoint": "vit_s16_i21k",
     "hub_handle": "https://tfhub.dev/sayakpaul/vit_s16_fe/1",
-    "head_epochs": 1, "head_seeds": 1, "probe_epochs": 5, "probe_l2_grid": [0.001],
-    "finetune_epochs": 1, "n_bootstrap": 100, "n_attention_images": 8, "n_cka_images": 16,
-    "small_dataset": "cifar10", "small_train_sizes": [100, 200], "small_seeds": 1,
-    "small_epochs": 1, "small_test_size": 0,
+    "head_epochs": 1,
+    "head_seeds": 1,
+    "probe_epochs": 5,
+    "probe_l2_grid": [0.001],
+    "finetune_epochs": 1,
+    "n_bootstrap": 100,
+    "n_attention_images": 8,
+    "n_cka_images": 16,
+    "small_dataset": "cifar10",
+    "small_train_sizes": [100, 200],
+    "small_seeds": 1,
+    "small_epochs": 1,
+    "small_test_size": 0,
 }
 # The redirect chain of tfhub.dev today: the handle -> Kaggle Models -> Google Storage.
-_KAGGLE_HOP = ("/www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/"
-               "{}/1/download")
+_KAGGLE_HOP = (
+    "/www.kaggle.com/api/v1/models/spsayakpaul/vision-transformer/tensorFlow2/{}/1/download"
+)
 _STORAGE_HOP = "/storage.googleapis.com/kaggle-models-data/{}/1/model.tar.gz"
 
 
@@ -57,7 +71,7 @@ def mirror_layout(artifacts: dict[str, arts.Artifact]) -> tuple[dict, dict]:
     for name, a in artifacts.items():
         res = downloads.RESOURCES[name]
         url = getattr(res, "download_url", res.url)
-        if "tfhub.dev" in url:                         # handle?tf-hub-format=compressed
+        if "tfhub.dev" in url:  # handle?tf-hub-format=compressed
             slug = res.url.rstrip("/").split("/")[-2].replace("_", "-")
             kaggle, storage = _KAGGLE_HOP.format(slug), _STORAGE_HOP.format(slug)
             redirects[url_path(url)] = kaggle
@@ -73,8 +87,11 @@ def parameters(cache_dir: Path, out_dir: Path) -> dict:
     params = config.load_profile("quick")
     known = {k: v for k, v in OVERRIDES.items() if k in config.PARAMS}
     params.update({k: config.check(k, v, "rehearsal overrides") for k, v in known.items()})
-    params.update(cache_dir=str(cache_dir), results_dir=str(out_dir / "results"),
-                  figures_dir=str(out_dir / "figures"))
+    params.update(
+        cache_dir=str(cache_dir),
+        results_dir=str(out_dir / "results"),
+        figures_dir=str(out_dir / "figures"),
+    )
     return params
 
 
@@ -88,8 +105,12 @@ def needed_resources(params: dict) -> list[str]:
     cfg = config.from_profile("quick", **{k: v for k, v in params.items() if k != "profile"})
     names = report.required_resources(cfg)
     aux = imagenet_overlap.RESOURCE
-    if (aux in downloads.RESOURCES and aux not in names and cfg.dataset == "stanford_dogs"
-            and not getattr(cfg, "imagenet_train_list", "")):
+    if (
+        aux in downloads.RESOURCES
+        and aux not in names
+        and cfg.dataset == "stanford_dogs"
+        and not getattr(cfg, "imagenet_train_list", "")
+    ):
         names.append(aux)
     return names
 
@@ -106,21 +127,27 @@ def _requested(mirror: Mirror, files: dict) -> dict[str, int]:
     return counts
 
 
-def run(cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-        only: list[str] | None = None, kernel: str = "python3", stream: bool = False,
-        log=print) -> dict:
+def run(
+    cache_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    only: list[str] | None = None,
+    kernel: str = "python3",
+    stream: bool = False,
+    log=print,
+) -> dict:
     """Generate, serve, execute; return a summary dict; raise :class:`RehearsalError`."""
     from vitwatch import report
 
     t_start = time.time()
-    cache = Path(cache_dir or os.environ.get("VITWATCH_CACHE")
-                 or Path.home() / ".cache" / "vitwatch").expanduser()
+    cache = Path(
+        cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch"
+    ).expanduser()
     root = config.project_root()
     out = Path(out_dir or root / "reports" / "rehearsal")
     wanted = [n for n in NOTEBOOKS if not only or n in only]
     books = [p for p in report.notebooks(root / "notebooks") if p.name[:2] in wanted]
 
-    run_cache = cache / "rehearsal" / "run"             # empty: every file is downloaded
+    run_cache = cache / "rehearsal" / "run"  # empty: every file is downloaded
     shutil.rmtree(run_cache, ignore_errors=True)
     run_cache.mkdir(parents=True)
     params = parameters(run_cache, out)
@@ -129,13 +156,16 @@ def run(cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike |
     except ValueError as exc:
         raise RehearsalError(str(exc)) from None
     files, redirects = mirror_layout(artifacts)
-    checksums = fileio.write_json(run_cache / "checksums.json",
-                                  {k: {"sha256": a.sha256} for k, a in artifacts.items()})
-    for sub in ("executed", "results", "figures"):     # nothing from a previous rehearsal
+    checksums = fileio.write_json(
+        run_cache / "checksums.json", {k: {"sha256": a.sha256} for k, a in artifacts.items()}
+    )
+    for sub in ("executed", "results", "figures"):  # nothing from a previous rehearsal
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "executed").mkdir(parents=True)
-    log(f"rehearsal: artifacts ready in {time.time() - t_start:.0f} s; "
-        f"serving {len(files)} files on 127.0.0.1")
+    log(
+        f"rehearsal: artifacts ready in {time.time() - t_start:.0f} s; "
+        f"serving {len(files)} files on 127.0.0.1"
+    )
 
     timings, env_keys = {}, ("VITWATCH_MIRROR", "VITWATCH_MIRROR_CHECKSUMS")
     saved = {k: os.environ.get(k) for k in env_keys}
@@ -158,17 +188,25 @@ def run(cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike |
                 else:
                     os.environ[k] = v
         counts = _requested(mirror, files)
-    summary = {"notebooks": timings, "seconds": round(time.time() - t_start, 1),
-               "downloads": counts, "requests": len(mirror.requests),
-               "parameters": params}
+    summary = {
+        "notebooks": timings,
+        "seconds": round(time.time() - t_start, 1),
+        "downloads": counts,
+        "requests": len(mirror.requests),
+        "parameters": params,
+    }
     fileio.write_json(out / "rehearsal.json", summary, indent=1)
     if wanted == list(NOTEBOOKS):
         missed = [p for p, n in counts.items() if n == 0]
         if missed:
-            raise RehearsalError("these files were served but never downloaded, so their "
-                                 "route was not rehearsed: " + ", ".join(missed))
-    log(f"rehearsal: {len(timings)} notebooks passed in {summary['seconds'] / 60:.1f} min "
-        f"({sum(counts.values())} downloads through the mirror); outputs in {out}")
+            raise RehearsalError(
+                "these files were served but never downloaded, so their "
+                "route was not rehearsed: " + ", ".join(missed)
+            )
+    log(
+        f"rehearsal: {len(timings)} notebooks passed in {summary['seconds'] / 60:.1f} min "
+        f"({sum(counts.values())} downloads through the mirror); outputs in {out}"
+    )
     return summary
 
 

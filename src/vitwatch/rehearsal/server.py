@@ -13,6 +13,7 @@ It listens on 127.0.0.1 only, on a free port, in a daemon thread; every request 
         os.environ["VITWATCH_MIRROR"] = mirror.url
         ...
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ class Mirror:
     def __init__(self, files: dict[str, Path], redirects: dict[str, str] | None = None):
         self.files = {k: Path(v) for k, v in files.items()}
         self.redirects = dict(redirects or {})
-        self.requests: list[tuple[str, str, str | None]] = []   # (method, path, Range header)
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -55,9 +56,12 @@ class Mirror:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2}, daemon=True,
-                                        name="vitwatch-mirror")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+            name="vitwatch-mirror",
+        )
         self._thread.start()
         return self
 
@@ -77,8 +81,9 @@ class Mirror:
     def lookup(self, raw_path: str) -> tuple[str, Path | str | None]:
         """("file", path) | ("redirect", url path) | ("missing", None) for a request path."""
         bare = urllib.parse.urlsplit(raw_path).path
-        for key in dict.fromkeys((raw_path, urllib.parse.unquote(raw_path), bare,
-                                  urllib.parse.unquote(bare))):
+        for key in dict.fromkeys(
+            (raw_path, urllib.parse.unquote(raw_path), bare, urllib.parse.unquote(bare))
+        ):
             if key in self.redirects:
                 return "redirect", self.redirects[key]
             if key in self.files:
@@ -90,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
     owner: Mirror
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt, *args) -> None:       # quiet: requests are in owner.requests
+    def log_message(self, fmt, *args) -> None:  # quiet: requests are in owner.requests
         pass
 
     def do_HEAD(self) -> None:
@@ -123,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m.group(1):
                 start = int(m.group(1))
                 end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:                                     # "bytes=-n": the last n bytes
+            else:  # "bytes=-n": the last n bytes
                 start = max(size - int(m.group(2)), 0)
             if start >= size or start > end:
                 self._empty(416, {"Content-Range": f"bytes */{size}"})
@@ -149,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(block)
                     left -= len(block)
             except (BrokenPipeError, ConnectionResetError):
-                pass                                  # the client went away (a test's abort)
+                pass  # the client went away (a test's abort)
 
     def _empty(self, code: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -163,4 +168,3 @@ def url_path(url: str) -> str:
     """``https://host/a/b?q`` -> ``/host/a/b?q``: where the mirror serves ``url``."""
     parts = urllib.parse.urlsplit(url)
     return f"/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
-
