@@ -35,6 +35,9 @@ for v in "${claimed[@]}"; do
      && [ "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$v" ]; then
     venv=".venv"
   fi
+  if [ "$venv" = ".venv" ] && [ "${VITWATCH_VENV_TESTED:-0}" = "1" ]; then
+    echo "python $v: unit tests already run by \`make test\` in .venv"; ran+=("$v"); continue
+  fi
   stamp="$venv/.installed"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "python $v: installing into $venv ($py)"
