@@ -376,6 +376,28 @@ def _evaluate(head, x, y) -> tuple[float, float, np.ndarray]:
     return float(-np.log(p_true).mean()), float((probs.argmax(1) == y).mean()), probs
 
 
+def _head_result(
+    protocol, backbone_name, head, val_probs, val_y, test_x, test_y, history, train_seconds, extra
+) -> RunResult:
+    """The run of a head chosen on validation: the test set scored once, the head's weights
+    stored (the explorer reuses them)."""
+    _, _, test_probs = _evaluate(head, test_x, test_y)  # test: once
+    kernel, bias = head.get_weights()
+    return RunResult(
+        protocol,
+        backbone_name,
+        val_probs,
+        val_y,
+        test_probs,
+        test_y,
+        history,
+        timings={"train_seconds": train_seconds},
+        trainable_params=count_params(head.trainable_weights),
+        extra=extra,
+        arrays={"head_kernel": kernel, "head_bias": bias},
+    )
+
+
 class _Best:
     """Keeps the weights of the best epoch on validation (accuracy, then loss)."""
 
@@ -652,20 +674,9 @@ def _protocol_a_seed(
     head = trainer.head
     head.set_weights(best.weights)
     _, _, val_probs = _evaluate(head, val_x, val_y)
-    _, _, test_probs = _evaluate(head, test_x, test_y)  # test: once
-    kernel, bias = head.get_weights()
-    return RunResult(
-        "A",
-        backbone.name,
-        val_probs,
-        val_y,
-        test_probs,
-        test_y,
-        history,
-        timings={"train_seconds": train_seconds},
-        trainable_params=count_params(head.trainable_weights),
-        extra={"best_epoch": best.epoch, "epoch_views": epoch_views(cfg, seed)},
-        arrays={"head_kernel": kernel, "head_bias": bias},
+    extra = {"best_epoch": best.epoch, "epoch_views": epoch_views(cfg, seed)}
+    return _head_result(
+        "A", backbone.name, head, val_probs, val_y, test_x, test_y, history, train_seconds, extra
     ), streamed
 
 
@@ -763,26 +774,9 @@ def _probe(
             best = ((val_acc, -val_loss), (lr, l2, standardise), head, history, epoch, val_probs)
     train_seconds = time.perf_counter() - t0
     _, (lr, l2, standardise), head, history, epoch, val_probs = best
-    _, _, test_probs = _evaluate(head, test_x, test_y)  # test: once
-    kernel, bias = head.get_weights()
-    return RunResult(
-        "B",
-        backbone_name,
-        val_probs,
-        val_y,
-        test_probs,
-        test_y,
-        history,
-        timings={"train_seconds": train_seconds},
-        trainable_params=count_params(head.trainable_weights),
-        extra={
-            "l2": l2,
-            "lr": lr,
-            "standardize": standardise,
-            "l2_scan": scan,
-            "best_epoch": epoch,
-        },
-        arrays={"head_kernel": kernel, "head_bias": bias},
+    extra = {"l2": l2, "lr": lr, "standardize": standardise, "l2_scan": scan, "best_epoch": epoch}
+    return _head_result(
+        "B", backbone_name, head, val_probs, val_y, test_x, test_y, history, train_seconds, extra
     )
 
 

@@ -98,6 +98,26 @@ def _resource_for(spec: str) -> str | None:
     return next((r.name for r in downloads.RESOURCES.values() if r.url == spec), None)
 
 
+def _local_or_download(spec: str, cfg, param: str, family: str) -> Path:
+    """A checkpoint parameter that is not 'generated': a name or URL of downloads.RESOURCES
+    (fetched), else a local .npz path; ``family`` prefixes the resource names listed when an
+    unknown URL is given."""
+    name = _resource_for(spec)
+    if name is not None:
+        return downloads.fetch(name, cfg.cache_dir)
+    if spec.startswith(("http://", "https://", "gs://")):
+        known = ", ".join(r for r in downloads.RESOURCES if r.startswith(family))
+        raise ValueError(
+            f"parameter {param}={spec!r}: unknown URL; use a name of "
+            f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
+            "give its local path"
+        )
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
+    return path
+
+
 def vit_checkpoint_path(spec: str, cfg, param: str = "vit_checkpoint", i21k=False) -> Path:
     """Resolve a checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or a
     local .npz path."""
@@ -109,20 +129,7 @@ def vit_checkpoint_path(spec: str, cfg, param: str = "vit_checkpoint", i21k=Fals
             seed=cfg.seed + (1 if i21k else 0),
             num_classes=0 if i21k else 1000,
         )
-    name = _resource_for(spec)
-    if name is not None:
-        return downloads.fetch(name, cfg.cache_dir)
-    if spec.startswith(("http://", "https://", "gs://")):
-        known = ", ".join(r for r in downloads.RESOURCES if r.startswith("vit_"))
-        raise ValueError(
-            f"parameter {param}={spec!r}: unknown URL; use a name of "
-            f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
-            "give its local path"
-        )
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
-    return path
+    return _local_or_download(spec, cfg, param, "vit_")
 
 
 def _read_head(path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -216,20 +223,7 @@ def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=Fals
             seed=cfg.seed + (3 if i21k else 2),
             num_classes=0 if i21k else 1000,
         )
-    name = _resource_for(spec)
-    if name is not None:
-        return downloads.fetch(name, cfg.cache_dir)
-    if spec.startswith(("http://", "https://", "gs://")):
-        known = ", ".join(r for r in downloads.RESOURCES if r.startswith("bit_"))
-        raise ValueError(
-            f"parameter {param}={spec!r}: unknown URL; use a name of "
-            f"vitwatch.downloads.RESOURCES ({known}) or download the file and "
-            "give its local path"
-        )
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter {param}={spec!r}: no such .npz file ({path})")
-    return path
+    return _local_or_download(spec, cfg, param, "bit_")
 
 
 def _bit(name, cfg, spec, param, i21k=False):

@@ -43,22 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from vitwatch import fileio
+from vitwatch.data.small import CIFAR10_CLASSES
 
 VERSION = 1  # bump when a generator changes: the cache is then regenerated
 HUB_S = 224  # input side of the real sayakpaul/vit_s16_fe
 I21K_CLASSES = 21843  # ImageNet-21k head of the i21k-only checkpoint
-CIFAR_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 
 
 @dataclass(frozen=True)
@@ -200,7 +189,7 @@ def _cifar_images(per_class: int, rng: np.random.Generator) -> tuple[np.ndarray,
     from vitwatch.data import synthetic
 
     rows, labels = [], []
-    for c in range(len(CIFAR_CLASSES)):
+    for c in range(len(CIFAR10_CLASSES)):
         for _ in range(per_class):
             img, _box = synthetic.render(c, 24, rng)
             x = np.asarray(img.resize((32, 32), Image.Resampling.BILINEAR), np.uint8)
@@ -260,7 +249,7 @@ def cifar10_archive(root: Path, train_per_class: int, test_per_class: int, seed:
     members = {
         "batches.meta": _pickled(
             {
-                b"label_names": [c.encode() for c in CIFAR_CLASSES],
+                b"label_names": [c.encode() for c in CIFAR10_CLASSES],
                 b"num_cases_per_batch": len(y_train) // 5,
                 b"num_vis": 3072,
             }
