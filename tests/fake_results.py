@@ -11,7 +11,6 @@ files are exactly what 03 writes.
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +69,15 @@ def make_store(
     runs: dict | None = None,
     n_seeds: int = 2,
 ):
-    """Write a complete store; return the cfg-like namespace pointing at it."""
+    """Write a complete store; return it (a ``results.ResultsStore``)."""
     rng = np.random.default_rng(seed)
     rng_seeds = np.random.default_rng(seed + 1000)  # the extra seeds: own stream
-    cfg = types.SimpleNamespace(
-        results_dir=str(results_dir), profile="smoke", seed=seed, dataset="synthetic"
-    )
+    store = results.ResultsStore(results_dir, "smoke", seed)
     paths, labels, boxes = _photos(Path(image_dir), n_classes, per_class, rng)
     labels = np.asarray(labels)
     # dataset.json exactly as CONTRIBUTING.md describes it (written by 03 from DogsData)
-    results.write_json(
-        Path(results_dir) / "dataset.json",
+    store.write_json(
+        "dataset.json",
         {
             "class_names": [f"Breed {c}" for c in range(n_classes)],
             "synsets": [f"n0208{c:04d}" for c in range(n_classes)],
@@ -132,8 +129,7 @@ def make_store(
                 np.mean([(q.argmax(1) == labels).mean() for q in arrays.get(key, p[None])])
             )
 
-        results.save(
-            cfg,
+        store.save(
             f"{protocol}_{backbone}",
             arrays,
             {
@@ -154,12 +150,11 @@ def make_store(
                 "machine": machine,
             },
         )
-    results.save_cost(
-        cfg,
+    store.save_cost(
         {
             "vit_s16": {"params": 22_050_664, "gmacs": 4.61, "images_per_second": 5.0},
             "vit_s16_hub": {"params": 22_050_664, "gmacs": 4.61, "images_per_second": 5.5},
             "resnet50": {"params": 25_636_712, "gmacs": 3.86, "images_per_second": 7.4},
         },
     )
-    return cfg
+    return store

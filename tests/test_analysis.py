@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fake_results import make_store
 
-from vitwatch import analysis
+from vitwatch import analysis, results
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +50,19 @@ def test_paired_comparisons_and_sentences(store_cfg):
 
 
 def test_missing_or_inconsistent_store(tmp_path, store_cfg):
-    empty = types.SimpleNamespace(results_dir=str(tmp_path / "none"), profile="smoke")
+    empty = results.ResultsStore(tmp_path / "none", "smoke")
     with pytest.raises(FileNotFoundError, match="execute notebook 03"):
         analysis.load_store(empty)
     # a run evaluated on other test images is refused, naming the run
     import shutil
 
     bad = tmp_path / "bad"
-    shutil.copytree(store_cfg.results_dir, bad)
+    shutil.copytree(store_cfg.folder, bad)
     z = dict(np.load(bad / "A_resnet50.npz"))
     z["test_labels"] = z["test_labels"][::-1].copy()
     np.savez(bad / "A_resnet50.npz", **z)
     with pytest.raises(ValueError, match="A_resnet50.npz test_labels"):
-        analysis.load_store(types.SimpleNamespace(results_dir=str(bad), profile="smoke"))
+        analysis.load_store(results.ResultsStore(bad, "smoke"))
     info = json.loads((bad / "dataset.json").read_text())
     assert len(info["test_boxes"]) == 48
 

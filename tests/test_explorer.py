@@ -29,10 +29,10 @@ def _save_head(cfg, run, backbone, dim, val_top1, seed):
     kernel = np.zeros((dim, K), np.float32)
     bias = rng.normal(size=K).astype(np.float32)
     bias[FAVOURED] = bias.max() + 2.0
-    labels = np.asarray(results.load_dataset(cfg)["test_labels"])
+    store = results.ResultsStore(cfg.results_dir, cfg.profile, cfg.seed)
+    labels = np.asarray(store.load_dataset()["test_labels"])
     probs = np.full((labels.size, K), 1.0 / K, np.float32)
-    results.save(
-        cfg,
+    store.save(
         run,
         {
             "test_probs": probs,

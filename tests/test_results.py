@@ -10,8 +10,8 @@ from vitwatch import results
 
 
 @pytest.fixture
-def cfg(tmp_path):
-    return types.SimpleNamespace(results_dir=str(tmp_path / "results"), profile="smoke", seed=3)
+def store(tmp_path):
+    return results.ResultsStore(tmp_path / "results", profile="smoke", seed=3)
 
 
 def _run(k=5, n=7, seed=0):
@@ -45,69 +45,68 @@ def _run(k=5, n=7, seed=0):
     return arrays, meta
 
 
-def test_round_trip(cfg):
+def test_round_trip(store):
     arrays, meta = _run()
-    results.save(cfg, "B_vit_s16", arrays, meta)
-    got_meta, got = results.load(cfg, "B_vit_s16")
+    store.save("B_vit_s16", arrays, meta)
+    got_meta, got = store.load("B_vit_s16")
     assert set(got) == set(arrays)
     for k in arrays:
         np.testing.assert_array_equal(got[k], arrays[k])
     assert got_meta["history"]["loss"] == [1.0, 0.5]
     assert got_meta["profile"] == "smoke" and got_meta["seed"] == 3
-    assert results.list_runs(cfg) == ["B_vit_s16"]
-    assert results.table(cfg)[0]["top1"] == 0.5
+    assert store.list_runs() == ["B_vit_s16"]
 
 
-def test_has_compares_hyperparameters(cfg):
+def test_has_compares_hyperparameters(store):
     arrays, meta = _run()
-    assert not results.has(cfg, "B_vit_s16")
-    results.save(cfg, "B_vit_s16", arrays, meta)
-    assert results.has(cfg, "B_vit_s16")
+    assert not store.has("B_vit_s16")
+    store.save("B_vit_s16", arrays, meta)
+    assert store.has("B_vit_s16")
     # tuples and numpy scalars compare equal to what JSON gives back
-    assert results.has(cfg, "B_vit_s16", {"l2_grid": [1e-4, 1e-3], "epochs": 3})
-    assert not results.has(cfg, "B_vit_s16", {"l2_grid": [1e-4], "epochs": 3})
-    assert not results.has(cfg, "A_vit_s16", {"l2_grid": [1e-4, 1e-3], "epochs": 3})
+    assert store.has("B_vit_s16", {"l2_grid": [1e-4, 1e-3], "epochs": 3})
+    assert not store.has("B_vit_s16", {"l2_grid": [1e-4], "epochs": 3})
+    assert not store.has("A_vit_s16", {"l2_grid": [1e-4, 1e-3], "epochs": 3})
 
 
-def test_unfinished_run_is_not_listed(cfg, tmp_path):
+def test_unfinished_run_is_not_listed(store, tmp_path):
     arrays, meta = _run()
-    results.save(cfg, "B_vit_s16", arrays, meta)
+    store.save("B_vit_s16", arrays, meta)
     (tmp_path / "results" / "B_vit_s16.npz").unlink()  # killed between the two files
-    assert results.list_runs(cfg) == []
-    assert not results.has(cfg, "B_vit_s16")
+    assert store.list_runs() == []
+    assert not store.has("B_vit_s16")
     with pytest.raises(FileNotFoundError, match="B_vit_s16.npz"):
-        results.load(cfg, "B_vit_s16")
+        store.load("B_vit_s16")
 
 
-def test_atomic_write_leaves_old_file_on_failure(cfg, tmp_path):
+def test_atomic_write_leaves_old_file_on_failure(store, tmp_path):
     path = tmp_path / "results" / "cost.json"
-    results.save_cost(cfg, {"vit_s16": {"params": 1}})
+    store.save_cost({"vit_s16": {"params": 1}})
 
     class Boom:
         pass
 
     with pytest.raises(TypeError):
-        results.save_cost(cfg, {"resnet50": {"params": Boom()}})  # not JSON-serialisable
+        store.save_cost({"resnet50": {"params": Boom()}})  # not JSON-serialisable
     assert json.loads(path.read_text()) == {"vit_s16": {"params": 1}}
     assert [p.name for p in path.parent.iterdir()] == ["cost.json"]  # no temp file left
-    results.save_cost(cfg, {"resnet50": {"params": 2}})  # merges
-    assert set(results.load_cost(cfg)) == {"vit_s16", "resnet50"}
+    store.save_cost({"resnet50": {"params": 2}})  # merges
+    assert set(store.load_cost()) == {"vit_s16", "resnet50"}
 
 
-def test_clear_errors(cfg):
+def test_clear_errors(store):
     arrays, meta = _run()
     with pytest.raises(ValueError, match="run name"):
-        results.save(cfg, "vit", arrays, meta)
+        store.save("vit", arrays, meta)
     del arrays["val_probs"]
     with pytest.raises(ValueError, match="val_probs"):
-        results.save(cfg, "B_vit_s16", arrays, meta)
+        store.save("B_vit_s16", arrays, meta)
     with pytest.raises(FileNotFoundError, match="notebook 03"):
-        results.load(cfg, "A_resnet50")
+        store.load("A_resnet50")
     with pytest.raises(FileNotFoundError, match="dataset.json"):
-        results.load_dataset(cfg)
+        store.load_dataset()
 
 
-def test_dataset_json(cfg):
+def test_dataset_json(store):
     split = types.SimpleNamespace(
         paths=["a.jpg", "b.jpg"],
         labels=np.array([0, 1]),
@@ -122,7 +121,19 @@ def test_dataset_json(cfg):
             "n_test": 2,
         },
     )
-    results.save_dataset(cfg, data)
-    info = results.load_dataset(cfg)
+    store.save_dataset(data)
+    info = store.load_dataset()
     assert info["test_boxes"] == [[[1.0, 2.0, 3.0, 4.0]], []]
     assert info["class_names"] == ["A", "B"] and info["profile"] == "smoke"
+
+
+def test_sub_store_keeps_provenance_and_cost_starts_empty(store):
+    arrays, meta = _run()
+    assert store.load_cost() == {}
+    view = store.sub("eval_views", "native_64")
+    view.save("B_vit_s16", arrays, meta)
+    assert view.list_runs() == ["B_vit_s16"] and store.list_runs() == []
+    got, _ = view.load("B_vit_s16")
+    assert got["profile"] == "smoke" and got["seed"] == 3
+    store.write_json("eval_views.json", {"main_view": "native", "x": np.float32(0.5)})
+    assert store.read_json("eval_views.json") == {"main_view": "native", "x": 0.5}

@@ -88,8 +88,7 @@ def test_macro_f1_point_and_replicates_match_sklearn():
 
 
 def test_tables_have_the_analysis_columns_and_use_every_seed(tmp_path):
-    cfg = make_store(tmp_path / "results", tmp_path / "img", n_seeds=2)
-    store = analysis.load_store(cfg)
+    store = analysis.load_store(make_store(tmp_path / "results", tmp_path / "img", n_seeds=2))
     t = seeds.results_table(store, 200, 0)
     old = analysis.results_table(store, 200, 0)
     assert set(old.columns) <= set(t.columns) and list(t["run"]) == list(old["run"])

@@ -299,7 +299,7 @@ def test_second_run_recomputes_nothing(setup, monkeypatch):
         return train.protocol_b(b, data, cfg, progress=False)
 
     first = train.run_or_load(cfg, "B", b, data, run_b)
-    assert calls == [1] and results.has(cfg, "B_resnet50")
+    assert calls == [1] and results.ResultsStore(cfg.results_dir).has("B_resnet50")
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed")
@@ -320,7 +320,7 @@ def test_second_run_recomputes_nothing(setup, monkeypatch):
         cfg2, "B", b, data, lambda: calls.append(2) or train.protocol_b(b, data, cfg2, progress=0)
     )
     assert calls == [1, 2]
-    meta, _ = results.load(cfg, "B_resnet50")
+    meta, _ = results.ResultsStore(cfg.results_dir).load("B_resnet50")
     assert meta["hyperparameters"]["probe_epochs"] == 2 and meta["protocol"] == "B"
 
 

@@ -61,19 +61,19 @@ def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str
     }
 
 
-def backbone_costs(cfg, backbones: dict, log: Callable[[str], None] = print) -> dict:
-    """``cost.json`` of the results store, measured for backbones not yet in it (or whose
-    weights changed), then returned: backbone -> params, gmacs, images_per_second, ..."""
-    from vitwatch import results
-
-    path = results.results_dir(cfg) / "cost.json"
-    stored = results.load_cost(cfg) if path.is_file() else {}
+def backbone_costs(
+    store, backbones: dict, batch_size: int, log: Callable[[str], None] = print
+) -> dict:
+    """``cost.json`` of the results store ``store``, measured (batches of ``batch_size``) for
+    backbones not yet in it (or whose weights changed), then returned: backbone -> params,
+    gmacs, images_per_second, ..."""
+    stored = store.load_cost()
     todo = {n: b for n, b in backbones.items() if stored.get(n, {}).get("cache_key") != b.cache_key}
     for name, b in todo.items():
         log(f"measuring the cost of {name} ...")
-        stored[name] = {**measure_cost(b, cfg.batch_size), "cache_key": b.cache_key}
+        stored[name] = {**measure_cost(b, batch_size), "cache_key": b.cache_key}
     if todo:
-        results.save_cost(cfg, {n: stored[n] for n in todo})
+        store.save_cost({n: stored[n] for n in todo})
     return {n: stored[n] for n in backbones}
 
 

@@ -92,9 +92,9 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 def stored_heads(cfg, protocols=HEAD_PROTOCOLS) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
     """backbone -> (run, kernel (D, K), bias (K,)): the head of the best run among
     ``protocols`` (validation accuracy) that stored one. Raises when 03 has not run."""
-    from vitwatch import analysis
+    from vitwatch import analysis, results
 
-    store = analysis.load_store(cfg)
+    store = analysis.load_store(results.ResultsStore(cfg.results_dir, cfg.profile))
     heads = {}
     for backbone in dict.fromkeys(m["backbone"] for m, _ in store.runs.values()):
         cands = [
@@ -124,7 +124,7 @@ def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
     from vitwatch import analysis, results
     from vitwatch.models import registry
 
-    class_names = list(results.load_dataset(cfg)["class_names"])
+    class_names = list(results.ResultsStore(cfg.results_dir).load_dataset()["class_names"])
     heads = stored_heads(cfg)
     order = [n for n in registry.NAMES if n in heads] + [
         n for n in heads if n not in registry.NAMES
@@ -254,7 +254,7 @@ def examples(cfg, n: int = 3, seed: int = 0) -> list[tuple[str, int]]:
     """``n`` test images of distinct breeds (seeded): [(path, true label), ...]."""
     from vitwatch import results
 
-    ds = results.load_dataset(cfg)
+    ds = results.ResultsStore(cfg.results_dir).load_dataset()
     paths, labels = ds["test_paths"], np.asarray(ds["test_labels"])
     order = np.random.default_rng(seed).permutation(len(paths))
     chosen, seen = [], set()

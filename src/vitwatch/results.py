@@ -1,6 +1,7 @@
 """The results store: what notebook 03 measures and notebook 04 reads, without recomputing.
 
-Layout (one folder per profile, ``cfg.results_dir``, default ``reports/<profile>/results/``)::
+A :class:`ResultsStore` reads and writes one folder (``cfg.results_dir``, by default
+``reports/<profile>/results/``), laid out as::
 
     dataset.json        class names, synsets, test paths / labels / boxes, split sizes, bad images
     cost.json           per backbone: params, gmacs, images_per_second (measured in 03)
@@ -20,8 +21,9 @@ Validation probabilities are stored for every run and seed (temperature scaling 
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
 a run's ``.npz`` is written before its ``.json``: a run counts as finished only when its JSON
-exists. :func:`has` compares the stored hyperparameters with the requested ones, so a notebook
-interrupted halfway resumes by skipping exactly the runs that finished with the same settings.
+exists. :meth:`ResultsStore.has` compares the stored hyperparameters with the requested ones, so
+a notebook interrupted halfway resumes by skipping exactly the runs that finished with the same
+settings.
 """
 
 from __future__ import annotations
@@ -49,10 +51,6 @@ REQUIRED_META = (
     "timings",
     "trainable_params",
 )
-
-
-def results_dir(cfg) -> Path:
-    return Path(cfg.results_dir)
 
 
 def _check_name(run_name: str) -> None:
@@ -97,118 +95,112 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"results store: {path} is not valid JSON: {exc}") from None
 
 
-# --- runs ---------------------------------------------------------------------------------
+# --- the store ----------------------------------------------------------------------------
 
 
-def save(cfg, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
-    """Write ``<run_name>.npz`` then ``<run_name>.json``; return the JSON path."""
-    _check_name(run_name)
-    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
-    missing += [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise ValueError(f"results.save({run_name!r}): missing {', '.join(missing)}")
-    out = results_dir(cfg)
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    fileio.save_npz(out / f"{run_name}.npz", compressed=True, **arrays)
-    meta = dict(meta)
-    meta.setdefault("run", run_name)
-    meta.setdefault("profile", getattr(cfg, "profile", None))
-    meta.setdefault("seed", getattr(cfg, "seed", None))
-    if "machine" not in meta:
-        from vitwatch import config
+class ResultsStore:
+    """The results store in ``folder``: runs, ``dataset.json``, ``cost.json`` and any other JSON
+    file of the report. ``profile`` and ``seed`` (those of the notebook that writes) are stamped
+    on every run's JSON and on ``dataset.json``; a reader may leave them out."""
 
-        meta["machine"] = config.machine_summary()
-    return write_json(out / f"{run_name}.json", meta)
+    def __init__(self, folder, profile: str | None = None, seed: int | None = None):
+        self.folder = Path(folder)
+        self.profile = profile
+        self.seed = seed
 
+    def __repr__(self) -> str:
+        return f"ResultsStore({str(self.folder)!r}, profile={self.profile!r})"
 
-def load(cfg, run_name: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of one run; a clear error if it is missing or incomplete."""
-    _check_name(run_name)
-    out = results_dir(cfg)
-    meta = read_json(out / f"{run_name}.json")
-    npz = out / f"{run_name}.npz"
-    if not npz.is_file():
-        raise FileNotFoundError(f"results store: {npz} missing although its JSON exists")
-    with np.load(npz, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return meta, arrays
+    def sub(self, *parts: str) -> ResultsStore:
+        """The store in a sub-folder (e.g. ``eval_views/native_64``), same provenance."""
+        return ResultsStore(self.folder.joinpath(*parts), self.profile, self.seed)
 
+    def write_json(self, name: str, obj: Any) -> Path:
+        """``<folder>/<name>`` (a relative path), numpy values made plain."""
+        return write_json(self.folder / name, obj)
 
-def list_runs(cfg) -> list[str]:
-    """Names of the finished runs (those with both files), sorted."""
-    out = results_dir(cfg)
-    if not out.is_dir():
-        return []
-    return sorted(
-        p.stem
-        for p in out.glob("*.json")
-        if _RUN.match(p.stem) and (out / f"{p.stem}.npz").is_file()
-    )
+    def read_json(self, name: str) -> Any:
+        return read_json(self.folder / name)
 
+    # --- runs ---------------------------------------------------------------------------------
 
-def has(cfg, run_name: str, hyperparameters: Mapping[str, Any] | None = None) -> bool:
-    """True when the run finished, with the same ``hyperparameters`` if they are given."""
-    _check_name(run_name)
-    if run_name not in list_runs(cfg):
-        return False
-    if hyperparameters is None:
-        return True
-    try:
-        meta = read_json(results_dir(cfg) / f"{run_name}.json")
-    except ValueError:
-        return False
-    return normalize(meta.get("hyperparameters")) == normalize(hyperparameters)
+    def save(self, run_name: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
+        """Write ``<run_name>.npz`` then ``<run_name>.json``; return the JSON path."""
+        _check_name(run_name)
+        missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+        missing += [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise ValueError(f"results.save({run_name!r}): missing {', '.join(missing)}")
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        fileio.save_npz(self.folder / f"{run_name}.npz", compressed=True, **arrays)
+        meta = dict(meta)
+        meta.setdefault("run", run_name)
+        meta.setdefault("profile", self.profile)
+        meta.setdefault("seed", self.seed)
+        if "machine" not in meta:
+            from vitwatch import config
 
+            meta["machine"] = config.machine_summary()
+        return self.write_json(f"{run_name}.json", meta)
 
-def table(cfg) -> list[dict]:
-    """One row per stored run (run, backbone, protocol, top1, top5, val_top1) for a DataFrame."""
-    rows = []
-    for name in list_runs(cfg):
-        meta = read_json(results_dir(cfg) / f"{name}.json")
-        rows.append(
-            {
-                k: meta.get(k)
-                for k in (
-                    "run",
-                    "backbone",
-                    "protocol",
-                    "top1",
-                    "top5",
-                    "val_top1",
-                    "trainable_params",
-                )
-            }
+    def load(self, run_name: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(meta, arrays)`` of one run; a clear error if it is missing or incomplete."""
+        _check_name(run_name)
+        meta = self.read_json(f"{run_name}.json")
+        npz = self.folder / f"{run_name}.npz"
+        if not npz.is_file():
+            raise FileNotFoundError(f"results store: {npz} missing although its JSON exists")
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return meta, arrays
+
+    def list_runs(self) -> list[str]:
+        """Names of the finished runs (those with both files), sorted."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(
+            p.stem
+            for p in self.folder.glob("*.json")
+            if _RUN.match(p.stem) and (self.folder / f"{p.stem}.npz").is_file()
         )
-        rows[-1]["run"] = name
-    return rows
 
+    def has(self, run_name: str, hyperparameters: Mapping[str, Any] | None = None) -> bool:
+        """True when the run finished, with the same ``hyperparameters`` if they are given."""
+        _check_name(run_name)
+        if run_name not in self.list_runs():
+            return False
+        if hyperparameters is None:
+            return True
+        try:
+            meta = self.read_json(f"{run_name}.json")
+        except ValueError:
+            return False
+        return normalize(meta.get("hyperparameters")) == normalize(hyperparameters)
 
-# --- dataset and cost ---------------------------------------------------------------------
+    # --- dataset and cost ---------------------------------------------------------------------
 
+    def save_dataset(self, data) -> Path:
+        """``dataset.json`` from a ``DogsData`` (fields: CONTRIBUTING.md, built by
+        ``DogsData.dataset_record()``), plus the profile it was made under."""
+        info = dict(data.dataset_record())
+        info["test_boxes"] = [
+            np.asarray(b, dtype=float).reshape(-1, 4).tolist() for b in data.test.boxes
+        ]
+        info["profile"] = self.profile
+        return self.write_json("dataset.json", info)
 
-def save_dataset(cfg, data) -> Path:
-    """``dataset.json`` from a ``DogsData`` (fields: CONTRIBUTING.md, built by
-    ``DogsData.dataset_record()``), plus the profile it was made under."""
-    info = dict(data.dataset_record())
-    info["test_boxes"] = [
-        np.asarray(b, dtype=float).reshape(-1, 4).tolist() for b in data.test.boxes
-    ]
-    info["profile"] = getattr(cfg, "profile", None)
-    return write_json(results_dir(cfg) / "dataset.json", info)
+    def load_dataset(self) -> dict:
+        return self.read_json("dataset.json")
 
+    def save_cost(self, cost: Mapping[str, Mapping[str, Any]]) -> Path:
+        """``cost.json``: ``{backbone: {params, gmacs, images_per_second, ...}}``; merges with
+        the backbones already stored."""
+        path = self.folder / "cost.json"
+        merged = read_json(path) if path.is_file() else {}
+        merged.update(_jsonable(cost))
+        return write_json(path, merged)
 
-def load_dataset(cfg) -> dict:
-    return read_json(results_dir(cfg) / "dataset.json")
-
-
-def save_cost(cfg, cost: Mapping[str, Mapping[str, Any]]) -> Path:
-    """``cost.json``: ``{backbone: {params, gmacs, images_per_second, ...}}``; merges with the
-    backbones already stored."""
-    path = results_dir(cfg) / "cost.json"
-    merged = read_json(path) if path.is_file() else {}
-    merged.update(_jsonable(cost))
-    return write_json(path, merged)
-
-
-def load_cost(cfg) -> dict:
-    return read_json(results_dir(cfg) / "cost.json")
+    def load_cost(self) -> dict:
+        """``cost.json``; ``{}`` when no cost was measured yet."""
+        path = self.folder / "cost.json"
+        return read_json(path) if path.is_file() else {}

@@ -128,9 +128,8 @@ class RunResult:
     def top1_seeds(self) -> list[float]:
         return [topk_accuracy(p, self.test_labels, 1) for p in self.seed_test_probs]
 
-    def save(self, cfg) -> None:
-        from vitwatch import results
-
+    def save(self, store) -> None:
+        """Into the results store ``store`` (a :class:`~vitwatch.results.ResultsStore`)."""
         arrays = {
             "test_probs": self.test_probs.astype(np.float32),
             "test_labels": self.test_labels.astype(np.int64),
@@ -154,13 +153,11 @@ class RunResult:
             "trainable_params": int(self.trainable_params),
             "extra": self.extra,
         }
-        results.save(cfg, self.run_name, arrays, meta)
+        store.save(self.run_name, arrays, meta)
 
     @classmethod
-    def load(cls, cfg, run_name: str) -> RunResult:
-        from vitwatch import results
-
-        meta, arrays = results.load(cfg, run_name)
+    def load(cls, store, run_name: str) -> RunResult:
+        meta, arrays = store.load(run_name)
         main = ("test_probs", "test_labels", "val_probs", "val_labels", "test_preds")
         return cls(
             meta["protocol"],
@@ -334,14 +331,15 @@ def run_or_load(
     """
     from vitwatch import results
 
+    store = results.ResultsStore(cfg.results_dir, cfg.profile, cfg.seed)
     hp = {**hyperparameters(protocol, backbone, data, cfg), **(extra_key or {})}
     name = f"{protocol}_{backbone.name}"
-    if results.has(cfg, name, hp):
+    if store.has(name, hp):
         log(f"{name}: found in the results store with the same hyperparameters; not rerun")
-        return RunResult.load(cfg, name)
+        return RunResult.load(store, name)
     run = fn()
     run.hyperparameters = results.normalize(hp)
-    run.save(cfg)
+    run.save(store)
     return run
 
 
