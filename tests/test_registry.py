@@ -29,17 +29,17 @@ def test_three_backbones_of_smoke(cfg, images):
     for name, dim in [("vit_s16", 64), ("vit_s16_hub", 64), ("resnet50", 2048)]:
         b = registry.backbone(name, cfg)
         assert (b.name, b.img_size, b.feature_dim) == (name, 32, dim)
-        f = b.features(images)
-        assert f.shape == (3, dim) and np.isfinite(f).all()
+        f = b.forward(images.astype(np.uint8))
+        assert f.shape == (3, dim) and f.dtype == np.float32 and np.isfinite(f).all()
         assert b.model.trainable_weights == []  # frozen by default
         assert b.params == b.model.count_params() > 0 and b.gmacs > 0
+        assert b.cache_dir == cfg.cache_dir
         keys.add(b.cache_key)
         if name != "vit_s16_hub":
-            logits = b.imagenet_logits(f)
-            assert logits.shape == (3, 1000)
-            np.testing.assert_allclose(b.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
+            assert b.imagenet_logits(f).shape == (3, 1000)
         else:
             assert b.imagenet_logits is None  # feature-extractor SavedModel
+            assert b.vit is None  # a SavedModel: no attention to read
     assert len(keys) == 3
 
 
@@ -136,24 +136,31 @@ def test_required_resources_per_profile():
 def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
     """BiT-M R50x1 (21k -> 1k, with an ImageNet-1k head) and its 21k-only twin (no 1k head):
     features, analysis layers, cache keys, the download route and parameter errors."""
-    from vitwatch import analysis, representations, train
+    from vitwatch import analysis, representations
     from vitwatch.models import resnetv2
 
     one_k, i21k = (registry.backbone(n, cfg) for n in ("bit_r50x1", "bit_r50x1_i21k"))
     assert one_k.cache_key != i21k.cache_key
     for b in (one_k, i21k):
         assert b.feature_dim == 512 and b.model.trainable_weights == []
-        f = b.features(images)
+        f = b.forward(images)
         assert f.shape == (3, 512) and np.isfinite(f).all() and f.std() > 1e-3
+        assert b.vit is None
         x = np.asarray(b.preprocess(images))
         maps, _ = analysis.gradcam_maps(b, x, np.array([151, 152, 153]))
         assert maps.shape == (3, 1, 1) and np.isfinite(maps).all()  # 32 px: 1 x 1
         stages = representations.stage_model(b.model, b.extra["cka_layers"])
         assert [a.shape[-1] for a in stages.predict_on_batch(x)] == [64, 128, 256, 512]
-        assert len(train._blocks(b.model)[0]) == 4  # 4 units
-    logits = one_k.imagenet_logits(one_k.features(images))
+        blocks, after = b.blocks()
+        assert len(blocks) == 4  # 4 units, then the stage output, final norm, pooling
+        assert [layer.name for layer in after] == [
+            "block4_out",
+            "post_gn",
+            "post_relu",
+            "pre_logits",
+        ]
+    logits = one_k.imagenet_logits(one_k.forward(images))
     assert logits.shape == (3, 1000) and i21k.imagenet_logits is None
-    np.testing.assert_allclose(one_k.imagenet_logits(images), logits, rtol=1e-4, atol=1e-3)
     assert one_k.gmacs == pytest.approx(resnetv2.gmacs(**resnetv2.VARIANTS["testing"], img_size=32))
     # a named checkpoint goes through the downloader
     path = offline.bit_checkpoint(cfg.cache_dir, "testing", seed=9)
@@ -199,3 +206,66 @@ def test_trainable_backbone_fine_tunes_inside_a_keras_model(cfg, images):
     before = b.model.blocks[0].fc1.get_weights()[0].copy()
     clf.train_on_batch(x, np.arange(3))
     assert np.abs(b.model.blocks[0].fc1.get_weights()[0] - before).max() > 0
+
+
+def test_forward_is_the_fast_path_and_agrees_with_keras(cfg, images, tmp_path):
+    """forward: one compiled function per backbone, kept; same features as predict_on_batch;
+    the graph/XLA choice is remembered under the backbone's cache_dir."""
+    import dataclasses
+
+    b = dataclasses.replace(registry.backbone("vit_s16", cfg), cache_dir=str(tmp_path))
+    assert b._forward is None
+    f = b.forward(images)  # (3, D)
+    fn = b._forward
+    assert b.forward(images[:2]).shape == (2, b.feature_dim) and b._forward is fn  # padded
+    np.testing.assert_allclose(f, b.features(images), atol=1e-5)
+    assert (tmp_path / "fastpath.json").is_file()
+
+
+def test_forward_of_a_plain_callable_runs_eagerly(images):
+    b = registry.Backbone(
+        "toy", lambda x: {"out": x.mean(axis=(1, 2))}, lambda x: x / 255, 32, 3, "k"
+    )
+    np.testing.assert_allclose(b.forward(images), images.mean(axis=(1, 2)) / 255, rtol=1e-6)
+
+
+def test_imagenet_logits_are_differentiable(cfg, images):
+    """f @ W + b in TensorFlow: a tape sees the features, so Grad-CAM needs no copy of W."""
+    import tensorflow as tf
+
+    for name in ("vit_s16", "resnet50", "bit_r50x1"):
+        b = registry.backbone(name, cfg)
+        f = tf.constant(b.forward(images))
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            logits = b.imagenet_logits(f)
+            target = tf.reduce_sum(logits[:, 151])
+        grad = tape.gradient(target, f)
+        assert isinstance(logits, tf.Tensor) and logits.shape == (3, 1000)
+        assert grad is not None and grad.shape == f.shape
+        # the gradient of one logit is its column of W, the same for every image
+        np.testing.assert_allclose(grad.numpy()[0], grad.numpy()[2])
+        np.testing.assert_allclose(  # same as NumPy's f @ W + b up to float rounding
+            np.asarray(logits), b.imagenet_logits(np.asarray(f, np.float64)), rtol=1e-5
+        )
+
+
+def test_vit_and_blocks_of_the_smoke_backbones(cfg):
+    """The ViT inside is named by the registry, not guessed; blocks() groups what protocol C
+    unfreezes, the last last, and the layers after the last group."""
+    ours = registry.backbone("vit_s16", cfg)
+    assert ours.vit is ours.model and isinstance(ours.vit, vit.VisionTransformer)
+    blocks, after = ours.blocks()
+    assert [g[0] for g in blocks] == list(ours.vit.blocks) and after == [ours.vit.norm]
+    cnn = registry.backbone("resnet50", cfg)
+    assert cnn.vit is None and cnn.extra["gradcam_layer"] == "conv5_block3_out"
+    blocks, after = cnn.blocks()
+    assert len(blocks) == 16 and blocks[-1][0].name.startswith("conv5_block3_")
+    assert [layer.name for layer in after] == ["avg_pool"]
+    assert registry.backbone("vit_s16_hub", cfg).blocks() == ([], [])  # a SavedModel
+
+
+def test_names_come_from_the_catalogue():
+    from vitwatch import catalogue
+
+    assert registry.NAMES == tuple(catalogue.FACTS)

@@ -16,6 +16,7 @@ artifacts of :mod:`vitwatch.models.offline`. Every download goes through
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vitwatch import downloads
+from vitwatch import catalogue, downloads, fastpath
 from vitwatch.models import hub, offline, resnet, resnetv2, vit
 
-NAMES = ("vit_s16", "vit_s16_hub", "resnet50", "vit_s16_i21k", "bit_r50x1", "bit_r50x1_i21k")
+NAMES = tuple(catalogue.FACTS)  # the backbones of the report, in the catalogue's order
 GMACS_224 = {"resnet50": 3.86}
 
 
@@ -38,11 +39,18 @@ class Backbone:
     ``model``: preprocessed images (B, S, S, 3) -> features (B, feature_dim); a Keras model
     (``predict_on_batch``, or a layer of a bigger model; set ``model.trainable = True`` to
     fine-tune). ``preprocess``: float32 RGB 0..255 -> model input. ``imagenet_logits``:
-    features (N, D), or raw 0..255 images (N, S, S, 3), -> ImageNet-1k logits (N, 1000), or
-    None when the weights carry no ImageNet-1k head. ``cache_key`` changes whenever the
-    weights, variant, resolution or preprocessing change. ``params``: parameters of the
+    features (N, D) -> ImageNet-1k logits (N, 1000) as a ``tf.Tensor``, ``f @ W + b`` in
+    TensorFlow (differentiable: Grad-CAM takes gradients through it; ``np.asarray`` for
+    NumPy), or None when the weights carry no ImageNet-1k head. ``cache_key`` changes whenever
+    the weights, variant, resolution or preprocessing change. ``params``: parameters of the
     feature extractor (no ImageNet head); ``gmacs``: multiply-accumulates per image at
     ``img_size``; ``source``: the checkpoint file, SavedModel folder or weights name.
+
+    What the analyses read: ``vit``, the :class:`vitwatch.models.vit.VisionTransformer` inside
+    (its ``forward`` gives every block's attention and the tokens), or None (CNNs, and the TF
+    Hub route, whose ViT is a SavedModel); ``extra["gradcam_layer"]`` (CNNs: the last
+    activation map, Grad-CAM's layer) and ``extra["cka_layers"]`` (CNNs: the stage outputs,
+    in order). ``cache_dir``: where :mod:`vitwatch.fastpath` remembers its graph/XLA choice.
     """
 
     name: str
@@ -57,10 +65,70 @@ class Backbone:
     gmacs: float | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    vit: vit.VisionTransformer | None = None
+    cache_dir: str | None = None
+    _forward: Callable | None = field(default=None, init=False, repr=False, compare=False)
+
+    def forward(self, images) -> np.ndarray:
+        """Images 0..255 (B, S, S, 3), uint8 or float -> float32 features (B, D): preprocessing
+        and model, on the path measured fastest on this machine
+        (:func:`vitwatch.fastpath.backbone_forward`, built at the first call and kept: batches
+        shorter than the first one are padded to its size); a model that is not a Keras model
+        (a plain callable) runs eagerly."""
+        if self._forward is None:
+            if hasattr(self.model, "predict_on_batch"):  # a Keras model
+                self._forward = fastpath.backbone_forward(self, self.cache_dir)
+            else:
+                self._forward = self._eager
+        return self._forward(images)  # (B, D)
+
+    def _eager(self, images) -> np.ndarray:
+        out = self.model(self.preprocess(np.asarray(images).astype(np.float32)))
+        if isinstance(out, dict):  # TFSMLayer returns {name: tensor}
+            if len(out) != 1:
+                raise ValueError(
+                    f"backbone {self.name}: model returned several outputs {sorted(out)}; "
+                    "expected one feature tensor"
+                )
+            out = next(iter(out.values()))
+        out = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)
+        return out.reshape(len(images), -1)  # (B, D)
 
     def features(self, images) -> np.ndarray:
-        """Convenience: raw 0..255 images (B, S, S, 3) -> features (B, D) as NumPy."""
+        """Raw 0..255 images (B, S, S, 3) -> features (B, D) through Keras' own
+        ``predict_on_batch``, not the fast path: the reference of notebook 03's route check."""
         return np.asarray(self.model.predict_on_batch(self.preprocess(images)))
+
+    def blocks(self) -> tuple[list[list], list]:
+        """``(blocks, after)``: the groups of layers fine-tuning can unfreeze, in order (the
+        last last), and the layers after the last group (final norm, pooling)."""
+        return _blocks(self.model)
+
+
+def _blocks(model) -> tuple[list[list], list]:
+    """Our ViT (``model.blocks``, ``model.norm``: one group per encoder block); Keras
+    functional models whose layers are named ``convN_blockM_*`` (ResNet-50: 16 residual
+    blocks) or ``blockN_unitMM_*`` (BiT's ResNetV2: 16 units in R50x1); a model wrapping one
+    of those; else ``([], [])``."""
+    if getattr(model, "blocks", None):
+        after = [getattr(model, n) for n in ("norm",) if getattr(model, n, None) is not None]
+        return [[b] for b in model.blocks], after
+    layers = list(getattr(model, "layers", []))
+    groups: dict[str, list] = {}
+    last = -1
+    for i, layer in enumerate(layers):
+        m = re.match(r"^(conv\d+_block\d+|block\d+_unit\d+)_", layer.name)
+        if m:
+            groups.setdefault(m.group(1), []).append(layer)
+            last = i
+    if groups:
+        return list(groups.values()), layers[last + 1 :]
+    for layer in layers:  # a wrapper: look one level down
+        if getattr(layer, "layers", None) or getattr(layer, "blocks", None):
+            found = _blocks(layer)
+            if found[0]:
+                return found
+    return [], []
 
 
 # --- weights identity -----------------------------------------------------------------------
@@ -141,16 +209,16 @@ def _read_head(path) -> tuple[np.ndarray, np.ndarray] | None:
     return (kernel.astype("float32"), bias.astype("float32")) if kernel.shape[1] == 1000 else None
 
 
-def _logits_fn(model, preprocess, head):
+def _logits_fn(head):
+    """``features (N, D) -> tf.Tensor (N, 1000)``: ``f @ W + b`` on TF constants, or None."""
     if head is None:
         return None
-    kernel, bias = head
+    import tensorflow as tf
 
-    def imagenet_logits(features_or_images):
-        x = np.asarray(features_or_images)
-        if x.ndim == 4:  # raw images
-            x = np.asarray(model.predict_on_batch(preprocess(x)))  # (N, D)
-        return x.astype("float32") @ kernel + bias  # (N, 1000)
+    kernel, bias = (tf.constant(np.asarray(a, np.float32)) for a in head)  # (D, 1000), (1000,)
+
+    def imagenet_logits(features):
+        return tf.matmul(tf.cast(features, tf.float32), kernel) + bias  # (N, 1000)
 
     return imagenet_logits
 
@@ -185,6 +253,7 @@ def _vit(name, cfg, spec, param, i21k=False):
         source=str(path),
         key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", "gelu_tanh", file_digest(path)),
         description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})",
+        vit=model,
     )
 
 
@@ -209,6 +278,7 @@ def _hub(name, cfg):
         source=str(path),
         key=_key(name, img_size, "pm1", file_digest(path)),
         description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})",
+        vit=None,  # a SavedModel: no attention to read
     )
 
 
@@ -308,12 +378,14 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
         img_size=S,
         feature_dim=int(parts["feature_dim"]),
         cache_key=parts["key"],
-        imagenet_logits=_logits_fn(model, parts["preprocess"], parts["head"]),
+        imagenet_logits=_logits_fn(parts["head"]),
         description=parts["description"],
         params=int(model.count_params()),
         gmacs=_gmacs(name, cfg, model, S),
         source=parts["source"],
         extra=dict(parts.get("extra", {})),
+        vit=parts.get("vit"),
+        cache_dir=cfg.cache_dir,
     )
 
 
