@@ -134,11 +134,6 @@ def vit_architecture(image: np.ndarray | None = None, grid: int = 3):
     return fig
 
 
-def _label_points(ax, xs, ys, labels, dy=0.25):
-    for x, y, t in zip(xs, ys, labels):
-        ax.annotate(t, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9.5)
-
-
 def published_compute(state_of_the_art: list[dict], compute_scaling: list[dict]):
     """ImageNet top-1 against pre-training compute: paper Table 2 (left), Table 6 (right)."""
     # one panel above the other: at the PDF's text width, printed at full size
