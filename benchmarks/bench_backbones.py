@@ -162,7 +162,7 @@ def pipeline_rows(n: int = 24, img_size: int = 224) -> list[tuple[str, float]]:
     """Images/s on one core of the input pipeline, from files and from the decode cache."""
     from PIL import Image
 
-    from vitwatch.data import decoded
+    from vitwatch.data import decoded, pipeline
     from vitwatch.data import stanford_dogs as sd
 
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def pipeline_rows(n: int = 24, img_size: int = 224) -> list[tuple[str, float]]:
 
         def run(augment):
             t0 = time.process_time()
-            for _ in sd.batches(split, img_size, 8, augment=augment, seed=1, workers=1):
+            for _ in pipeline.batches(split, img_size, 8, augment=augment, seed=1, workers=1):
                 pass
             return n / (time.process_time() - t0)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vitwatch import config
-from vitwatch.data import decoded, images, synthetic
+from vitwatch.data import decoded, images, pipeline, synthetic
 from vitwatch.data import stanford_dogs as sd
 
 SIZE = 40
@@ -36,8 +36,8 @@ def dogs(tmp_path, monkeypatch):
 
 
 def _views(split):
-    plain = np.concatenate([x for x, _ in sd.batches(split, SIZE, 4)])
-    aug = np.concatenate([x for x, _ in sd.batches(split, SIZE, 4, augment=True, seed=3)])
+    plain = np.concatenate([x for x, _ in pipeline.batches(split, SIZE, 4)])
+    aug = np.concatenate([x for x, _ in pipeline.batches(split, SIZE, 4, augment=True, seed=3)])
     return plain, aug
 
 
@@ -74,7 +74,7 @@ def test_undecodable_file_is_logged_from_the_cache(tmp_path, dogs):
     decoded.register(paths, 2 * SIZE, cfg.cache_dir)
     split = sd.Split(paths, np.zeros(3, np.int64), [np.zeros((0, 4))] * 3)
     log = images.BadImageLog()
-    got = list(sd.batches(split, SIZE, 4, log=log))
+    got = list(pipeline.batches(split, SIZE, 4, log=log))
     assert list(got[0][1]) == [0, 1] and log.files == [str(empty)]
     assert "empty" in log.reasons[0]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vitwatch import config, downloads
-from vitwatch.data import small, stanford_dogs
+from vitwatch.data import breeds, small, stanford_dogs
 from vitwatch.rehearsal import artifacts, run
 from vitwatch.rehearsal.server import Mirror, url_path
 
@@ -107,7 +107,7 @@ def test_dogs_archives_download_through_the_mirror_and_parse(tmp_path, monkeypat
         for f in ("images.tar", "lists.tar", "annotation.tar")
     } <= set(gets)
     assert dogs.num_classes == 6  # real folders, real synsets
-    assert set(dogs.synsets) <= {f.split("-")[0] for f in stanford_dogs.FOLDERS}
+    assert set(dogs.synsets) <= {f.split("-")[0] for f in breeds.FOLDERS}
     assert len(set(dogs.train.labels)) == 6 and len(dogs.test) >= 5  # one test file is bad
     assert all(len(b) and (b[:, 2] > b[:, 0]).all() for b in dogs.test.boxes)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vitwatch import config, downloads
-from vitwatch.data import images, synthetic
+from vitwatch.data import breeds, images, pipeline, synthetic
 from vitwatch.data import stanford_dogs as sd
 
 N_CLASSES, TRAIN, TEST, SIZE = 4, 6, 3, 40
@@ -59,14 +59,14 @@ def _cfg(tmp_path, **kw):
 
 
 def test_breed_names_and_imagenet_index():
-    assert sd.breed_name("n02085620-Chihuahua") == "Chihuahua"
-    assert sd.breed_name("n02099601-golden_retriever") == "Golden Retriever"
-    assert sd.breed_name("n02096585-Boston_bull") == "Boston Bull"
-    assert sd.breed_name("n02089078-black-and-tan_coonhound") == "Black-and-tan Coonhound"
+    assert breeds.breed_name("n02085620-Chihuahua") == "Chihuahua"
+    assert breeds.breed_name("n02099601-golden_retriever") == "Golden Retriever"
+    assert breeds.breed_name("n02096585-Boston_bull") == "Boston Bull"
+    assert breeds.breed_name("n02089078-black-and-tan_coonhound") == "Black-and-tan Coonhound"
     with pytest.raises(ValueError, match="Chihuahua"):
-        sd.breed_name("Chihuahua")
-    assert len(sd.FOLDERS) == 120 == len(sd.IMAGENET_INDEX)
-    idx = sd.IMAGENET_INDEX
+        breeds.breed_name("Chihuahua")
+    assert len(breeds.FOLDERS) == 120 == len(breeds.IMAGENET_INDEX)
+    idx = breeds.IMAGENET_INDEX
     assert (idx["n02085620"], idx["n02110185"], idx["n02110627"], idx["n02116738"]) == (
         151,
         250,
@@ -115,13 +115,13 @@ def test_hand_fetched_archives_official_split_boxes(tmp_path, archives):
     assert any("empty file" in r for r in dogs.bad_images.reasons)
     assert len(dogs.train) + len(dogs.val) == N_CLASSES * TRAIN - 2
     assert len(dogs.test) == N_CLASSES * TEST - 1
-    expected = [sd.breed_name(f) for f in synthetic.class_folders(N_CLASSES)]
+    expected = [breeds.breed_name(f) for f in synthetic.class_folders(N_CLASSES)]
     assert dogs.class_names == expected and dogs.num_classes == N_CLASSES
-    assert list(dogs.imagenet_indices) == [sd.IMAGENET_INDEX[s] for s in dogs.synsets]
+    assert list(dogs.imagenet_indices) == [breeds.IMAGENET_INDEX[s] for s in dogs.synsets]
     for split in (dogs.train, dogs.val, dogs.test):
         for path, y, box in zip(split.paths, split.labels, split.boxes):
             folder = Path(path).parent.name
-            assert dogs.class_names[y] == sd.breed_name(folder)  # labels = folders
+            assert dogs.class_names[y] == breeds.breed_name(folder)  # labels = folders
             assert box.shape == (1, 4) and (box[:, 2:] > box[:, :2]).all()
             assert images.check_image(path) is None
     # Stratified validation: every class in val, about val_fraction of its train images.
@@ -202,22 +202,22 @@ def test_inconsistent_list_labels_are_reported(tmp_path, archives):
 def test_batches_eval_and_augmented_views(tmp_path, archives):
     dogs = sd.load(_cfg(tmp_path, dogs_archives_dir=str(archives)))
     split = dogs.test
-    out = list(sd.batches(split, 32, 4))
+    out = list(pipeline.batches(split, 32, 4))
     sizes = [len(i) for _, i in out]
     assert set(sizes[:-1]) == {4} and 0 < sizes[-1] <= 4 and sum(sizes) == len(split)
     x, idx = out[0]
     assert x.shape == (4, 32, 32, 3) and x.dtype == np.uint8 and list(idx) == [0, 1, 2, 3]
     assert np.array_equal(np.concatenate([i for _, i in out]), np.arange(len(split)))
     # Augmented views: reproducible per image whatever the batch size, different per seed.
-    a = np.concatenate([x for x, _ in sd.batches(split, 32, 4, augment=True, seed=1)])
-    b = np.concatenate([x for x, _ in sd.batches(split, 32, 5, augment=True, seed=1)])
-    c = np.concatenate([x for x, _ in sd.batches(split, 32, 4, augment=True, seed=2)])
+    a = np.concatenate([x for x, _ in pipeline.batches(split, 32, 4, augment=True, seed=1)])
+    b = np.concatenate([x for x, _ in pipeline.batches(split, 32, 5, augment=True, seed=1)])
+    c = np.concatenate([x for x, _ in pipeline.batches(split, 32, 4, augment=True, seed=2)])
     plain = np.concatenate([x for x, _ in out])
     assert np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(a, plain)
     # shuffle / indices
-    order = np.concatenate([i for _, i in sd.batches(split, 16, 3, shuffle=True, seed=0)])
+    order = np.concatenate([i for _, i in pipeline.batches(split, 16, 3, shuffle=True, seed=0)])
     assert sorted(order) == list(range(len(split))) and list(order) != sorted(order)
-    sub = np.concatenate([i for _, i in sd.batches(split, 16, 3, indices=[5, 2, 7])])
+    sub = np.concatenate([i for _, i in pipeline.batches(split, 16, 3, indices=[5, 2, 7])])
     assert list(sub) == [5, 2, 7]
 
 
@@ -231,7 +231,7 @@ def test_batches_skip_bad_images_without_stopping(tmp_path, archives):
         [np.zeros((0, 4))] * 6,
     )
     log = images.BadImageLog()
-    got = list(sd.batches(split, 24, 4, log=log))
+    got = list(pipeline.batches(split, 24, 4, log=log))
     assert np.array_equal(np.concatenate([i for _, i in got]), [0, 1, 2, 4, 5])
     assert got[0][0].shape == (3, 24, 24, 3)
     assert log.files == [str(empty)]
@@ -240,9 +240,9 @@ def test_batches_skip_bad_images_without_stopping(tmp_path, archives):
 def test_random_resized_crop():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (50, 80, 3), np.uint8)
-    out = sd.random_resized_crop(img, 32, rng)
+    out = pipeline.random_resized_crop(img, 32, rng)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
-    tiny = sd.random_resized_crop(img[:2, :2], 16, rng)
+    tiny = pipeline.random_resized_crop(img[:2, :2], 16, rng)
     assert tiny.shape == (16, 16, 3)
 
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from vitwatch import config, features
-from vitwatch.data import images, synthetic
+from vitwatch.data import breeds, images, synthetic
 from vitwatch.data import stanford_dogs as sd
 
 
@@ -28,7 +28,7 @@ def test_archives_in_the_real_layout(tmp_path):
         "lists.tar",
     ]
     folders = synthetic.class_folders(3)
-    assert all(f in sd.FOLDERS for f in folders)
+    assert all(f in breeds.FOLDERS for f in folders)
     with tarfile.open(root / "images.tar") as tar:
         names = tar.getnames()
     assert len(names) == 3 * 6 and all(
@@ -42,7 +42,7 @@ def test_archives_in_the_real_layout(tmp_path):
     files = [str(c[0][0]) for c in mat["file_list"]]
     assert len(files) == 12 and all(f"Images/{f}" in names for f in files)
     labels = mat["labels"].ravel().astype(int)
-    assert [sd.FOLDERS[y - 1] for y in labels] == [f.split("/")[0] for f in files]  # 1-based
+    assert [breeds.FOLDERS[y - 1] for y in labels] == [f.split("/")[0] for f in files]  # 1-based
     with tarfile.open(root / "annotation.tar") as tar:
         member = tar.getnames()[0]
         xml = ET.fromstring(tar.extractfile(member).read())

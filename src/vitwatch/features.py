@@ -2,7 +2,7 @@
 
 Protocol B (the linear probe) and the analyses need a frozen backbone's features of every
 image; computing them is the expensive part (ViT-S/16 on 2 CPU cores: a few images per
-second), so :func:`extract` streams the split through :func:`stanford_dogs.batches` and
+second), so :func:`extract` streams the split through :func:`pipeline.batches` and
 writes fixed-size shards atomically (temporary file + ``os.replace``) under
 ``<cache_dir>/features/``, keyed by everything that changes the features: the backbone's name
 and ``cache_key`` (weights), the split's file list and labels, ``img_size``, the preprocessing
@@ -39,11 +39,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import fileio
-from .data import images, stanford_dogs
+from .data import images, pipeline, stanford_dogs
 
 PIPELINE_VERSION = 1  # bump when decoding / resizing / augmentation change
 SHARD_SIZE = 256  # images per shard file (the unit of resumption)
-# The augmentation of views k > 0 (stanford_dogs.random_resized_crop defaults + flip): part of
+# The augmentation of views k > 0 (pipeline.random_resized_crop defaults + flip): part of
 # the cache key, so that a change of these parameters cannot reuse stale features.
 AUGMENTATION = "random_resized_crop(scale=(0.35, 1.0), ratio=(3/4, 4/3), bilinear) + hflip(0.5)"
 # Each backbone's own evaluation view (timm's pretrained_cfg): resize the shorter side to
@@ -128,7 +128,7 @@ def eval_batches(
     spec = eval_view_spec(backbone, eval_view)
     size = int(backbone.img_size)
     if spec["kind"] == "squash":
-        yield from stanford_dogs.batches(split, size, batch_size, indices=indices, log=log)
+        yield from pipeline.batches(split, size, batch_size, indices=indices, log=log)
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -273,7 +273,7 @@ def extract(
             feats, seen = None, np.zeros(e - s, bool)
             t0 = t_last = time.perf_counter()
             stream = (
-                stanford_dogs.batches(
+                pipeline.batches(
                     split,
                     backbone.img_size,
                     cfg.batch_size,

@@ -511,9 +511,9 @@ def make_forward(backbone):
 
 
 def _batches(split, img_size, batch_size, augment, seed, shuffle=False, indices=None):
-    from vitwatch.data import stanford_dogs
+    from vitwatch.data import pipeline
 
-    return stanford_dogs.batches(
+    return pipeline.batches(
         split, img_size, batch_size, augment=augment, seed=seed, shuffle=shuffle, indices=indices
     )
 

@@ -1,4 +1,4 @@
-"""Stanford Dogs (Khosla et al., 2011): download, extract once, official split, boxes, batches.
+"""Stanford Dogs (Khosla et al., 2011): download, extract once, official split, boxes.
 
 Follows the layout that TFDS' ``stanford_dogs`` builder reads: three archives from the Stanford
 Vision Lab (``images.tar`` -> ``Images/<synset>-<breed>/*.jpg``, ``lists.tar`` ->
@@ -9,11 +9,11 @@ Vision Lab (``images.tar`` -> ``Images/<synset>-<breed>/*.jpg``, ``lists.tar`` -
 ``synthetic`` dataset generates the same three archives offline (:mod:`.synthetic`) and then
 goes through exactly the same extraction, parsing and decoding code.
 
+The class table is :mod:`.breeds`; batches of views of a split come from :mod:`.pipeline`.
+
 Typical use::
 
     dogs = stanford_dogs.load(cfg)                  # DogsData: train / val / test splits
-    for x, idx in stanford_dogs.batches(dogs.train, 224, 32, augment=True, seed=0):
-        ...                                         # x: uint8 (B, 224, 224, 3)
 """
 
 from __future__ import annotations
@@ -21,83 +21,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .. import downloads, fileio
-from . import decoded, images
+from . import breeds, decoded, images, synthetic
 
 ARCHIVES = ("dogs_images", "dogs_lists", "dogs_annotation")  # names in downloads.RESOURCES
 MARKER = ".complete"  # written last into an extracted folder
 SCAN_FILE = "scan.json"  # decode check of each image, cached next to the marker
-
-# The 120 class folders of Images/ (WordNet synset + breed name), in sorted order.
-FOLDERS = """
-n02085620-Chihuahua n02085782-Japanese_spaniel n02085936-Maltese_dog n02086079-Pekinese
-n02086240-Shih-Tzu n02086646-Blenheim_spaniel n02086910-papillon n02087046-toy_terrier
-n02087394-Rhodesian_ridgeback n02088094-Afghan_hound n02088238-basset n02088364-beagle
-n02088466-bloodhound n02088632-bluetick n02089078-black-and-tan_coonhound n02089867-Walker_hound
-n02089973-English_foxhound n02090379-redbone n02090622-borzoi n02090721-Irish_wolfhound
-n02091032-Italian_greyhound n02091134-whippet n02091244-Ibizan_hound n02091467-Norwegian_elkhound
-n02091635-otterhound n02091831-Saluki n02092002-Scottish_deerhound n02092339-Weimaraner
-n02093256-Staffordshire_bullterrier n02093428-American_Staffordshire_terrier
-n02093647-Bedlington_terrier n02093754-Border_terrier n02093859-Kerry_blue_terrier
-n02093991-Irish_terrier n02094114-Norfolk_terrier n02094258-Norwich_terrier
-n02094433-Yorkshire_terrier n02095314-wire-haired_fox_terrier n02095570-Lakeland_terrier
-n02095889-Sealyham_terrier n02096051-Airedale n02096177-cairn n02096294-Australian_terrier
-n02096437-Dandie_Dinmont n02096585-Boston_bull n02097047-miniature_schnauzer
-n02097130-giant_schnauzer n02097209-standard_schnauzer n02097298-Scotch_terrier
-n02097474-Tibetan_terrier n02097658-silky_terrier n02098105-soft-coated_wheaten_terrier
-n02098286-West_Highland_white_terrier n02098413-Lhasa n02099267-flat-coated_retriever
-n02099429-curly-coated_retriever n02099601-golden_retriever n02099712-Labrador_retriever
-n02099849-Chesapeake_Bay_retriever n02100236-German_short-haired_pointer n02100583-vizsla
-n02100735-English_setter n02100877-Irish_setter n02101006-Gordon_setter
-n02101388-Brittany_spaniel n02101556-clumber n02102040-English_springer
-n02102177-Welsh_springer_spaniel n02102318-cocker_spaniel n02102480-Sussex_spaniel
-n02102973-Irish_water_spaniel n02104029-kuvasz n02104365-schipperke n02105056-groenendael
-n02105162-malinois n02105251-briard n02105412-kelpie n02105505-komondor
-n02105641-Old_English_sheepdog n02105855-Shetland_sheepdog n02106030-collie
-n02106166-Border_collie n02106382-Bouvier_des_Flandres n02106550-Rottweiler
-n02106662-German_shepherd n02107142-Doberman n02107312-miniature_pinscher
-n02107574-Greater_Swiss_Mountain_dog n02107683-Bernese_mountain_dog n02107908-Appenzeller
-n02108000-EntleBucher n02108089-boxer n02108422-bull_mastiff n02108551-Tibetan_mastiff
-n02108915-French_bulldog n02109047-Great_Dane n02109525-Saint_Bernard n02109961-Eskimo_dog
-n02110063-malamute n02110185-Siberian_husky n02110627-affenpinscher n02110806-basenji
-n02110958-pug n02111129-Leonberg n02111277-Newfoundland n02111500-Great_Pyrenees
-n02111889-Samoyed n02112018-Pomeranian n02112137-chow n02112350-keeshond
-n02112706-Brabancon_griffon n02113023-Pembroke n02113186-Cardigan n02113624-toy_poodle
-n02113712-miniature_poodle n02113799-standard_poodle n02113978-Mexican_hairless
-n02115641-dingo n02115913-dhole n02116738-African_hunting_dog
-""".split()
-
-# ImageNet-1k class index of each synset (position in the sorted list of the 1000 synsets).
-IMAGENET_INDEX: dict[str, int] = dict(
-    zip(
-        [f.split("-", 1)[0] for f in FOLDERS],
-        list(range(151, 251)) + list(range(252, 269)) + [273, 274, 275],
-    )
-)
-
-_FOLDER_RE = re.compile(r"^(n\d{8})-(.+)$")
-
-
-def breed_name(folder: str) -> str:
-    """``n02085620-Chihuahua`` -> ``Chihuahua``; ``n02099601-golden_retriever`` ->
-    ``Golden Retriever`` (underscores to spaces, lower-case words capitalised)."""
-    m = _FOLDER_RE.match(folder)
-    if not m:
-        raise ValueError(f"not a Stanford Dogs class folder (n<8 digits>-<breed>): {folder!r}")
-    words = m.group(2).replace("_", " ").split()
-    return " ".join(w[0].upper() + w[1:] if w[0].islower() else w for w in words)
 
 
 @dataclass
@@ -170,8 +109,6 @@ def extracted_dir(cfg) -> Path:
 
 def synthetic_root(cfg) -> Path:
     """Cache folder of the synthetic stand-in, keyed by the parameters that change it."""
-    from . import synthetic
-
     key = synthetic.params_key(
         cfg.synthetic_classes,
         cfg.synthetic_train_per_class,
@@ -205,8 +142,6 @@ def required_resources(cfg) -> list[str]:
 
 def _fetch_archives(cfg) -> dict[str, Path]:
     if cfg.dataset == "synthetic":
-        from . import synthetic
-
         root = synthetic_root(cfg)
         synthetic.generate(
             root,
@@ -437,7 +372,7 @@ def parse(root: Path, cfg, source: str = "stanford_dogs") -> DogsData:
     lists = {name: read_list(_find(root, f"{name}_list.mat")) for name in ("train", "test")}
     folders = sorted({rel.split("/")[0] for files, _ in lists.values() for rel in files})
     for f in folders:
-        if not _FOLDER_RE.match(f):
+        if not breeds.FOLDER_RE.match(f):
             raise ValueError(f"{root}: list entry folder {f!r} is not <synset>-<breed>")
     index = {f: i for i, f in enumerate(folders)}
     folder_of_label: dict[int, str] = {}
@@ -472,9 +407,9 @@ def parse(root: Path, cfg, source: str = "stanford_dogs") -> DogsData:
         train=splits["train"].subset(tr),
         val=splits["train"].subset(va),
         test=splits["test"],
-        class_names=[breed_name(f) for f in folders],
+        class_names=[breeds.breed_name(f) for f in folders],
         synsets=synsets,
-        imagenet_indices=np.array([IMAGENET_INDEX.get(s, -1) for s in synsets], np.int64),
+        imagenet_indices=np.array([breeds.IMAGENET_INDEX.get(s, -1) for s in synsets], np.int64),
         source=source,
         root=str(root),
         bad_images=bad,
@@ -495,88 +430,3 @@ def load(cfg) -> DogsData:
     for split in (data.train, data.val, data.test):  # decode once, shared by every view
         decoded.register(split.paths, 2 * cfg.img_size, cfg.cache_dir)
     return data
-
-
-# --- batches ---------------------------------------------------------------------------------
-
-
-def random_resized_crop(
-    img: np.ndarray, size: int, rng: np.random.Generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)
-) -> np.ndarray:
-    """Inception-style crop (Szegedy et al., 2015; torchvision's RandomResizedCrop): a random
-    area share in ``scale`` and aspect ratio in ``ratio``, resized to ``(size, size)``."""
-    h, w = img.shape[:2]
-    for _ in range(10):
-        area = h * w * rng.uniform(*scale)
-        aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
-        cw, ch = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
-        if 0 < cw <= w and 0 < ch <= h:
-            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-            break
-    else:  # fall back to the central square
-        cw = ch = min(h, w)
-        x0, y0 = (w - cw) // 2, (h - ch) // 2
-    crop = Image.fromarray(img[y0 : y0 + ch, x0 : x0 + cw])
-    return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
-
-
-def _view(
-    path: str, i: int, img_size: int, augment: bool, seed: int, log: images.BadImageLog | None
-) -> np.ndarray | None:
-    if not augment:
-        return images.load_image(path, img_size, log=log)  # (S, S, 3)
-    img = images.load_image(path, log=log, min_side=2 * img_size)
-    if img is None:
-        return None
-    rng = np.random.default_rng([seed, i])  # per image: independent of batching
-    img = random_resized_crop(img, img_size, rng)
-    return img[:, ::-1] if rng.random() < 0.5 else img
-
-
-def batches(
-    split: Split,
-    img_size: int,
-    batch_size: int,
-    augment: bool = False,
-    seed: int = 0,
-    *,
-    shuffle: bool = False,
-    indices: Sequence[int] | None = None,
-    log: images.BadImageLog | None = None,
-    workers: int | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream ``(uint8 (B, S, S, 3), positions in split)`` with ``S = img_size``.
-
-    Eval view (``augment=False``): the image resized to S x S. Augmented view: random resized
-    crop + horizontal flip, seeded per image by ``(seed, position)``, so a view does not depend
-    on the batch size. ``indices``: only these positions (default: all); ``shuffle``: seeded
-    order. Undecodable images are skipped and recorded in ``log`` (default
-    ``images.BAD_IMAGES``). Decoding runs in threads, one batch ahead of the consumer.
-    """
-    if img_size <= 0 or batch_size <= 0:
-        raise ValueError(
-            f"batches: img_size and batch_size must be > 0, got {img_size}, {batch_size}"
-        )
-    order = np.arange(len(split)) if indices is None else np.asarray(indices, dtype=int)
-    if shuffle:
-        order = np.random.default_rng(seed).permutation(order)
-    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    workers = workers or min(4, os.cpu_count() or 1)
-
-    def submit(pool, chunk):
-        return [
-            pool.submit(_view, split.paths[i], int(i), img_size, augment, seed, log) for i in chunk
-        ]
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = submit(pool, chunks[0]) if chunks else None
-        for k, chunk in enumerate(chunks):
-            results = [f.result() for f in pending]
-            if k + 1 < len(chunks):
-                pending = submit(pool, chunks[k + 1])  # prefetch the next batch
-            ok = [j for j, img in enumerate(results) if img is not None]
-            if ok:
-                yield (
-                    np.stack([results[j] for j in ok]),  # (B, S, S, 3)
-                    chunk[ok].astype(np.int64),
-                )

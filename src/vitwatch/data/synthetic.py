@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .stanford_dogs import FOLDERS, breed_name
+from .breeds import FOLDERS, breed_name
 
 VERSION = 2  # bump when the images change: it is part of the cache key
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon")

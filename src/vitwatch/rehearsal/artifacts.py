@@ -300,7 +300,7 @@ def ilsvrc12_archive(root: Path, images_tar: Path, seed: int = 0) -> Path:
     1000 synsets (the content check of :mod:`vitwatch.data.imagenet_overlap`), listing every
     other image of ``images_tar`` (so that some test images are "seen") among filler IDs."""
     from vitwatch.data import imagenet_overlap as ov
-    from vitwatch.data.stanford_dogs import FOLDERS
+    from vitwatch.data.breeds import FOLDERS
 
     path = root / f"caffe_ilsvrc12_{images_tar.parent.name}_seed{seed}.tar.gz"
     if path.is_file():
