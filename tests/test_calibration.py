@@ -6,7 +6,7 @@ from scipy import optimize
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import brier_score_loss, log_loss
 
-from vitwatch import calibration
+from vitwatch.analysis import calibration
 
 
 def _overconfident(n=2000, k=5, temp=3.0, seed=0):

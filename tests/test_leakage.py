@@ -5,7 +5,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from vitwatch import analysis, leakage
+from vitwatch import analysis
+from vitwatch.analysis import leakage
 from vitwatch.data import imagenet_overlap as ov
 
 
@@ -79,7 +80,7 @@ def _store(correct_by_run):
             {"test_probs": probs, "test_labels": labels},
         )
     ds = {"test_labels": labels.tolist(), "class_names": ["a", "b", "c"]}
-    return analysis.Store(ds, runs)
+    return analysis.store.Store(ds, runs)
 
 
 def test_split_accuracy_and_paired_parts():

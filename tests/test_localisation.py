@@ -1,4 +1,4 @@
-"""Boxes, mass inside boxes, centre prior, Grad-CAM (checked against CAM on a linear head)."""
+"""Boxes, mass inside boxes, centre prior, pointing game, and the chapter's summaries of them."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from vitwatch import localisation as loc  # noqa: E402
+from vitwatch.analysis import localisation as loc  # noqa: E402
 
 
 def test_scale_boxes_and_mask():
@@ -140,42 +140,3 @@ def test_image_size_and_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orient
     mask = loc.box_mask(loc.scale_boxes(box, wh, 32), 32, 32)
     bright = x.mean(axis=2) > 128
     assert bright[mask].mean() > 0.9 and bright[~mask].mean() < 0.05
-
-
-def test_gradcam_equals_cam_for_linear_head():
-    # conv -> global average pool -> dense: Grad-CAM reduces to CAM (Zhou et al., 2016),
-    # map_k = ReLU(sum_c w_ck A_c) / (h w).
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((16, 16, 3))
-    a = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="last_conv")(
-        inp
-    )
-    pooled = keras.layers.GlobalAveragePooling2D()(a)
-    logits = keras.layers.Dense(4, name="head")(pooled)
-    model = keras.Model(inp, logits)
-    x = np.random.default_rng(0).normal(size=(3, 16, 16, 3)).astype("float32")
-    cam = loc.GradCAM(model, "last_conv", logits=True)
-    maps = cam(x, class_index=[0, 1, 3])
-    assert maps.shape == (3, 8, 8)
-    acts = keras.Model(inp, a)(x).numpy()  # (3, 8, 8, 6)
-    w = model.get_layer("head").get_weights()[0]  # (6, 4)
-    for b, k in enumerate([0, 1, 3]):
-        ref = np.maximum(acts[b] @ w[:, k], 0) / 64
-        np.testing.assert_allclose(maps[b], ref, rtol=1e-4, atol=1e-6)
-    # default target = predicted class
-    pred = model(x).numpy().argmax(1)
-    np.testing.assert_allclose(cam(x), cam(x, class_index=pred), rtol=1e-5)
-    with pytest.raises(ValueError, match="not found"):
-        loc.GradCAM(model, "conv5_block3_out")
-
-
-def test_gradcam_on_keras_resnet50_layer_names():
-    import keras
-
-    net = keras.applications.ResNet50(
-        weights=None, include_top=False, pooling="avg", input_shape=(64, 64, 3)
-    )
-    maps = loc.GradCAM(net)(np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3)))
-    assert maps.shape == (2, 2, 2) and np.all(np.isfinite(maps)) and np.all(maps >= 0)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from test_leakage import _store  # noqa: E402
 
-from vitwatch import catalogue, matched
+from vitwatch import catalogue
+from vitwatch.analysis import matched
 
 
 def _three(rng, n=300):

@@ -136,7 +136,7 @@ def test_required_resources_per_profile():
 def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
     """BiT-M R50x1 (21k -> 1k, with an ImageNet-1k head) and its 21k-only twin (no 1k head):
     features, analysis layers, cache keys, the download route and parameter errors."""
-    from vitwatch import analysis, representations
+    from vitwatch.analysis import gradcam, representations
     from vitwatch.models import resnetv2
 
     one_k, i21k = (registry.backbone(n, cfg) for n in ("bit_r50x1", "bit_r50x1_i21k"))
@@ -147,7 +147,7 @@ def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
         assert f.shape == (3, 512) and np.isfinite(f).all() and f.std() > 1e-3
         assert b.vit is None
         x = np.asarray(b.preprocess(images))
-        maps, _ = analysis.gradcam_maps(b, x, np.array([151, 152, 153]))
+        maps, _ = gradcam.maps(b, x, np.array([151, 152, 153]))
         assert maps.shape == (3, 1, 1) and np.isfinite(maps).all()  # 32 px: 1 x 1
         stages = representations.stage_model(b.model, b.extra["cka_layers"])
         assert [a.shape[-1] for a in stages.predict_on_batch(x)] == [64, 128, 256, 512]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitwatch import representations as rep
+from vitwatch.analysis import representations as rep
 
 
 def _feature_form(x, y):
@@ -90,7 +90,8 @@ def test_activations_of_vit_blocks_and_resnet_stages():
     with pytest.raises(ValueError, match="embed"):
         rep.vit_block_outputs(object(), x)
     net = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
-    stages = rep.stage_model(net)(np.zeros((1, 64, 64, 3), "float32"))
+    names = ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"]
+    stages = rep.stage_model(net, names)(np.zeros((1, 64, 64, 3), "float32"))
     assert [tuple(s.shape[1:]) for s in stages] == [
         (16, 16, 256),
         (8, 8, 512),

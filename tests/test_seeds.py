@@ -88,21 +88,21 @@ def test_macro_f1_point_and_replicates_match_sklearn():
 
 
 def test_tables_have_the_analysis_columns_and_use_every_seed(tmp_path):
-    store = analysis.load_store(make_store(tmp_path / "results", tmp_path / "img", n_seeds=2))
+    store = analysis.store.load(make_store(tmp_path / "results", tmp_path / "img", n_seeds=2))
     t = seeds.results_table(store, 200, 0)
-    old = analysis.results_table(store, 200, 0)
-    assert set(old.columns) <= set(t.columns) and list(t["run"]) == list(old["run"])
+    assert {"top1_lo", "top5_hi", "macro_f1", "val_top1", "seed_reference"} <= set(t.columns)
+    assert list(t["protocol"]) == sorted(t["protocol"])  # A, B, C, Z
     row = t.set_index("run").loc["A_vit_s16"]
     arrays = store.runs["A_vit_s16"][1]
     expect = np.mean([(p.argmax(1) == store.labels).mean() for p in arrays["seed_test_probs"]])
     assert row["top1"] == pytest.approx(expect) and row["n_seeds"] == 2
     assert t.set_index("run").loc["Z_vit_s16", "n_seeds"] == 1
     pairs = seeds.paired_comparisons(store, "vit_s16", "resnet50", 200, 0)
-    assert set(analysis.paired_comparisons(store).columns) <= set(pairs.columns)
+    assert {"vit_top1", "cnn_top1", "vit_only", "cnn_only", "p_value"} <= set(pairs.columns)
     a = pairs.set_index("protocol").loc["A"]
     assert a["n_seeds"] == 2 and a["diff_lo"] <= a["diff"] <= a["diff_hi"]
     ca = seeds.correct(arrays["seed_test_probs"], store.labels)
     cb = seeds.correct(store.runs["A_resnet50"][1]["seed_test_probs"], store.labels)
     p = [stats.mcnemar_exact(x, y)["p_value"] for x, y in zip(ca, cb)]
     assert a["p_value"] == max(p)
-    analysis.format_results(t), analysis.format_pairs(pairs)  # the chapter's display
+    analysis.accuracy.format_results(t), analysis.accuracy.format_pairs(pairs)  # as displayed

@@ -10,8 +10,8 @@ of where it looks:
   (:func:`vitwatch.attention.cls_attention_maps`, averaged over the heads unless one is
   chosen);
 - a CNN: Grad-CAM [Selvaraju et al., 2017] of the predicted breed's score under the stored head
-  (:class:`vitwatch.localisation.GradCAM`, head made differentiable by
-  :func:`vitwatch.analysis.linear_head`);
+  (:class:`vitwatch.analysis.gradcam.GradCAM`, the head in TensorFlow by
+  :func:`vitwatch.analysis.gradcam.linear`);
 - the TF Hub ViT: no map (a SavedModel returns no attention).
 
 Functions: :func:`load` (backbones and their heads), :func:`explain` (one image, one
@@ -94,7 +94,7 @@ def stored_heads(cfg, protocols=HEAD_PROTOCOLS) -> dict[str, tuple[str, np.ndarr
     ``protocols`` (validation accuracy) that stored one. Raises when 03 has not run."""
     from vitwatch import analysis, results
 
-    store = analysis.load_store(results.ResultsStore(cfg.results_dir, cfg.profile))
+    store = analysis.store.load(results.ResultsStore(cfg.results_dir, cfg.profile))
     heads = {}
     for backbone in dict.fromkeys(m["backbone"] for m, _ in store.runs.values()):
         cands = [
@@ -144,19 +144,14 @@ def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
                 f"gives {bb.feature_dim} features and dataset.json "
                 f"{len(class_names)} breeds: rerun notebook 03"
             )
-        try:
-            vit = analysis.vit_model(bb)
-        except ValueError:
-            vit = None
-        extra = getattr(bb, "extra", None) or {}
         kind = (
             "attention"
-            if vit is not None
+            if bb.vit is not None
             else "gradcam"
-            if "gradcam_layer" in extra or "resnet" in name
+            if "gradcam_layer" in bb.extra
             else "none"
         )
-        out.append(Explainer(name, analysis.backbone_label(name), run, bb, kernel, bias, vit, kind))
+        out.append(Explainer(name, analysis.text.label(name), run, bb, kernel, bias, bb.vit, kind))
     return out, class_names
 
 
@@ -191,17 +186,11 @@ def attention_map(
 
 def gradcam(ex: Explainer, x: np.ndarray, class_index: int) -> np.ndarray:
     """(h, w) Grad-CAM of breed ``class_index`` under the stored head, on ``x`` (1, S, S, 3)."""
-    from vitwatch import analysis, localisation
+    from vitwatch.analysis import gradcam as cam
 
-    if ex._cam is None:
-        kernel, bias = ex.kernel, ex.bias
-        head = analysis.linear_head(
-            lambda f: np.asarray(f, np.float32) @ kernel + bias, kernel.shape[0]
-        )
-        layer = (getattr(ex.backbone, "extra", None) or {}).get(
-            "gradcam_layer", localisation.RESNET50_LAST_CONV
-        )  # the registry's last conv
-        ex._cam = localisation.GradCAM(ex.backbone.model, layer_name=layer, head=head)
+    if ex._cam is None:  # at the registry's last activation map, under the stored head
+        layer = ex.backbone.extra["gradcam_layer"]
+        ex._cam = cam.GradCAM(ex.backbone.model, layer, head=cam.linear(ex.kernel, ex.bias))
     return np.asarray(ex._cam(x, np.asarray([class_index])))[0]
 
 

@@ -19,9 +19,8 @@ means, and ``v_within`` the mean over images of the variance across seeds,
 is estimated from 2 values and underestimated by the factor (S - 1) / S of any bootstrap;
 the between-seed standard deviation is reported next to every interval for that reason.
 
-``results_table`` and ``paired_comparisons`` return the same columns as
-:func:`vitwatch.analysis.results_table` / :func:`~vitwatch.analysis.paired_comparisons`, so
-that the analysis chapter's formatting and sentences apply unchanged.
+``results_table`` and ``paired_comparisons`` give the analysis chapter its tables
+(:mod:`vitwatch.analysis.accuracy` formats them and states their verdicts).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import numpy as np
 from vitwatch import stats
 
 _CHUNK = 200  # replicates drawn at once: bounds memory at CHUNK * S * N values
-PROTOCOLS = ("A", "B", "C", "Z")  # the order of analysis.PROTOCOLS
+PROTOCOLS = ("A", "B", "C", "Z")  # the order of catalogue.PROTOCOLS
 
 
 # --- the store's arrays -----------------------------------------------------------------------
@@ -190,11 +189,10 @@ def common_seeds(arrays_a: dict, arrays_b: dict) -> tuple[list[int], list[int]]:
 def results_table(store, n_boot: int, seed: int = 0, protocols=PROTOCOLS):
     """One row per stored run of ``protocols``: top-1, top-5, macro-F1 as means over the head
     seeds with two-level 95 % intervals, ``n_seeds``, ``top1_seed_sd``, the validation
-    accuracy (mean over seeds) and the seed report's number (columns of
-    ``analysis.results_table``)."""
+    accuracy (mean over seeds) and the seed report's number."""
     import pandas as pd
 
-    from vitwatch import analysis
+    from vitwatch import catalogue
 
     rows = []
     for run, (meta, arrays) in store.runs.items():
@@ -209,7 +207,7 @@ def results_table(store, n_boot: int, seed: int = 0, protocols=PROTOCOLS):
         row["top1_seed_sd"] = m["top1_seed_sd"]
         row["val_top1"] = meta.get("val_top1")
         row["seed_reference"] = (
-            analysis.SEED_REFERENCE.get(meta["backbone"]) if meta["protocol"] == "A" else None
+            catalogue.SEED_REFERENCE.get(meta["backbone"]) if meta["protocol"] == "A" else None
         )
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -231,8 +229,8 @@ def paired_comparisons(
     """Per protocol where both backbones ran: seed-mean accuracies, their difference with a
     two-level interval paired on images and seeds, and the exact McNemar test per seed pair
     (``p_value``: the largest of them, so "significant" means every seed pair rejects;
-    ``vit_only``/``cnn_only``: discordant counts averaged over seed pairs). Columns of
-    ``analysis.paired_comparisons`` plus ``n_seeds`` and ``diff_seed_sd``."""
+    ``vit_only``/``cnn_only``: discordant counts averaged over seed pairs), ``n_seeds`` and
+    ``diff_seed_sd``."""
     import pandas as pd
 
     rows = []

@@ -2,10 +2,10 @@
 localisation, cost, leakage, CKA.
 
 Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis`,
-:mod:`vitwatch.stats`, :mod:`vitwatch.attention`, :mod:`vitwatch.localisation` and
-:mod:`vitwatch.representations`, and returns a matplotlib figure with a title and labelled axes;
-the notebook shows it and saves it with :func:`vitwatch.plotting.save_figure`. Attention figures
-follow the layout of keras-io's ``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
+:mod:`vitwatch.stats` and :mod:`vitwatch.attention`, and returns a matplotlib figure with a
+title and labelled axes; the notebook shows it and saves it with
+:func:`vitwatch.plotting.save_figure`. Attention figures follow the layout of keras-io's
+``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
 """
 
 from __future__ import annotations
@@ -456,7 +456,7 @@ def cka(
 
 
 def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on, and on the rest"):
-    """df from :func:`vitwatch.leakage.split_accuracy`: one row per run, seen (filled) and
+    """df from :func:`vitwatch.analysis.leakage.split_accuracy`: one row per run, seen (filled) and
     unseen (open) top-1 with their 95 % CIs."""
     n = len(df)
     fig, ax = plt.subplots(figsize=(7.5, 0.4 * n + 1.4))
@@ -496,7 +496,7 @@ def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on
 def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagrams, test set"):
     """One panel per run: accuracy against confidence per bin, before (bars) and after
     temperature scaling (line); ``diagrams``: run -> (before, after, T) with ``before`` and
-    ``after`` the dicts of :func:`vitwatch.calibration.reliability`."""
+    ``after`` the dicts of :func:`vitwatch.analysis.calibration.reliability`."""
     n = max(len(diagrams), 1)
     cols = min(n, 3)
     rows = -(-n // cols)

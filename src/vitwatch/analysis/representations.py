@@ -15,16 +15,17 @@ be negative, so a value can fall slightly below 0 (or, with few small batches, a
 - :func:`linear_cka` — the exact full-batch value (Kornblith eq. 4), for small inputs and tests.
 - :class:`MinibatchCKA` — streams batches of activations of two lists of layers, accumulates
   the unbiased HSIC of every pair, returns the (La, Lb) CKA matrix.
-- :func:`vit_block_outputs`, :func:`resnet_stage_outputs` — the activations compared: the
-  token sequence after each transformer block ``(B, N, C)``, the output of each ResNet stage
-  ``(B, h, w, C)``; both flattened per image.
+- :func:`vit_block_outputs`, :func:`stage_model` — the activations compared: the token
+  sequence after each transformer block ``(B, N, C)``, the output of each CNN stage
+  ``(B, h, w, C)`` (the layers the registry names, ``backbone.extra["cka_layers"]``); both
+  flattened per image.
+- :func:`cka_matrix` — chapter 4's matrix between a ViT's blocks and a CNN's stages on test
+  images; :func:`describe` and :func:`describe_matched` say what it shows.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-RESNET50_STAGES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")
 
 
 def _flat(x) -> np.ndarray:
@@ -164,7 +165,7 @@ def find_layer(model, name: str):
     raise ValueError(f"layer {name!r} not found in model {model.name!r}")
 
 
-def stage_model(model, names=RESNET50_STAGES):
+def stage_model(model, names):
     """A Keras model returning the named intermediate outputs of a (possibly nested) model."""
     import keras
 
@@ -179,3 +180,73 @@ def stage_model(model, names=RESNET50_STAGES):
                 pass
     outputs = [find_layer(inner, n).output for n in names]
     return keras.Model(inner.inputs[0], outputs, name=f"{inner.name}_stages")
+
+
+# --- chapter 4 -------------------------------------------------------------------------------
+def cka_matrix(vit_backbone, cnn_backbone, paths, batch_size: int) -> np.ndarray:
+    """Minibatch linear CKA between every layer of [ViT blocks..., CNN stages...] on the test
+    images at ``paths``: ``vit_backbone.vit``'s blocks, and the stages the registry names for
+    the CNN (``cnn_backbone.extra["cka_layers"]``), each backbone on its own input size and
+    preprocessing.
+
+    Returns an (L + S, L + S) matrix: the ViT-ViT, CNN-CNN and cross blocks of Raghu et al.
+    (2021), Fig. 1 and 2. Batches with fewer than 4 images are dropped (the unbiased HSIC
+    needs n > 3).
+    """
+    from tqdm import tqdm
+
+    from vitwatch.analysis.store import load_images
+
+    vit = vit_backbone.vit
+    stages = stage_model(cnn_backbone.model, cnn_backbone.extra["cka_layers"])
+    bs = max(batch_size, 4)
+    acc = None
+    for i in tqdm(range(0, len(paths), bs), desc="CKA", leave=False):
+        chunk = paths[i : i + bs]
+        if len(chunk) < 4:
+            break
+        xv = load_images(chunk, vit_backbone.img_size).astype("float32")
+        xc = load_images(chunk, cnn_backbone.img_size).astype("float32")
+        acts = vit_block_outputs(vit, np.asarray(vit_backbone.preprocess(xv)))  # L x (B, N, C)
+        acts += [np.asarray(a) for a in stages(np.asarray(cnn_backbone.preprocess(xc)))]
+        if acc is None:
+            acc = MinibatchCKA(len(acts), len(acts))
+        acc.update(acts, acts)
+    if acc is None:
+        raise ValueError(f"CKA needs at least 4 images, got {len(paths)} (n_cka_images)")
+    return acc.result()
+
+
+def stage_labels(layers) -> list[str]:
+    """Axis labels of CNN stages: ResNet-50's ``conv2_block3_out`` -> "stage 2", BiT's
+    ``block1_out`` -> "block 1"."""
+    return [n.split("_")[0].replace("conv", "stage ").replace("block", "block ") for n in layers]
+
+
+def describe(sim, depth: int, stage_names) -> str:
+    """Which CNN stage the first and last ViT blocks resemble most, the mean cross CKA of the
+    first and last thirds of the blocks, and how similar adjacent ViT blocks are."""
+    cross = sim[:depth, depth:]
+    best_stage = cross.argmax(axis=1)
+    third = max(1, depth // 3)
+    early, late = cross[:third].mean(), cross[-third:].mean()
+    adjacent = float(np.mean(np.diag(sim[:depth, :depth], 1))) if depth > 1 else 1.0
+    return (
+        f"The first ViT block is closest to {stage_names[best_stage[0]]} and the last to "
+        f"{stage_names[best_stage[-1]]}; mean CKA with the ResNet stages is {early:.2f} for "
+        f"the first third of the blocks and {late:.2f} for the last third. Adjacent ViT "
+        f"blocks have a mean CKA of {adjacent:.2f}"
+        + (", a uniform stack, as Raghu et al. observed." if adjacent > 0.8 else ".")
+    )
+
+
+def describe_matched(sim, sim_matched, depth: int, label: str) -> str:
+    """The ViT's mean CKA with a CNN pre-trained on its data (``sim_matched``) against that
+    with ResNet-50 (``sim``): is the matched CNN closer?"""
+    m, r = sim_matched[:depth, depth:].mean(), sim[:depth, depth:].mean()
+    return (
+        f"Mean CKA of the ViT blocks with the four stages of {label}: {m:.2f}, against "
+        f"{r:.2f} with ResNet-50's; a CNN pre-trained on the ViT's data is "
+        + ("closer to" if m > r else "no closer to")
+        + " the ViT's representations on these images."
+    )

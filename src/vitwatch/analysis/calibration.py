@@ -194,3 +194,94 @@ def table(runs: dict, n_boot: int = 1000, seed: int = 0, n_bins: int = N_BINS):
                 row.update({k: v, f"{k}_lo": lo, f"{k}_hi": hi})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- chapter 4: the store's runs -------------------------------------------------------------
+def inputs(store, runs=None) -> dict:
+    """run -> (test_probs, test_labels, val_probs, val_labels) for :func:`table`, for ``runs``
+    (default: every run of a protocol of :data:`vitwatch.catalogue.PROTOCOLS`); runs without
+    stored validation probabilities are skipped."""
+    from vitwatch import catalogue
+
+    if runs is None:
+        runs = [r for r in store.runs if store.runs[r][0]["protocol"] in catalogue.PROTOCOLS]
+    out = {}
+    for r in runs:
+        arrays = store.runs[r][1]
+        if "val_probs" in arrays and "val_labels" in arrays and len(arrays["val_labels"]):
+            out[r] = (arrays["test_probs"], store.labels, arrays["val_probs"], arrays["val_labels"])
+    return out
+
+
+def _ci(r, k, scale=1.0, fmt="{:.2f}") -> str:
+    return (
+        fmt.format(scale * r[k])
+        + " ["
+        + fmt.format(scale * r[k + "_lo"])
+        + ", "
+        + fmt.format(scale * r[k + "_hi"])
+        + "]"
+    )
+
+
+def format_table(cal):
+    """:func:`table` as a reader sees it: the temperature, and each metric with its CI."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "run": cal["run"],
+            "temperature": cal["state"].map({"before": "none", "after": "fitted"})
+            + cal["T"].map(lambda t: f" (T = {t:.2f})"),
+            "ECE % [95 % CI]": [_ci(r, "ece", 100, "{:.1f}") for _, r in cal.iterrows()],
+            "NLL": [_ci(r, "nll") for _, r in cal.iterrows()],
+            "Brier": [_ci(r, "brier", 1, "{:.3f}") for _, r in cal.iterrows()],
+        }
+    )
+
+
+def diagrams(store, cal, chosen) -> dict[str, tuple]:
+    """``"<label> (<run>)"`` -> (reliability before, reliability after, T) for each chosen run
+    (backbone -> run) with a fitted temperature in ``cal``."""
+    from vitwatch.analysis import text
+
+    out = {}
+    for bb, run in chosen.items():
+        row = cal[(cal["run"] == run) & (cal["state"] == "after")]
+        if len(row):
+            t = float(row["T"].iloc[0])
+            p = store.probs(run)
+            out[f"{text.label(bb)} ({run})"] = (
+                reliability(p, store.labels),
+                reliability(apply_temperature(p, t), store.labels),
+                t,
+            )
+    return out
+
+
+def describe(cal, runs) -> str:
+    """One sentence per run of ``runs``: ECE and NLL before and after temperature scaling
+    (``cal`` from :func:`table`), the verdict from the ECE intervals of the same test images."""
+    parts = []
+    for run in runs:
+        rows = cal[cal["run"] == run].set_index("state")
+        if len(rows) < 2:
+            continue
+        b, a = rows.loc["before"], rows.loc["after"]
+        tone = (
+            "over-confident"
+            if a["T"] > 1.05
+            else "under-confident"
+            if a["T"] < 0.95
+            else "about right in its confidence"
+        )
+        parts.append(
+            f"{run}: ECE {100 * b['ece']:.1f} % [{100 * b['ece_lo']:.1f}, "
+            f"{100 * b['ece_hi']:.1f}] and NLL {b['nll']:.2f} before; the temperature fitted on "
+            f"validation, T = {a['T']:.2f}, says the head is {tone}, and brings them to "
+            f"{100 * a['ece']:.1f} % [{100 * a['ece_lo']:.1f}, {100 * a['ece_hi']:.1f}] and "
+            f"{a['nll']:.2f} on test"
+        )
+    if not parts:
+        return "No run stored validation probabilities, so no temperature could be fitted."
+    return "; ".join(parts) + "."

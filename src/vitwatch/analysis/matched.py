@@ -150,3 +150,30 @@ def describe_split(dataset) -> str:
         f"made, and the accuracies above are measured on {n_te:,} test images that no "
         "choice has seen. The seed's figures are validation accuracies of its own split."
     )
+
+
+def format_pairs(diffs):
+    """:func:`pair_differences` as a reader sees it: labels and points with their CIs."""
+    from vitwatch.analysis import text
+
+    shown = diffs.assign(
+        ViT=diffs["vit"].map(text.label),
+        CNN=diffs["cnn"].map(text.label),
+        **{
+            "ViT - CNN [95 % CI]": [
+                f"{100 * r.diff:+.1f} [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}]"
+                for r in diffs.itertuples()
+            ]
+        },
+    )
+    return shown[["ViT", "CNN", "holds equal", "protocol", "part", "n", "ViT - CNN [95 % CI]"]]
+
+
+def conclusions(diffs) -> list[str]:
+    """:func:`conclusion` for every trained protocol (A, B, C) with a pair, or the one sentence
+    saying that none ran."""
+    from vitwatch.analysis import text
+
+    ran = set(diffs["protocol"]) if len(diffs) else set()
+    out = [conclusion(diffs, p, text.label) for p in ("A", "B", "C") if p in ran]
+    return out or [conclusion(diffs, "A", text.label)]

@@ -147,3 +147,81 @@ def describe_parts(pairs, vit_label: str, cnn_label: str) -> str:
     if not out:
         return "Every test image falls in one part: the seen/unseen comparison is not available."
     return " ".join(out)
+
+
+# --- chapter 4: the ViT against every CNN, and the zero-training baseline --------------------
+def cnns(store, vit: str) -> list[str]:
+    """The CNNs of the store, in the catalogue's order: every backbone that is not a ViT."""
+    from vitwatch import catalogue
+
+    return [b for b in catalogue.LABELS if b != vit and store.names(b) and not b.startswith("vit")]
+
+
+def paired_by_cnn(store, seen, vit: str, n_boot: int = 1000, seed: int = 0):
+    """:func:`paired_by_part` of ``vit`` against every CNN of :func:`cnns`, in one table."""
+    import pandas as pd
+
+    parts = [paired_by_part(store, seen, vit, c, n_boot, seed) for c in cnns(store, vit)]
+    return pd.concat(parts or [pd.DataFrame()], ignore_index=True)
+
+
+def format_parts(pairs):
+    """:func:`paired_by_cnn`'s table as a reader sees it (percentages, points with CIs)."""
+    from vitwatch.analysis import text
+
+    shown = pairs.assign(
+        cnn=pairs["cnn"].map(text.label),
+        **{
+            "ViT top-1 %": 100 * pairs["vit_top1"],
+            "CNN top-1 %": 100 * pairs["cnn_top1"],
+            "ViT - CNN [95 % CI]": [
+                text.points(r.diff, r.diff_lo, r.diff_hi) for r in pairs.itertuples()
+            ],
+        },
+    )
+    cols = ["protocol", "cnn", "part", "n", "ViT top-1 %", "CNN top-1 %", "ViT - CNN [95 % CI]"]
+    return shown[cols]
+
+
+def describe_by_cnn(store, pairs, vit: str) -> str:
+    """:func:`describe_parts` for the ViT against each CNN of :func:`cnns`."""
+    from vitwatch.analysis import text
+
+    return " ".join(
+        describe_parts(
+            pairs[pairs["cnn"] == c] if len(pairs) else pairs, text.label(vit), text.label(c)
+        )
+        for c in cnns(store, vit)
+    )
+
+
+def zero_training(table, chosen_runs):
+    """The runs of the zero-training figure: every protocol-Z run and every run of the
+    ImageNet-21k-only ViT, beside the trained run of the same backbones chosen on validation
+    (``chosen_runs``); rows of the chapter's results ``table``."""
+    import pandas as pd
+
+    leak = table[(table["protocol"] == "Z") | table["backbone"].eq("vit_s16_i21k")]
+    best = table[table["run"].isin(list(chosen_runs))]
+    return pd.concat([leak, best[best["backbone"].isin(leak["backbone"])]])
+
+
+def describe_zero_training(table, n_classes: int) -> str:
+    """What protocol Z reaches with no training at all, against chance, and what that means
+    for comparing the backbones."""
+    from vitwatch.analysis import text
+
+    parts = [
+        f"{text.label(r['backbone'])} reaches {100 * r['top1']:.1f} % with no training at all"
+        for _, r in table[table["protocol"] == "Z"].iterrows()
+    ]
+    sentence = "; ".join(parts) or "No zero-training run is stored"
+    return (
+        sentence[0].upper() + sentence[1:] + f" (chance: {100 / n_classes:.1f} %). "
+        "A high Z accuracy means the pretrained features already encode these very breeds, and "
+        "possibly these very images: the comparison of the backbones is then a comparison of "
+        "their pre-training as much as of their architectures. The backbones differ in that "
+        "pre-training (data, number of epochs, resolution), so neither Z nor the seen/unseen "
+        "split separates architecture from pre-training; only backbones with the same "
+        "pre-training data, compared on unseen images, come close."
+    )

@@ -16,9 +16,11 @@ Holds the measurements of notebook 04's localisation section:
   common grid and neither is favoured by its resolution.
 - :func:`centre_prior` — an isotropic Gaussian centred on the frame: the baseline any map must
   beat, since photographers centre the dog.
-- :class:`GradCAM` — Grad-CAM [Selvaraju et al., 2017] for a Keras CNN (ResNet-50: last stage
-  ``conv5_block3_out``, 7 x 7 at 224 px): channel weights = spatial mean of the gradient of the
-  target score, map = ReLU(sum_c weight_c A_c).
+- :func:`summarise`, :func:`table`, :func:`differences`, :func:`describe` — the chapter's
+  summary of :func:`evaluate`'s long table: mean mass inside with bootstrap intervals, pointing
+  hits, and paired differences between maps (every verdict from a paired interval).
+
+Grad-CAM, the CNNs' maps, is in :mod:`vitwatch.analysis.gradcam`.
 
 Maps are ``(h, w)`` arrays on any grid; for measurements each cell is spread uniformly over
 the pixels it covers (nearest-neighbour upsampling to the mask resolution).
@@ -27,8 +29,6 @@ the pixels it covers (nearest-neighbour upsampling to the mask resolution).
 from __future__ import annotations
 
 import numpy as np
-
-RESNET50_LAST_CONV = "conv5_block3_out"
 
 
 # --- boxes -----------------------------------------------------------------------------------
@@ -226,66 +226,109 @@ def evaluate(
     return pd.DataFrame(rows)
 
 
-# --- Grad-CAM --------------------------------------------------------------------------------
-class GradCAM:
-    """Grad-CAM maps of a Keras CNN at ``layer_name`` [Selvaraju et al., 2017].
+# --- chapter 4: summaries and paired comparisons of maps -------------------------------------
+def coarsest_grid(maps: dict[str, np.ndarray]) -> tuple[int, int]:
+    """The (h, w) grid with the fewest cells among families of (n, h, w) maps: every family is
+    resampled onto it before scoring, so that no map is favoured by its resolution."""
+    return tuple(min((np.asarray(m).shape[1:] for m in maps.values()), key=lambda s: s[0] * s[1]))
 
-    ``model`` maps preprocessed images to an output (logits, or pooled features); ``head``
-    (optional, differentiable) maps that output to class scores, e.g. an ImageNet-1k
-    classifier on pooled ResNet features. ``__call__(x, class_index)`` returns (B, h, w) maps
-    for the score of ``class_index`` (B,) (default: the predicted class when the model gives
-    ``logits`` or has a ``head``; otherwise the squared norm of the pooled output, a
-    class-agnostic map, comparable with the class-agnostic attention rollout).
-    """
 
-    def __init__(
-        self, model, layer_name: str = RESNET50_LAST_CONV, head=None, logits: bool = False
-    ):
-        import keras
+def summarise(loc, n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """map -> (mean, lo, hi) share of mass inside the boxes over the images of
+    :func:`evaluate`'s table, with a percentile-bootstrap 95 % interval."""
+    from vitwatch import stats
 
-        from vitwatch.representations import find_layer
+    return {
+        m: stats.bootstrap_mean(grp["mass_inside"].to_numpy(), n_boot, seed)
+        for m, grp in loc.groupby("map", sort=False)
+    }
 
-        inner = model
-        for layer in getattr(model, "layers", []):
-            if hasattr(layer, "layers"):
-                try:
-                    find_layer(layer, layer_name)
-                    inner = layer
-                    break
-                except ValueError:
-                    pass
-        conv = find_layer(inner, layer_name)
-        self._inner = keras.Model(inner.inputs[0], [conv.output, inner.output])
-        # A spatial output (include_top=False, no pooling) is average-pooled before the head.
-        self.head = head
-        self.logits = logits
-        self.layer_name = layer_name
 
-    def __call__(self, x, class_index=None) -> np.ndarray:
-        import tensorflow as tf
+def table(summary, loc):
+    """Mass inside (%) with its CI and pointing-game hit rate (%) per map."""
+    import pandas as pd
 
-        x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
-        with tf.GradientTape() as tape:
-            conv, out = self._inner(x, training=False)  # (B, h, w, C), ...
-            tape.watch(conv)
-            if len(out.shape) == 4:
-                out = tf.reduce_mean(out, axis=(1, 2))  # (B, C) pooled
-            scores = self.head(out) if self.head is not None else out
-            if len(scores.shape) != 2:
-                raise ValueError(f"GradCAM: expected (B, K) scores, got {scores.shape}")
-            if class_index is not None:
-                idx = tf.convert_to_tensor(np.asarray(class_index, dtype=np.int64))
-                target = tf.gather(scores, idx, axis=1, batch_dims=1)  # (B,)
-            elif self.head is not None or self.logits:
-                target = tf.reduce_max(scores, axis=1)  # predicted class
-            else:
-                target = tf.reduce_sum(scores**2, axis=1)  # class-agnostic
-        grads = tape.gradient(target, conv)  # (B, h, w, C)
-        if grads is None:
-            raise ValueError(
-                f"GradCAM: the target does not depend on {self.layer_name!r} "
-                "through differentiable operations (a NumPy head?)"
+    shares = pd.DataFrame(
+        {
+            m: {"mass inside (%)": 100 * v[0], "CI low": 100 * v[1], "CI high": 100 * v[2]}
+            for m, v in summary.items()
+        }
+    ).T.round(1)
+    hits = 100 * loc.groupby("map")["hit"].mean().rename("pointing hits (%)")
+    return shares.join(hits)
+
+
+def grid_note(grid: tuple[int, int], tolerance: float = POINTING_TOLERANCE) -> str:
+    return (
+        f"All maps scored on a common {grid[0]} x {grid[1]} grid; pointing game: peak "
+        f"cell centre within {tolerance:.0f} px of a box."
+    )
+
+
+def differences(loc, ref: str = "ViT rollout", others=None, n_boot: int = 1000, seed: int = 0):
+    """Paired differences of the share of mass inside the boxes, ``ref`` minus each other map,
+    on the same images (:func:`evaluate`'s long table), with percentile CIs from a bootstrap
+    over images. One row per other map: ``map``, ``diff``, ``lo``, ``hi``, ``n``; also the
+    pointing-game difference (``hit_diff``, ``hit_lo``, ``hit_hi``) where both maps have a
+    peak."""
+    import pandas as pd
+
+    from vitwatch import stats
+
+    wide = loc.pivot(index="image", columns="map", values="mass_inside")
+    hits = loc.pivot(index="image", columns="map", values="hit")
+    if ref not in wide:
+        raise ValueError(
+            f"localisation.differences: no {ref!r} maps in the table (maps: {list(wide.columns)})"
+        )
+    order = list(dict.fromkeys(loc["map"]))  # as in the table
+    others = [m for m in (others or order) if m != ref and m in wide]
+    rows = []
+    for m in others:
+        d = wide[ref].to_numpy() - wide[m].to_numpy()  # (n,) paired
+        row = {
+            "map": m,
+            "n": d.size,
+            **dict(zip(("diff", "lo", "hi"), stats.bootstrap_mean(d, n_boot, seed))),
+        }
+        h = hits[[ref, m]].dropna()
+        if len(h):
+            hd = h[ref].astype(float).to_numpy() - h[m].astype(float).to_numpy()
+            row.update(
+                zip(("hit_diff", "hit_lo", "hit_hi"), stats.bootstrap_mean(hd, n_boot, seed))
             )
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # (B, 1, 1, C)
-        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))  # (B, h, w)
-        return cam.numpy()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def describe(summary, diffs=None, ref: str = "ViT rollout") -> str:
+    """summary: map -> (mean, lo, hi) share of mass inside the boxes; ``diffs``: the paired
+    differences of :func:`differences`, from which every verdict is drawn (separate intervals
+    of paired measurements are never compared)."""
+    from vitwatch.analysis import text
+
+    parts = [
+        f"{m} {100 * v[0]:.0f} % [{100 * v[1]:.0f}, {100 * v[2]:.0f}]" for m, v in summary.items()
+    ]
+    out = "Share of the map's mass inside the boxes (mean, 95 % CI): " + "; ".join(parts) + "."
+    if diffs is None or not len(diffs):
+        return out
+    clauses = []
+    for _, r in diffs.iterrows():
+        if r["map"] == "uniform":
+            continue
+        verdict = text.paired_verdict(
+            r["lo"],
+            r["hi"],
+            "more of its mass on the dog than",
+            "less of its mass on the dog than",
+            "a share that cannot be told apart from that of",
+        )
+        clauses.append(
+            f"{verdict} the {r['map']} (paired difference "
+            f"{100 * r['diff']:+.1f} points [{100 * r['lo']:+.1f}, "
+            f"{100 * r['hi']:+.1f}] over {int(r['n'])} images)"
+        )
+    if clauses:
+        out += f" The {ref} puts " + "; ".join(clauses) + "."
+    return out
