@@ -29,7 +29,6 @@ from vitwatch import catalogue, downloads, fastpath
 from vitwatch.models import hub, offline, resnet, resnetv2, vit
 
 NAMES = tuple(catalogue.FACTS)  # the backbones of the report, in the catalogue's order
-GMACS_224 = {"resnet50": 3.86}
 
 
 @dataclass
@@ -223,50 +222,52 @@ def _logits_fn(head):
     return imagenet_logits
 
 
-# --- builders ---------------------------------------------------------------------------------
+# --- builders: each takes what it reads ------------------------------------------------------
 
 
-def _vit(name, cfg, spec, param, i21k=False):
+def _need(name: str, param: str, spec: str) -> None:
     if not spec:
         raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
-    path = vit_checkpoint_path(spec, cfg, param, i21k)
+
+
+def _vit(name, path, variant, img_size, what):
+    """Our ViT on the .npz at ``path``; ``what``: the parameter and its value, for errors."""
     try:
         downloads.check_format(Path(path), ".npz")  # a corrupt file is named as such
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(
-            f"parameter {param}={spec!r}: {exc}; delete it and download it again"
-        ) from None
-    model = vit.build(cfg.vit_variant, num_classes=0, img_size=cfg.img_size, name=name)
+        raise ValueError(f"parameter {what}: {exc}; delete it and download it again") from None
+    model = vit.build(variant, num_classes=0, img_size=img_size, name=name)
     try:
         vit.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(
-            f"parameter {param}={spec!r} does not fit vit_variant={cfg.vit_variant!r}: {exc}"
-        ) from None
-    head = _read_head(path)
+        raise ValueError(f"parameter {what} does not fit vit_variant={variant!r}: {exc}") from None
     return dict(
         model=model,
         preprocess=vit.preprocess,
-        img_size=cfg.img_size,
+        img_size=img_size,
         feature_dim=model.embed_dim,
-        head=head,
+        head=_read_head(path),
         source=str(path),
-        key=_key(name, cfg.vit_variant, cfg.img_size, "pm1", "gelu_tanh", file_digest(path)),
-        description=f"ViT-{cfg.vit_variant} (ours, Keras 3; {Path(path).name})",
+        key=_key(name, variant, img_size, "pm1", "gelu_tanh", file_digest(path)),
+        description=f"ViT-{variant} (ours, Keras 3; {Path(path).name})",
+        gmacs=vit.gmacs(**vit.VARIANTS[variant], img_size=img_size),
         vit=model,
     )
 
 
-def _hub(name, cfg):
-    if not cfg.hub_handle:
-        raise ValueError(f"backbone {name!r} needs parameter hub_handle (it is empty: skip it)")
-    if cfg.hub_handle == "generated":
-        path = offline.hub_savedmodel(cfg.cache_dir, cfg.vit_variant, cfg.img_size, cfg.seed)
-        what = f"generated tiny ViT-{cfg.vit_variant}"
-    else:
-        handle = downloads.RESOURCES.get(cfg.hub_handle, cfg.hub_handle)
-        handle = getattr(handle, "url", handle)  # a RESOURCES name -> its URL
-        path, what = hub.resolve(handle, cache_dir=cfg.cache_dir), handle
+def _hub_savedmodel(handle, cache_dir, variant, img_size, seed) -> tuple[Path, str]:
+    """The SavedModel folder of ``hub_handle`` (generated, a RESOURCES name or a URL), and
+    what it is in words."""
+    if handle == "generated":
+        path = offline.hub_savedmodel(cache_dir, variant, img_size, seed)
+        return path, f"generated tiny ViT-{variant}"
+    handle = downloads.RESOURCES.get(handle, handle)
+    handle = getattr(handle, "url", handle)  # a RESOURCES name -> its URL
+    return hub.resolve(handle, cache_dir=cache_dir), handle
+
+
+def _hub(name, path, what, variant):
+    """The SavedModel at ``path`` through TFSMLayer; ``variant``: its ViT (for the GMACs)."""
     model = hub.load_hub_backbone(str(path), trainable=False)
     img_size = model.input_shape[1]
     return dict(
@@ -278,6 +279,7 @@ def _hub(name, cfg):
         source=str(path),
         key=_key(name, img_size, "pm1", file_digest(path)),
         description=f"ViT (TF Hub-style SavedModel via TFSMLayer; {what})",
+        gmacs=vit.gmacs(**vit.VARIANTS[variant], img_size=img_size),
         vit=None,  # a SavedModel: no attention to read
     )
 
@@ -296,50 +298,46 @@ def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=Fals
     return _local_or_download(spec, cfg, param, "bit_")
 
 
-def _bit(name, cfg, spec, param, i21k=False):
-    if not spec:
-        raise ValueError(f"backbone {name!r} needs parameter {param} (it is empty: skip it)")
-    path = bit_checkpoint_path(spec, cfg, param, i21k)
-    model = resnetv2.build(cfg.bit_variant, num_classes=0, img_size=cfg.img_size, name=name)
+def _bit(name, path, variant, img_size, i21k, what):
+    """BiT's ResNetV2 on the .npz at ``path``; ``what``: the parameter and its value."""
+    model = resnetv2.build(variant, num_classes=0, img_size=img_size, name=name)
     try:
         resnetv2.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(
-            f"parameter {param}={spec!r} does not fit bit_variant={cfg.bit_variant!r}: {exc}"
-        ) from None
+        raise ValueError(f"parameter {what} does not fit bit_variant={variant!r}: {exc}") from None
     pretraining = "ImageNet-21k" if i21k else "ImageNet-21k -> ImageNet-1k"
     return dict(
         model=model,
         preprocess=resnetv2.preprocess,
-        img_size=cfg.img_size,
+        img_size=img_size,
         feature_dim=model.output_shape[-1],
         head=resnetv2.read_head(path, 1000),
         source=str(path),
-        key=_key(name, cfg.bit_variant, cfg.img_size, "pm1", file_digest(path)),
-        description=f"BiT-M {cfg.bit_variant} ({pretraining}; ours, Keras 3 ResNetV2; "
-        f"{Path(path).name})",
+        key=_key(name, variant, img_size, "pm1", file_digest(path)),
+        description=f"BiT-M {variant} ({pretraining}; ours, Keras 3 ResNetV2; {Path(path).name})",
+        gmacs=resnetv2.gmacs(**resnetv2.VARIANTS[variant], img_size=img_size),
         extra={"gradcam_layer": resnetv2.GRADCAM_LAYER, "cka_layers": resnetv2.stage_names(model)},
     )
 
 
-def _resnet(name, cfg):
-    full = resnet.build(
-        cfg.resnet_weights, cfg.img_size, include_top=True, cache_dir=cfg.cache_dir, seed=cfg.seed
-    )
+def _resnet(name, weights, img_size, cache_dir, seed):
+    """Keras' ResNet-50 (``weights``: "imagenet" or random with ``seed``), pooled features."""
+    full = resnet.build(weights, img_size, include_top=True, cache_dir=cache_dir, seed=seed)
     model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
-    if cfg.resnet_weights == "imagenet":
-        weights = file_digest(downloads.fetch("resnet50_imagenet", cfg.cache_dir))
+    if weights == "imagenet":
+        identity = file_digest(downloads.fetch("resnet50_imagenet", cache_dir))
     else:
-        weights = f"random{cfg.seed}"
+        identity = f"random{seed}"
     return dict(
         model=model,
         preprocess=resnet.preprocess,
-        img_size=cfg.img_size,
+        img_size=img_size,
         feature_dim=2048,
         head=resnet.imagenet_head(full),
-        source=cfg.resnet_weights,
-        key=_key(name, cfg.img_size, "caffe", weights),
-        description=f"ResNet-50 v1 (Keras applications, {cfg.resnet_weights} weights)",
+        source=weights,
+        key=_key(name, img_size, "caffe", identity),
+        description=f"ResNet-50 v1 (Keras applications, {weights} weights)",
+        gmacs=resnet.GMACS_224 * (img_size / 224) ** 2,  # published, scaled by pixels
         extra={
             "gradcam_layer": "conv5_block3_out",
             "cka_layers": [
@@ -352,36 +350,50 @@ def _resnet(name, cfg):
     )
 
 
+def _parts(name: str, cfg) -> dict:
+    """The builder of ``name`` on the values of ``cfg`` it reads."""
+    if name in ("vit_s16", "vit_s16_i21k"):
+        i21k = name == "vit_s16_i21k"
+        param = "vit_i21k_checkpoint" if i21k else "vit_checkpoint"
+        spec = cfg.vit_i21k_checkpoint if i21k else cfg.vit_checkpoint
+        _need(name, param, spec)
+        path = vit_checkpoint_path(spec, cfg, param, i21k)
+        return _vit(name, path, cfg.vit_variant, cfg.img_size, f"{param}={spec!r}")
+    if name == "vit_s16_hub":
+        _need(name, "hub_handle", cfg.hub_handle)
+        path, what = _hub_savedmodel(
+            cfg.hub_handle, cfg.cache_dir, cfg.vit_variant, cfg.img_size, cfg.seed
+        )
+        variant = cfg.vit_variant if cfg.hub_handle == "generated" else "S/16"
+        return _hub(name, path, what, variant)
+    if name == "resnet50":
+        return _resnet(name, cfg.resnet_weights, cfg.img_size, cfg.cache_dir, cfg.seed)
+    if name in ("bit_r50x1", "bit_r50x1_i21k"):
+        i21k = name == "bit_r50x1_i21k"
+        param = "bit_i21k_checkpoint" if i21k else "bit_checkpoint"
+        spec = cfg.bit_i21k_checkpoint if i21k else cfg.bit_checkpoint
+        _need(name, param, spec)
+        path = bit_checkpoint_path(spec, cfg, param, i21k)
+        return _bit(name, path, cfg.bit_variant, cfg.img_size, i21k, f"{param}={spec!r}")
+    raise ValueError(f"unknown backbone {name!r}; known: {', '.join(NAMES)}")
+
+
 def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
     """Build backbone ``name`` for config ``cfg``: frozen unless ``trainable``."""
-    if name == "vit_s16":
-        parts = _vit(name, cfg, cfg.vit_checkpoint, "vit_checkpoint")
-    elif name == "vit_s16_i21k":
-        parts = _vit(name, cfg, cfg.vit_i21k_checkpoint, "vit_i21k_checkpoint", i21k=True)
-    elif name == "vit_s16_hub":
-        parts = _hub(name, cfg)
-    elif name == "resnet50":
-        parts = _resnet(name, cfg)
-    elif name == "bit_r50x1":
-        parts = _bit(name, cfg, cfg.bit_checkpoint, "bit_checkpoint")
-    elif name == "bit_r50x1_i21k":
-        parts = _bit(name, cfg, cfg.bit_i21k_checkpoint, "bit_i21k_checkpoint", i21k=True)
-    else:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(NAMES)}")
+    parts = _parts(name, cfg)
     model = parts["model"]
     model.trainable = trainable
-    S = parts["img_size"]
     return Backbone(
         name=name,
         model=model,
         preprocess=parts["preprocess"],
-        img_size=S,
+        img_size=parts["img_size"],
         feature_dim=int(parts["feature_dim"]),
         cache_key=parts["key"],
         imagenet_logits=_logits_fn(parts["head"]),
         description=parts["description"],
         params=int(model.count_params()),
-        gmacs=_gmacs(name, cfg, model, S),
+        gmacs=parts["gmacs"],
         source=parts["source"],
         extra=dict(parts.get("extra", {})),
         vit=parts.get("vit"),
@@ -402,11 +414,11 @@ def backbones(names, cfg, trainable: bool = False) -> tuple[dict[str, Backbone],
         except downloads.DownloadError as exc:
             if name not in OPTIONAL:
                 raise
-            skipped[name] = skip_sentence(name, exc)
+            skipped[name] = _skip_sentence(name, exc)
     return built, skipped
 
 
-def skip_sentence(name: str, exc: Exception) -> str:
+def _skip_sentence(name: str, exc: Exception) -> str:
     """One sentence for the report: which optional route was skipped and why."""
     lines = str(exc).splitlines()
     why = "; ".join(ln.strip(" -") for ln in lines if ln.startswith("  - ")) or lines[0]
@@ -414,18 +426,6 @@ def skip_sentence(name: str, exc: Exception) -> str:
         f"The TF Hub comparison ({name}) was skipped because the SavedModel could not be "
         f"downloaded ({why}); every result below uses our Keras ViT-S/16."
     )
-
-
-def _gmacs(name, cfg, model, img_size) -> float:
-    """GMACs per image: counted from the architecture for ViTs and BiT, the published 3.86 at
-    224 px scaled by the pixel count for ResNet-50 (REFERENCE.md)."""
-    if name == "resnet50":
-        return GMACS_224[name] * (img_size / 224) ** 2
-    if name.startswith("bit_"):
-        return resnetv2.gmacs(**resnetv2.VARIANTS[cfg.bit_variant], img_size=img_size)
-    generated = cfg.hub_handle == "generated" if name == "vit_s16_hub" else True
-    variant = cfg.vit_variant if generated else "S/16"
-    return vit.gmacs(**vit.VARIANTS[variant], img_size=img_size)
 
 
 def required_resources(cfg) -> list[str]:
