@@ -84,7 +84,8 @@ def tf_models(batch: int, hub_handle: str):
     model = vit.build("S/16", num_classes=1000)
     default = vit.compiled_forward(model)  # fastpath: measures at first call
     default(x)
-    jit = next(iter(fastpath.CHOICES.values()))["jit"] if fastpath.CHOICES else None
+    choice = fastpath.remembered(f"VisionTransformer:{model.name}", x.shape)  # its name there
+    jit = None if os.environ.get("VITWATCH_JIT") or choice is None else choice["jit"]
     path = {True: "XLA", False: "TF graph", None: "forced"}[jit]
     rows = [(f"ViT-S/16 ours, default path ({path})", "vit_s16", lambda: default(x).numpy())]
     for label, jit in [("TF graph", False), ("XLA", True)]:

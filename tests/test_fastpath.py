@@ -17,7 +17,6 @@ def _double(x):
 @pytest.fixture(autouse=True)
 def no_force(monkeypatch):
     monkeypatch.delenv("VITWATCH_JIT", raising=False)
-    fastpath.CHOICES.clear()
 
 
 def test_forced_path_and_bad_value(tmp_path, monkeypatch):
@@ -41,6 +40,8 @@ def test_measured_once_then_remembered_per_shape(tmp_path, monkeypatch):
     assert len(calls) == 1
     stored = json.loads((tmp_path / fastpath.CHOICES_FILE).read_text())
     (entry,) = stored.values()
+    assert fastpath.remembered("m", x.shape, tmp_path) == entry
+    assert fastpath.remembered("m", (9, 3), tmp_path) is None
     assert entry["reason"] == "measured" and entry["graph_s"] > 0 and entry["xla_s"] > 0
     assert entry["jit"] == (entry["xla_s"] < entry["graph_s"])
     fastpath.choose(_double, tf.ones((5, 3)), "m", tmp_path, log=None)  # another shape

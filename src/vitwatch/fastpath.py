@@ -18,7 +18,7 @@ Typical use::
 
     forward = fastpath.backbone_forward(backbone)      # uint8 (B, S, S, 3) -> float32 (B, D)
     feats = forward(images)
-    fastpath.CHOICES                                   # what was measured in this process
+    fastpath.remembered(name, shape)                   # the choice made for a model and shape
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ from . import fileio
 
 CHOICES_FILE = "fastpath.json"
 MIN_BATCH_SECONDS = 0.5  # graph batch faster than this: XLA's compile cannot pay back
-CHOICES: dict[str, dict] = {}  # key -> choice measured or read in this process
 
 
-def machine_id() -> str:
+def _machine_id() -> str:
     """CPU model and core count, plus the GPUs TensorFlow sees (keys the remembered choice)."""
     import tensorflow as tf
 
@@ -55,12 +54,12 @@ def machine_id() -> str:
     return f"{cpu} x{os.cpu_count()}" + (f" + {', '.join(gpus)}" if gpus else "")
 
 
-def choice_key(name: str, shape) -> str:
+def _choice_key(name: str, shape) -> str:
     import tensorflow as tf
 
     return json.dumps(
         {
-            "machine": machine_id(),
+            "machine": _machine_id(),
             "tensorflow": tf.__version__,
             "model": name,
             "shape": [int(s) for s in shape],
@@ -72,6 +71,20 @@ def choice_key(name: str, shape) -> str:
 def _store(cache_dir=None) -> Path:
     root = cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch"
     return Path(root).expanduser() / CHOICES_FILE
+
+
+def _read(path: Path) -> dict:
+    """The stored choices; a missing or damaged file reads as none (measured again)."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remembered(name: str, shape, cache_dir=None) -> dict | None:
+    """The choice stored for model ``name`` on inputs of ``shape`` on this machine
+    (``{"jit", "graph_s", "xla_s", "reason", ...}``), or None (not measured; or forced)."""
+    return _read(_store(cache_dir)).get(_choice_key(name, shape))
 
 
 def _timed(fn, x) -> float:
@@ -139,23 +152,13 @@ def choose(
         if forced not in ("graph", "xla"):
             raise ValueError(f"VITWATCH_JIT={forced!r}: expected 'graph' or 'xla'")
         return forced == "xla"
-    key = choice_key(name, x.shape)
+    key = _choice_key(name, x.shape)
     path = _store(cache_dir)
-    stored = {}
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            stored = {}  # a damaged file is measured again
-    if key not in stored:
-        stored[key] = {**measure(fn, x, log), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
-        try:
-            fresh = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):
-            fresh = {}
-        fileio.write_json(path, {**fresh, key: stored[key]}, indent=1)
-    CHOICES[key] = stored[key]
-    return bool(stored[key]["jit"])
+    choice = _read(path).get(key)
+    if choice is None:
+        choice = {**measure(fn, x, log), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        fileio.write_json(path, {**_read(path), key: choice}, indent=1)  # others' meanwhile
+    return bool(choice["jit"])
 
 
 def auto_function(
