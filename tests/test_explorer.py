@@ -207,3 +207,18 @@ def test_widget_builds_and_redraws_without_a_front_end(store):
     layer.value, head.value = 1, 1
     pick.value = 1
     assert layer.max == explainers[0].depth and head.max == explainers[0].num_heads
+
+
+def test_table_and_sentence_of_the_panel(store):
+    _, explainers, class_names, _ = store
+    df = explorer.table(explainers)
+    assert list(df["map"]) == [
+        f"attention ({explainers[0].depth} blocks x {explainers[0].num_heads} heads)",
+        "Grad-CAM",
+    ]
+    assert list(df["run (head used)"]) == ["B_vit_s16", "A_resnet50"]
+    top = lambda breed: {"top": [(breed, 0.9)]}  # noqa: E731
+    explained = [[top("Breed 1"), top("Breed 1")], [top("Breed 2"), top("Breed 0")]]
+    text = explorer.describe_examples(explainers, explained, [1, 0], class_names)
+    assert text.startswith("On these 2 images the backbones agree on the top breed for 1;")
+    assert f"{explainers[0].label} 1/2, {explainers[1].label} 2/2." in text

@@ -14,11 +14,11 @@ of where it looks:
   :func:`vitwatch.analysis.gradcam.linear`);
 - the TF Hub ViT: no map (a SavedModel returns no attention).
 
-Functions: :func:`load` (backbones and their heads), :func:`explain` (one image, one
-backbone), :func:`explain_all`, :func:`examples` (test images for the static panel),
-:func:`image_from_bytes` (an upload), :func:`widget` (the ipywidgets front end, only built where
-a kernel has a front end: :func:`has_front_end`). The figure is
-:func:`vitwatch.plotting.explorer.panel`.
+Functions: :func:`load` (backbones and their heads), :func:`table`, :func:`explain` (one
+image, one backbone), :func:`explain_all`, :func:`describe_examples`, :func:`examples` (test
+images for the static panel), :func:`image_from_bytes` (an upload), :func:`widget` (the
+ipywidgets front end, only built where a kernel has a front end: :func:`has_front_end`). The
+figure is :func:`vitwatch.plotting.explorer.panel`.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ class Explainer:
 
     def probs(self, image: np.ndarray) -> np.ndarray:
         """Breed probabilities (K,) of one image: features -> stored head -> softmax."""
-        from vitwatch import train
+        from vitwatch import runs
 
         feats = np.asarray(self.backbone.model.predict_on_batch(self.inputs(image)))  # (1, D)
-        return train.softmax(feats.astype("float32") @ self.kernel + self.bias)[0]  # (K,)
+        return runs.softmax(feats.astype("float32") @ self.kernel + self.bias)[0]  # (K,)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -153,6 +153,41 @@ def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
         )
         out.append(Explainer(name, analysis.text.label(name), run, bb, kernel, bias, bb.vit, kind))
     return out, class_names
+
+
+def table(explainers):
+    """The backbones of the explorer as a table: label, the run whose head is used, the head's
+    size (features x breeds) and the map it can show."""
+    import pandas as pd
+
+    maps = {"gradcam": "Grad-CAM", "none": "none"}
+    return pd.DataFrame(
+        [
+            {
+                "backbone": ex.label,
+                "run (head used)": ex.run,
+                "head": f"{ex.kernel.shape[0]} x {ex.kernel.shape[1]}",
+                "map": maps.get(ex.map_kind)
+                or f"attention ({ex.depth} blocks x {ex.num_heads} heads)",
+            }
+            for ex in explainers
+        ]
+    )
+
+
+def describe_examples(explainers, explained, true_labels, class_names) -> str:
+    """On the panel's images (``explained``: :func:`explain_all` of each, ``true_labels``: their
+    breeds): how often the backbones agree on the top breed, and each one's correct answers."""
+    n = len(explained)
+    agree = sum(len({e["top"][0][0] for e in rows}) == 1 for rows in explained)
+    right = [
+        sum(rows[j]["top"][0][0] == class_names[y] for rows, y in zip(explained, true_labels))
+        for j in range(len(explainers))
+    ]
+    return (
+        f"On these {n} images the backbones agree on the top breed for {agree}; correct top-1 "
+        "answers: " + ", ".join(f"{ex.label} {r}/{n}" for ex, r in zip(explainers, right)) + "."
+    )
 
 
 def top_k(probs: np.ndarray, class_names, k: int = 5) -> list[tuple[str, float]]:
