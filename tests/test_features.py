@@ -33,9 +33,11 @@ def preprocess(x):
 
 
 def stub(key="w1", die_after=None, dim=6):
+    model = StubModel(die_after)
     return types.SimpleNamespace(
         name="stub",
-        model=StubModel(die_after),
+        model=model,
+        forward=lambda x: model(preprocess(np.asarray(x, np.float32))).astype(np.float32),
         preprocess=preprocess,
         img_size=SIZE,
         feature_dim=dim,
@@ -73,18 +75,18 @@ def _direct(split):
 def test_rows_match_images_and_cache_is_reused(tmp_path, split):
     cfg = _cfg(tmp_path)
     bb = stub()
-    f = features.extract(bb, split, "train", cfg, shard_size=8)
+    f, stats = features.extract_with_stats(bb, split, "train", cfg, shard_size=8)
     assert f.shape == (len(split), 6) and f.dtype == np.float32
     np.testing.assert_allclose(f, _direct(split), atol=1e-5)
     assert bb.model.images == len(split) and bb.model.max_batch <= cfg.batch_size
-    assert features.LAST_STATS["computed_images"] == len(split)
+    assert stats.computed_images == len(split) and stats.cached_images == 0
     folder = features.cache_dir_for(bb, split, "train", cfg)
     assert sorted(p.name for p in folder.iterdir()) == ["features.npy", "meta.json"]
     bb2 = stub()
-    again = features.extract(bb2, split, "train", cfg, shard_size=8)
+    again, stats = features.extract_with_stats(bb2, split, "train", cfg, shard_size=8)
     assert bb2.model.calls == 0 and np.array_equal(again, f)
-    assert features.LAST_STATS["cached_images"] == len(split)
-    assert features.LAST_STATS["images_per_second"] > 0
+    assert stats.cached_images == len(split) and stats.computed_images == 0
+    assert stats.images_per_second > 0 and stats.compute_seconds > 0
 
 
 def test_killed_run_resumes_computing_only_missing_shards(tmp_path, split, capsys):
@@ -97,9 +99,9 @@ def test_killed_run_resumes_computing_only_missing_shards(tmp_path, split, capsy
     assert shards == ["shard_0000000_0000008.npy"]
     assert not list(folder.glob("*.tmp-*")) and not (folder / "features.npy").exists()
     resumed = stub()
-    f = features.extract(resumed, split, "train", cfg, shard_size=8)
+    f, stats = features.extract_with_stats(resumed, split, "train", cfg, shard_size=8)
     assert resumed.model.images == len(split) - 8  # only what was missing
-    assert features.LAST_STATS["computed_images"] == len(split) - 8
+    assert stats.computed_images == len(split) - 8
     np.testing.assert_allclose(f, _direct(split), atol=1e-5)
     out = capsys.readouterr().out
     assert f"8 cached, {len(split) - 8} to compute" in out

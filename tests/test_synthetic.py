@@ -4,7 +4,6 @@ import io
 import json
 import tarfile
 import time
-import types
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -131,15 +130,17 @@ def test_linear_probe_on_random_conv_features_beats_chance(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from vitwatch.models import registry
+
     cfg = config.from_profile("smoke", cache_dir=str(tmp_path))
     dogs = sd.load(cfg)
-    backbone = types.SimpleNamespace(
-        name="random_convnet",
-        model=_random_convnet(cfg.img_size),
-        preprocess=lambda x: x / 127.5 - 1.0,
-        img_size=cfg.img_size,
-        feature_dim=256,
-        cache_key="random-seed0",
+    backbone = registry.Backbone(  # features.extract runs Backbone.forward
+        "random_convnet",
+        _random_convnet(cfg.img_size),
+        lambda x: x / 127.5 - 1.0,
+        cfg.img_size,
+        256,
+        "random-seed0",
     )
     train = features.extract(backbone, dogs.train, "train", cfg, progress=False)
     test = features.extract(backbone, dogs.test, "test", cfg, progress=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .train import count_params
+from .protocols.head import count_params
 
 
 def count_gmacs(model, img_size: int) -> float | None:
@@ -37,12 +37,8 @@ def count_gmacs(model, img_size: int) -> float | None:
 
 def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str, Any]:
     """Parameters, GMACs and measured forward throughput (images/s, after one warm-up batch)
-    of a backbone on this machine, on the path feature extraction takes (:mod:`.fastpath`)."""
-    from . import fastpath
-
-    forward = getattr(backbone, "_fast_forward", None)
-    if forward is None:
-        forward = backbone._fast_forward = fastpath.backbone_forward(backbone)
+    of a backbone on this machine, on the path feature extraction takes (``Backbone.forward``)."""
+    forward = backbone.forward
     s = backbone.img_size
     images = np.random.default_rng(0).integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
     forward(images)  # trace + warm up

@@ -20,7 +20,8 @@ plain ``.npy`` files.
 Typical use::
 
     feats = features.extract(backbone, dogs.train, "train", cfg)    # float32 (N, D)
-    features.LAST_STATS["images_per_second"]                         # for the results store
+    feats, stats = features.extract_with_stats(backbone, dogs.train, "train", cfg)
+    stats.compute_seconds, stats.computed_images                      # what it cost
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +57,21 @@ NATIVE_VIEWS = {"vit": (0.9, "bicubic"), "resnet": (0.875, "bilinear"), "bit": (
 DEFAULT_NATIVE = (0.875, "bilinear")
 EVAL_VIEWS = ("native", "squash")
 
-# Statistics of the last extract() call: split_name, n_images, computed_images,
-# cached_images, seconds (this call), compute_seconds (all runs that computed this cache,
-# resumed ones included), images_per_second (of the computation), cache_dir.
-LAST_STATS: dict = {}
+
+@dataclass(frozen=True)
+class ExtractStats:
+    """What one :func:`extract_with_stats` call cost: images computed by this call and read
+    from the cache, its seconds, and the seconds (and rate) of every run that computed this
+    cache entry, resumed ones included."""
+
+    split_name: str
+    n_images: int
+    computed_images: int  # backbone passes made by this call
+    cached_images: int  # rows read from the cache instead
+    seconds: float  # this call
+    compute_seconds: float  # computing the whole entry, over every run that computed part of it
+    images_per_second: float | None  # of that computation
+    cache_dir: str
 
 
 def _function_id(fn) -> str:
@@ -177,31 +190,13 @@ def cache_dir_for(
     return Path(cfg.cache_dir).expanduser() / "features" / f"{safe}-{digest}"
 
 
-def _forward(backbone, x: np.ndarray) -> np.ndarray:
-    """uint8 (B, S, S, 3) -> float32 (B, D) through the backbone's preprocessing and model: a
-    Keras model on the path measured fastest on this machine
-    (:func:`vitwatch.fastpath.backbone_forward`), any other callable eagerly."""
-    if hasattr(backbone.model, "predict_on_batch"):  # a Keras model
-        forward = getattr(backbone, "_fast_forward", None)
-        if forward is None:
-            from . import fastpath
-
-            forward = fastpath.backbone_forward(backbone)
-            backbone._fast_forward = forward  # one compiled function per backbone
-        return forward(x)  # (B, D)
-    out = backbone.model(backbone.preprocess(x.astype(np.float32)))
-    if isinstance(out, dict):  # TFSMLayer returns {name: tensor}
-        if len(out) != 1:
-            raise ValueError(
-                f"backbone {getattr(backbone, 'name', '?')}: model returned "
-                f"several outputs {sorted(out)}; expected one feature tensor"
-            )
-        out = next(iter(out.values()))
-    out = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)
-    return out.reshape(len(x), -1)  # (B, D)
+def extract(backbone, split: stanford_dogs.Split, split_name: str, cfg, view: int = 0, **kw):
+    """Features ``float32 (N, D)`` of ``split`` (:func:`extract_with_stats` without the
+    statistics)."""
+    return extract_with_stats(backbone, split, split_name, cfg, view, **kw)[0]
 
 
-def extract(
+def extract_with_stats(
     backbone,
     split: stanford_dogs.Split,
     split_name: str,
@@ -212,12 +207,13 @@ def extract(
     log: images.BadImageLog | None = None,
     progress: bool = True,
     eval_view: str | None = None,
-) -> np.ndarray:
-    """Features ``float32 (N, D)`` of ``split`` (row i = ``split.paths[i]``), cached on disk.
+) -> tuple[np.ndarray, ExtractStats]:
+    """Features ``float32 (N, D)`` of ``split`` (row i = ``split.paths[i]``), cached on disk,
+    and what getting them cost (:class:`ExtractStats`).
 
-    ``backbone``: anything with ``model`` (preprocessed input -> features), ``preprocess``
-    (float32 0..255 -> model input), ``img_size``, ``feature_dim`` and ``cache_key``
-    (see ``vitwatch.models.registry``). ``view`` 0 is the eval view (``eval_view``, default
+    ``backbone``: a :class:`vitwatch.models.registry.Backbone`, or anything with its
+    ``forward`` (uint8 images -> float32 features), ``preprocess``, ``img_size``,
+    ``feature_dim`` and ``cache_key``. ``view`` 0 is the eval view (``eval_view``, default
     ``cfg.eval_view``: :func:`eval_batches`); ``view`` k > 0 the k-th augmented view (random
     resized crop + flip, seeded by :func:`view_seed` of ``cfg.seed`` and k). Batches of
     ``cfg.batch_size``. An image that cannot be decoded
@@ -238,8 +234,7 @@ def extract(
     if final.exists() and meta.get("complete"):
         feats = np.load(final)
         if feats.shape[0] == n:
-            _stats(split_name, n, 0, t_start, meta, folder)
-            return feats
+            return feats, _stats(split_name, n, 0, t_start, meta, folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not meta:
         meta = {"key": key, "complete": False, "compute_seconds": 0.0, "computed_images": 0}
@@ -288,7 +283,7 @@ def extract(
                 )
             )
             for x, idx in stream:
-                out = _forward(backbone, x)  # (B, D)
+                out = backbone.forward(x)  # (B, D)
                 if not np.all(np.isfinite(out)):
                     raise ValueError(
                         f"features {label}: non-finite features from the "
@@ -345,8 +340,7 @@ def extract(
     fileio.write_json(meta_path, meta, indent=1)
     for s, e in ranges:
         shard(s, e).unlink(missing_ok=True)
-    _stats(split_name, n, computed, t_start, meta, folder)
-    return feats
+    return feats, _stats(split_name, n, computed, t_start, meta, folder)
 
 
 def _fmt(seconds: float) -> str:
@@ -359,10 +353,9 @@ def _fmt(seconds: float) -> str:
     return f"~{seconds / 3600:.1f} h"
 
 
-def _stats(split_name, n, computed, t_start, meta, folder) -> None:
-    LAST_STATS.clear()
+def _stats(split_name, n, computed, t_start, meta, folder) -> ExtractStats:
     cs, ci = meta.get("compute_seconds", 0.0), meta.get("computed_images", 0)
-    LAST_STATS.update(
+    return ExtractStats(
         split_name=split_name,
         n_images=n,
         computed_images=computed,

@@ -1,0 +1,176 @@
+"""The softmax head that protocols A, B and C train on a backbone's features, and its training.
+
+One softmax ``Dense`` layer, the seed's classifier: ``feature_dim * K + K`` parameters (46,200
+on ViT-S/16's 384-d features and 120 breeds). :class:`HeadTrainer` is Adam with one compiled
+training step; :func:`fit_head` trains on feature arrays and keeps the epoch best on
+validation (:class:`Best`); :func:`head_result` scores the chosen head once on the test set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vitwatch import runs
+
+HEAD_BATCH = 128  # protocol B: batch size of the head on cached features
+
+
+def softmax_head(feature_dim: int, num_classes: int, l2: float = 0.0, name: str = "head"):
+    """One softmax ``Dense`` layer: ``feature_dim * num_classes + num_classes`` parameters
+    (384 x 120 + 120 = 46,200 on ViT-S/16)."""
+    import keras
+
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+    return keras.Sequential(
+        [
+            keras.Input((feature_dim,)),
+            keras.layers.Dense(
+                num_classes, activation="softmax", kernel_regularizer=reg, name=f"{name}_dense"
+            ),
+        ],
+        name=name,
+    )
+
+
+def count_params(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def evaluate(head, x, y) -> tuple[float, float, np.ndarray]:
+    """(loss, accuracy, probs) of the head on feature arrays (cross-entropy, no L2 term)."""
+    probs = np.asarray(head(np.asarray(x, np.float32), training=False), np.float32)  # (N, K)
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.log(p_true).mean()), float((probs.argmax(1) == y).mean()), probs
+
+
+def head_result(
+    protocol, backbone_name, head, val_probs, val_y, test_x, test_y, history, train_seconds, extra
+) -> runs.RunResult:
+    """The run of a head chosen on validation: the test set scored once, the head's weights
+    stored (the explorer reuses them)."""
+    _, _, test_probs = evaluate(head, test_x, test_y)  # test: once
+    kernel, bias = head.get_weights()
+    return runs.RunResult(
+        protocol,
+        backbone_name,
+        val_probs,
+        val_y,
+        test_probs,
+        test_y,
+        history,
+        timings={"train_seconds": train_seconds},
+        trainable_params=count_params(head.trainable_weights),
+        extra=extra,
+        arrays={"head_kernel": kernel, "head_bias": bias},
+    )
+
+
+class Best:
+    """Keeps the weights of the best epoch on validation (accuracy, then loss)."""
+
+    def __init__(self):
+        self.key, self.epoch, self.weights = None, -1, None
+
+    def update(self, epoch: int, val_acc: float, val_loss: float, model) -> None:
+        key = (val_acc, -val_loss)
+        if self.key is None or key > self.key:
+            self.key, self.epoch, self.weights = key, epoch, model.get_weights()
+
+
+def new_history() -> dict[str, list[float]]:
+    return {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+
+
+def record(history: dict, logs: list[tuple[int, tuple[float, float]]], val) -> None:
+    """Append one epoch: train loss/accuracy averaged over batches (weighted by size), val."""
+    n = sum(b for b, _ in logs)
+    history["loss"].append(sum(b * l for b, (l, _) in logs) / n)
+    history["accuracy"].append(sum(b * a for b, (_, a) in logs) / n)
+    history["val_loss"].append(val[0])
+    history["val_accuracy"].append(val[1])
+
+
+class HeadTrainer:
+    """The softmax head with Adam and one compiled training step on feature batches.
+
+    A plain ``tf.function`` step rather than ``Model.fit``: the head is so small that Keras'
+    per-epoch machinery would cost more than the training itself. The loss minimised is the
+    cross-entropy plus the head's L2 penalty; the loss reported is the cross-entropy alone, as
+    on validation.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, lr: float, l2: float = 0.0):
+        import keras
+        import tensorflow as tf
+
+        self.head = softmax_head(feature_dim, num_classes, l2)
+        self.optimizer = keras.optimizers.Adam(lr)
+        self.optimizer.build(self.head.trainable_variables)
+        head, opt = self.head, self.optimizer
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                probs = head(x, training=True)  # (B, K)
+                ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
+                loss = ce + tf.add_n(head.losses) if head.losses else ce
+            grads = tape.gradient(loss, head.trainable_variables)
+            opt.apply_gradients(zip(grads, head.trainable_variables))
+            hit = tf.cast(tf.equal(tf.argmax(probs, 1, output_type=y.dtype), y), tf.float32)
+            return ce, tf.reduce_mean(hit)
+
+        self._step = step
+
+    def train_batch(self, x, y) -> tuple[float, float]:
+        """One Adam step on a batch; returns (cross-entropy, accuracy) of the batch."""
+        ce, acc = self._step(np.asarray(x, np.float32), np.asarray(y, np.int64))
+        return float(ce), float(acc)
+
+    def evaluate(self, x, y) -> tuple[float, float, np.ndarray]:
+        return evaluate(self.head, x, y)
+
+
+def fit_head(
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    num_classes: int,
+    *,
+    epochs: int,
+    lr: float,
+    l2: float = 0.0,
+    batch_size: int = HEAD_BATCH,
+    seed: int = 0,
+):
+    """Train a softmax head on feature arrays (Adam, shuffled mini-batches); return
+    ``(head, history, best_epoch)``, the head holding the weights of its best epoch on
+    validation."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    train_x, val_x = np.asarray(train_x, np.float32), np.asarray(val_x, np.float32)
+    train_y, val_y = np.asarray(train_y, np.int64), np.asarray(val_y, np.int64)
+    trainer = HeadTrainer(train_x.shape[1], num_classes, lr, l2)
+    rng = np.random.default_rng(seed)
+    history = new_history()
+    best = Best()
+    for epoch in range(epochs):
+        order = rng.permutation(len(train_y))
+        logs = [
+            (len(idx), trainer.train_batch(train_x[idx], train_y[idx]))
+            for idx in np.array_split(order, max(1, math.ceil(len(order) / batch_size)))
+        ]
+        record(history, logs, trainer.evaluate(val_x, val_y)[:2])
+        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
+    trainer.head.set_weights(best.weights)
+    return trainer.head, history, best.epoch
+
+
+def fold_standardisation(head, mean: np.ndarray, scale: np.ndarray) -> None:
+    """Rewrite a head trained on ``(x - mean) / scale`` as the same function of raw ``x``:
+    W' = W / scale, b' = b - (mean / scale) W."""
+    kernel, bias = head.get_weights()  # (D, K), (K,)
+    head.set_weights([kernel / scale[:, None], bias - (mean / scale) @ kernel])
