@@ -66,15 +66,6 @@ def test_minibatch_cka_matrix():
         acc.update(a[:1], b)
 
 
-def test_self_similarity_matches_pairwise():
-    rng = np.random.default_rng(3)
-    acts = [rng.normal(size=(20, 5)) for _ in range(3)]
-    acts.append(acts[0] @ rng.normal(size=(5, 5)))
-    m = rep.self_similarity(acts)
-    assert np.allclose(np.diag(m), 1) and np.allclose(m, m.T)
-    assert m[0, 3] == pytest.approx(rep.linear_cka(acts[0], acts[3]))
-
-
 def test_activations_of_vit_blocks_and_resnet_stages():
     import keras
 

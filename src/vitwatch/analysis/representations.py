@@ -115,23 +115,6 @@ class MinibatchCKA:
         return self.cross / den  # (La, Lb)
 
 
-def self_similarity(acts) -> np.ndarray:
-    """(L, L) linear CKA between all layers of one network on one set of images."""
-    grams = [gram_linear(x) for x in acts]
-    n = len(grams)
-    out = np.eye(n)
-    centred = []
-    for k in grams:
-        h = np.eye(k.shape[0]) - 1.0 / k.shape[0]
-        centred.append(h @ k @ h)
-    for i in range(n):
-        for j in range(i + 1, n):
-            num = np.sum(centred[i] * centred[j])
-            den = np.sqrt(np.sum(centred[i] ** 2) * np.sum(centred[j] ** 2))
-            out[i, j] = out[j, i] = num / den if den > 0 else 0.0
-    return out
-
-
 # --- activations -----------------------------------------------------------------------------
 def vit_block_outputs(model, x) -> list[np.ndarray]:
     """Token sequence after each transformer block, a list of ``(B, N, C)`` arrays.
