@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fake_results import make_store
+from test_gradcam import _tiny_cnn
 
 from vitwatch import analysis, results, seeds, stats
 from vitwatch.analysis import (
@@ -364,21 +365,6 @@ def test_matched_pairs_as_shown_and_their_conclusions(store):
 
 
 # --- representations -----------------------------------------------------------------------
-def _tiny_cnn(img=32):
-    import keras
-
-    inp = keras.Input((img, img, 3))
-    x = inp
-    for name, width in (("conv2_block3_out", 8), ("conv3_block4_out", 8), ("conv4_block6_out", 8)):
-        x = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name=name)(
-            x
-        )
-    x = keras.layers.Conv2D(
-        16, 3, strides=2, padding="same", activation="relu", name="conv5_block3_out"
-    )(x)
-    return keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
-
-
 def test_cka_between_backbones_and_its_sentences(store):
     from vitwatch.models import vit
 
