@@ -39,9 +39,8 @@ BATCH_ENV = "VITWATCH_BATCH"  # set by vitwatch.report for papermill's kernels: 
 class Explainer:
     """One backbone with the dog head of its best frozen-backbone run (chosen on validation).
 
-    ``kernel`` (D, K) and ``bias`` (K,): the stored softmax head; ``vit``: the
-    VisionTransformer inside (attention maps), or None; ``map_kind``: "attention",
-    "gradcam" or "none".
+    ``kernel`` (D, K) and ``bias`` (K,): the stored softmax head; ``map_kind``: "attention"
+    (the backbone's ``vit``), "gradcam" (a CNN: ``extra["gradcam_layer"]``) or "none".
     """
 
     name: str
@@ -50,9 +49,13 @@ class Explainer:
     backbone: Any
     kernel: np.ndarray
     bias: np.ndarray
-    vit: Any = None
     map_kind: str = "none"
     _cam: Any = field(default=None, repr=False)
+
+    @property
+    def vit(self):
+        """The VisionTransformer inside the backbone (attention maps), or None."""
+        return self.backbone.vit
 
     @property
     def depth(self) -> int:
@@ -151,7 +154,7 @@ def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
             if "gradcam_layer" in bb.extra
             else "none"
         )
-        out.append(Explainer(name, analysis.text.label(name), run, bb, kernel, bias, bb.vit, kind))
+        out.append(Explainer(name, analysis.text.label(name), run, bb, kernel, bias, kind))
     return out, class_names
 
 
