@@ -14,6 +14,8 @@ Holds, for ``probs`` (N, K) and ``labels`` (N,) as in :mod:`vitwatch.stats`:
   Stored probabilities are enough: ``log p`` differs from the logits by a per-row constant, which
   the softmax ignores, so ``softmax(log p / T)`` is exactly ``softmax(z / T)``.
 - :func:`bootstrap` — the three metrics with percentile bootstrap CIs over test images.
+- Chapter 4's use of them: :func:`inputs` (the store's runs), :func:`table` (before and after
+  the temperature), :func:`format_table`, :func:`diagrams` and :func:`describe`.
 
 The NLL is convex in ``beta = 1 / T`` (a log-sum-exp minus a linear term), so its derivative is
 increasing and the minimiser is found by bisection on the derivative: no optimiser tolerance to
