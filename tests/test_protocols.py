@@ -52,6 +52,13 @@ def setup(tmp_path_factory):
     return cfg, stanford_dogs.load(cfg)
 
 
+def _like(cfg, **overrides):
+    """The smoke config sharing ``cfg``'s caches, with ``overrides``."""
+    return config.from_profile(
+        "smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir, **overrides
+    )
+
+
 def _check_probs(run, data):
     assert run.test_probs.shape == (len(data.test), data.num_classes)
     assert run.val_probs.shape == (len(data.val), data.num_classes)
@@ -109,15 +116,7 @@ def test_protocol_b_learns_and_picks_l2_on_validation(setup):
 
 def test_protocol_c_learns(setup):
     cfg, data = setup
-    cfg_c = config.from_profile(
-        "smoke",
-        cache_dir=cfg.cache_dir,
-        results_dir=cfg.results_dir,
-        finetune_epochs=3,
-        finetune_lr=3e-3,
-        finetune_blocks=-1,
-        finetune_patience=3,
-    )
+    cfg_c = _like(cfg, finetune_epochs=3, finetune_lr=3e-3, finetune_blocks=-1, finetune_patience=3)
     built = []
 
     def build():
@@ -138,15 +137,7 @@ def test_protocol_c_learns(setup):
 def test_cached_protocol_a_matches_streamed(setup):
     """The head trained on cached per-epoch views has the streamed head's history."""
     cfg, data = setup
-    one = config.from_profile(
-        "smoke",
-        cache_dir=cfg.cache_dir,
-        results_dir=cfg.results_dir,
-        head_epochs=3,
-        head_lr=0.01,
-        head_seeds=1,
-        seed=3,
-    )
+    one = _like(cfg, head_epochs=3, head_lr=0.01, head_seeds=1, seed=3)
     b = tiny_backbone()
     cached = linear.run(b, data, one, progress=False)
     streamed = linear.run(b, data, one, progress=False, stream=True)
@@ -162,15 +153,7 @@ def test_cached_protocol_a_matches_streamed(setup):
 
 def test_protocol_b_reuses_protocol_a_views(setup):
     cfg, data = setup
-    c = config.from_profile(
-        "smoke",
-        cache_dir=cfg.cache_dir,
-        results_dir=cfg.results_dir,
-        head_epochs=2,
-        probe_views=3,
-        probe_epochs=2,
-        seed=11,
-    )
+    c = _like(cfg, head_epochs=2, probe_views=3, probe_epochs=2, seed=11)
     b = tiny_backbone()
     a = linear.run(b, data, c, progress=False)
     n_eval = len(data.val) + len(data.test)  # eval view: seed-free, maybe cached before
@@ -184,14 +167,7 @@ def test_protocol_b_reuses_protocol_a_views(setup):
 
 def test_two_seeds_give_different_models_and_one_seed_the_same(setup):
     cfg, data = setup
-    c = config.from_profile(
-        "smoke",
-        cache_dir=cfg.cache_dir,
-        results_dir=cfg.results_dir,
-        head_epochs=2,
-        probe_epochs=3,
-        head_seeds=2,
-    )
+    c = _like(cfg, head_epochs=2, probe_epochs=3, head_seeds=2)
     b = tiny_backbone()
     for fn in (linear.run, probe.run):
         run = fn(b, data, c, progress=False)
@@ -211,9 +187,7 @@ def test_two_seeds_give_different_models_and_one_seed_the_same(setup):
 
 def test_eval_view_study_covers_both_views(setup):
     cfg, data = setup
-    c = config.from_profile(
-        "smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir, probe_epochs=2, head_seeds=2
-    )
+    c = _like(cfg, probe_epochs=2, head_seeds=2)
     store = results.ResultsStore(c.results_dir, c.profile, c.seed)
     study = views.eval_view_study(
         {"resnet50": tiny_backbone()},
@@ -332,9 +306,7 @@ def test_second_run_recomputes_nothing(setup, monkeypatch):
     # a changed hyperparameter or other weights: the run is redone
     monkeypatch.undo()
     monkeypatch.setattr(probe, "run", run_b)
-    cfg2 = config.from_profile(
-        "smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir, probe_epochs=2
-    )
+    cfg2 = _like(cfg, probe_epochs=2)
     protocols.run("B", b, data, cfg2, store, progress=False)
     assert calls == [1, 1]
     meta, _ = store.load("B_resnet50")
@@ -377,9 +349,7 @@ def test_which_backbones_run_which_protocol(setup):
 
 def test_bad_parameters_are_named(setup):
     cfg, data = setup
-    bad = config.from_profile(
-        "smoke", cache_dir=cfg.cache_dir, results_dir=cfg.results_dir, probe_l2_grid=[]
-    )
+    bad = _like(cfg, probe_l2_grid=[])
     with pytest.raises(ValueError, match="probe_l2_grid"):
         probe.run(tiny_backbone(), data, bad)
     with pytest.raises(ValueError, match="ImageNet-1k head"):

@@ -107,7 +107,7 @@ def study_table(
     reference view: squash at the native size; for another size, native at the native size),
     and the ViT-S/16 minus ResNet-50 differences per view at ``img_size`` (sentence parts)."""
     from vitwatch import features, seeds
-    from vitwatch.plotting import training as training_plots
+    from vitwatch.protocols import describe
 
     y = np.asarray(test_labels)
     hit = {k: seeds.correct(run.seed_test_probs, y) for k, run in study.items()}  # (S, N)
@@ -125,7 +125,7 @@ def study_table(
         shown = f" (crop {spec['crop_pct']}, {spec['interpolation']})" if view == "native" else ""
         rows.append(
             {
-                "backbone": training_plots.label(name),
+                "backbone": describe.label(name),
                 "view": view + shown,
                 "pixels": size,
                 "test top-1 % [95 % CI]": _ci(acc, ""),
