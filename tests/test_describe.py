@@ -121,8 +121,7 @@ def test_eval_view_table_references_and_gaps():
 
 def test_every_backbone_has_its_own_colour():
     """03's comparison figures plot the backbones together (full: with vit_s16_i21k)."""
-    from vitwatch import plotting
-    from vitwatch.models import registry
+    from vitwatch import catalogue, plotting
 
-    colours = [plotting.color_for(n) for n in registry.NAMES]
+    colours = [plotting.color_for(n) for n in catalogue.BACKBONES]
     assert len(set(colours)) == len(colours)

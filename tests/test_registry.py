@@ -103,7 +103,7 @@ def test_bad_parameters_are_named(cfg, tmp_path):
     with pytest.raises(ValueError, match="vit_checkpoint.*unknown URL"):
         registry.backbone("vit_s16", with_(vit_checkpoint="https://example.org/x.npz"))
     path = offline.vit_checkpoint(cfg.cache_dir, "testing", 32, 0)
-    with pytest.raises(ValueError, match="vit_variant='S/16'"):
+    with pytest.raises(ValueError, match="ViT variant 'S/16'"):  # not testing: the row's
         registry.backbone("vit_s16", with_(vit_checkpoint=str(path), vit_variant="S/16"))
     with pytest.raises(ValueError, match="vit_i21k_checkpoint"):
         registry.backbone("vit_s16_i21k", with_())
@@ -118,17 +118,18 @@ def test_required_resources_per_profile():
     assert registry.required_resources(smoke) == []
     assert registry.required_resources(quick) == [
         "vit_s16_i21k_ft_i1k",
-        "hub_vit_s16_fe",
         "resnet50_imagenet",
+        "hub_vit_s16_fe",
         "bit_m_r50x1_ilsvrc2012",
     ]
     assert registry.required_resources(full) == [
         "vit_s16_i21k_ft_i1k",
-        "vit_s16_i21k",
-        "hub_vit_s16_fe",
         "resnet50_imagenet",
+        "hub_vit_s16_fe",
+        "vit_s16_i21k",
         "bit_m_r50x1_ilsvrc2012",
         "bit_m_r50x1",
+        "vit_b16_i21k_ft_i1k",
     ]
     assert all(n in downloads.RESOURCES for n in registry.required_resources(full))
 
@@ -173,7 +174,7 @@ def test_bit_backbones_on_generated_checkpoints(cfg, images, monkeypatch):
     )
     assert registry.backbone("bit_r50x1", named).imagenet_logits is not None
     assert asked == ["bit_m_r50x1_ilsvrc2012"]
-    with pytest.raises(ValueError, match="bit_variant='R50x1'"):
+    with pytest.raises(ValueError, match="BiT variant 'R50x1'"):
         registry.backbone(
             "bit_r50x1",
             config.from_profile(
@@ -265,7 +266,16 @@ def test_vit_and_blocks_of_the_smoke_backbones(cfg):
     assert registry.backbone("vit_s16_hub", cfg).blocks() == ([], [])  # a SavedModel
 
 
-def test_names_come_from_the_catalogue():
+def test_vit_b16_row_builds_on_a_generated_checkpoint(cfg, images):
+    """ViT-B/16 is one catalogue row: under smoke ("testing" variant) it builds like vit_s16,
+    on its own stand-in weights; in a real profile its variant is the row's B/16."""
     from vitwatch import catalogue
 
-    assert registry.NAMES == tuple(catalogue.FACTS)
+    b16, s16 = registry.backbone("vit_b16", cfg), registry.backbone("vit_s16", cfg)
+    assert (b16.img_size, b16.feature_dim) == (32, s16.feature_dim) and b16.vit is b16.model
+    assert b16.cache_key != s16.cache_key and b16.imagenet_logits is not None
+    assert not np.allclose(b16.forward(images), s16.forward(images))  # other stand-in seed
+    row = catalogue.BACKBONES["vit_b16"]
+    assert (row.variant, row.builder, row.resource) == ("B/16", "vit", "vit_b16_i21k_ft_i1k")
+    assert "vit_b16" in catalogue.for_profile(config.from_profile("full"))[0]
+    assert "vit_b16" not in catalogue.for_profile(config.from_profile("smoke"))[0]

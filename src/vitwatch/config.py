@@ -78,8 +78,18 @@ PARAMS: dict[str, Param] = {
     "synthetic_train_per_class": Param(int, 30, "synthetic train images per breed"),
     "synthetic_test_per_class": Param(int, 10, "synthetic test images per breed"),
     # --- backbones -----------------------------------------------------------------------
+    "backbones": Param(
+        list,
+        ["vit_s16", "resnet50", "vit_s16_hub", "vit_s16_i21k", "bit_r50x1", "bit_r50x1_i21k"],
+        "backbones run, in order (rows of vitwatch.catalogue.BACKBONES); one whose checkpoint "
+        "parameter is empty is skipped",
+    ),
     "vit_variant": Param(
-        str, "testing", "ViT variant of vitwatch.models.vit.VARIANTS", ("testing", "S/16", "B/16")
+        str,
+        "testing",
+        "ViT variant (vitwatch.models.vit.VARIANTS): 'testing' builds every ViT of the "
+        "catalogue tiny (smoke); otherwise each is built in its catalogue row's variant",
+        ("testing", "S/16", "B/16"),
     ),
     "vit_checkpoint": Param(
         str,
@@ -88,6 +98,12 @@ PARAMS: dict[str, Param] = {
     ),
     "vit_i21k_checkpoint": Param(
         str, "", "ImageNet-21k-only checkpoint for the leakage control ('' = skip)"
+    ),
+    "vit_b16_checkpoint": Param(
+        str,
+        "generated",
+        "ViT-B/16 i21k -> i1k: named checkpoint, URL or local .npz; 'generated' = tiny random "
+        "one; '' = skip",
     ),
     "hub_handle": Param(
         str,
@@ -99,7 +115,8 @@ PARAMS: dict[str, Param] = {
     "bit_variant": Param(
         str,
         "testing",
-        "BiT ResNetV2 variant of vitwatch.models.resnetv2.VARIANTS",
+        "BiT ResNetV2 variant (vitwatch.models.resnetv2.VARIANTS): 'testing' builds every BiT "
+        "of the catalogue tiny (smoke); otherwise each is built in its catalogue row's variant",
         ("testing", "R50x1"),
     ),
     "bit_checkpoint": Param(

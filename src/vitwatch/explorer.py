@@ -124,13 +124,13 @@ def stored_heads(cfg, protocols=HEAD_PROTOCOLS) -> dict[str, tuple[str, np.ndarr
 
 def load(cfg, names=None) -> tuple[list[Explainer], list[str]]:
     """Every backbone with a stored head (or those in ``names``), and the breed names."""
-    from vitwatch import analysis, results
+    from vitwatch import analysis, catalogue, results
     from vitwatch.models import registry
 
     class_names = list(results.ResultsStore(cfg.results_dir).load_dataset()["class_names"])
     heads = stored_heads(cfg)
-    order = [n for n in registry.NAMES if n in heads] + [
-        n for n in heads if n not in registry.NAMES
+    order = [n for n in catalogue.BACKBONES if n in heads] + [
+        n for n in heads if n not in catalogue.BACKBONES
     ]
     out = []
     for name in order if names is None else names:

@@ -72,9 +72,9 @@ class Store:
 
     def image_sizes(self, positions) -> list[tuple[int, int]]:
         """(width, height) of each loaded photo: the frame its boxes are given in."""
-        from vitwatch.analysis import localisation
+        from vitwatch.analysis.boxes import image_size
 
-        return [localisation.image_size(self.paths[i]) for i in positions]
+        return [image_size(self.paths[i]) for i in positions]
 
     def imagenet_classes(self, positions) -> np.ndarray:
         """(n,) ImageNet-1k index of each image's true breed (-1 where none is known)."""
@@ -119,13 +119,13 @@ def select_runs(store: Store, backbones, protocols=("A", "B", "C")) -> dict[str,
     return {b: r for b, r in chosen.items() if r is not None}
 
 
-def compared_backbones(store: Store) -> tuple[str, str, str | None]:
-    """The chapter's ViT (ours, else the TF Hub one), its CNN (ResNet-50), and the CNN
-    pre-trained like the ViT (BiT-M R50x1, else its ImageNet-21k-only checkpoint; None when
-    neither ran)."""
-    vit = "vit_s16" if store.names("vit_s16") else "vit_s16_hub"
-    bit = next((b for b in ("bit_r50x1", "bit_r50x1_i21k") if store.names(b)), None)
-    return vit, "resnet50", bit
+def compared_backbones(store: Store) -> tuple[str | None, str | None, str | None]:
+    """The chapter's ViT, its CNN and the CNN pre-trained like the ViT, among the backbones
+    of the store (:data:`vitwatch.catalogue.ROLES`; None for a part no stored backbone plays)."""
+    from vitwatch import catalogue
+
+    ran = [b for b in catalogue.BACKBONES if store.names(b)]
+    return tuple(catalogue.role(part, ran) for part in ("vit", "cnn", "matched_cnn"))
 
 
 def describe(store: Store) -> str:
@@ -149,6 +149,17 @@ def load_images(paths, img_size: int) -> np.ndarray:
             raise ValueError(f"test image {p} cannot be decoded although 03 evaluated it")
         out.append(img)
     return np.stack(out)
+
+
+def save_summary(results_store, *sections) -> dict:
+    """Write ``analysis.json`` into ``results_store``: the numbers behind the chapter's
+    conclusions, every section's ``record`` (top-level key -> numbers) merged, in order.
+    Returns what was written."""
+    summary = {}
+    for section in sections:
+        summary.update(section.record)
+    results_store.write_json("analysis.json", summary)
+    return summary
 
 
 def subset(n_total: int, n: int, seed: int) -> np.ndarray:

@@ -6,8 +6,8 @@
 - ``resnet``: ``keras.applications.ResNet50`` with caffe preprocessing.
 - ``resnetv2``: BiT's ResNetV2 (group norm, weight standardisation) in Keras 3; reads Google's
   BiT .npz checkpoints (google-research/big_transfer).
-- ``registry``: ``backbone(name, cfg) -> Backbone`` for ``vit_s16``, ``vit_s16_hub``,
-  ``resnet50``, ``vit_s16_i21k``; ``required_resources(cfg)`` for the preflight.
+- ``registry``: ``backbone(name, cfg) -> Backbone`` for any row of
+  :data:`vitwatch.catalogue.BACKBONES`; ``required_resources(cfg)`` for the preflight.
 - ``offline``: the generated tiny checkpoint and SavedModel of the smoke profile and tests.
 """
 

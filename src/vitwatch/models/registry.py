@@ -1,16 +1,14 @@
-"""Backbones by name: turns a validated config into a ready, frozen feature extractor.
+"""Backbones by name: any row of :data:`vitwatch.catalogue.BACKBONES` built, for a validated
+config, into a ready, frozen feature extractor (:class:`Backbone`).
 
-Names (CONTRIBUTING.md): ``vit_s16`` (our Keras ViT on Google's AugReg i21k->i1k checkpoint),
-``vit_s16_hub`` (the same checkpoint as the seed's TF Hub SavedModel, through TFSMLayer),
-``resnet50`` (Keras applications, ImageNet-1k), ``vit_s16_i21k`` (ImageNet-21k only),
-``bit_r50x1`` (BiT-M R50x1, ImageNet-21k -> ImageNet-1k: a CNN with the ViT's pre-training) and
-``bit_r50x1_i21k`` (BiT-M R50x1, ImageNet-21k only), both in our Keras ResNetV2
-(:mod:`vitwatch.models.resnetv2`, set by ``bit_variant``, ``bit_checkpoint``,
-``bit_i21k_checkpoint``). Which weights each one loads is
-set by the config (``vit_variant``, ``vit_checkpoint``, ``vit_i21k_checkpoint``,
-``hub_handle``, ``resnet_weights``, ``img_size``); in the smoke profile they resolve to the tiny
-artifacts of :mod:`vitwatch.models.offline`. Every download goes through
-:mod:`vitwatch.downloads`, whose preflight takes :func:`required_resources`.
+A row names its builder (``vit``: our Keras ViT on a Google .npz; ``hub``: a TF Hub SavedModel
+through TFSMLayer; ``resnet``: Keras' ResNet-50; ``bit``: our Keras ResNetV2 on a BiT .npz),
+its variant (unless the profile's ``vit_variant``/``bit_variant`` is "testing": every row
+tiny, as in the smoke profile) and the config parameter holding its weights: "generated" (the
+stand-ins of :mod:`vitwatch.models.offline`, drawn with seed ``cfg.seed +
+row.stand_in_seed``), a name or URL of :data:`vitwatch.downloads.RESOURCES`, or a local file.
+Every download goes through :mod:`vitwatch.downloads`, whose preflight takes
+:func:`required_resources`.
 """
 
 from __future__ import annotations
@@ -27,8 +25,6 @@ import numpy as np
 
 from vitwatch import catalogue, downloads, fastpath
 from vitwatch.models import hub, offline, resnet, resnetv2, vit
-
-NAMES = tuple(catalogue.FACTS)  # the backbones of the report, in the catalogue's order
 
 
 @dataclass
@@ -185,18 +181,26 @@ def _local_or_download(spec: str, cfg, param: str, family: str) -> Path:
     return path
 
 
-def vit_checkpoint_path(spec: str, cfg, param: str = "vit_checkpoint", i21k=False) -> Path:
-    """Resolve a checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or a
-    local .npz path."""
+def _weights_path(row, spec: str, variant: str, cfg) -> Path:
+    """The .npz of ``row`` for parameter value ``spec``: 'generated' (a stand-in of ``variant``
+    with an ImageNet-1k head when the row has one), a name/URL of downloads.RESOURCES, or a
+    local path."""
     if spec == "generated":
+        head = 1000 if row.in1k_top1 is not None else 0
+        seed = cfg.seed + row.stand_in_seed
+        if row.builder == "bit":  # the i21k stand-in has no head: as the real file's is ignored
+            return offline.bit_checkpoint(cfg.cache_dir, variant, seed=seed, num_classes=head)
         return offline.vit_checkpoint(
-            cfg.cache_dir,
-            cfg.vit_variant,
-            cfg.img_size,
-            seed=cfg.seed + (1 if i21k else 0),
-            num_classes=0 if i21k else 1000,
+            cfg.cache_dir, variant, cfg.img_size, seed=seed, num_classes=head
         )
-    return _local_or_download(spec, cfg, param, "vit_")
+    return _local_or_download(spec, cfg, row.checkpoint, row.builder + "_")
+
+
+def vit_checkpoint_path(spec: str, cfg) -> Path:
+    """The .npz of the seed's ViT (:data:`vitwatch.catalogue.ROLES`) for parameter value
+    ``spec`` in the profile's ``vit_variant``: 'generated', a name/URL of downloads.RESOURCES,
+    or a local .npz path."""
+    return _weights_path(catalogue.BACKBONES[catalogue.ROLES["vit"][0]], spec, cfg.vit_variant, cfg)
 
 
 def _read_head(path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -240,7 +244,7 @@ def _vit(name, path, variant, img_size, what):
     try:
         vit.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(f"parameter {what} does not fit vit_variant={variant!r}: {exc}") from None
+        raise ValueError(f"parameter {what} does not fit ViT variant {variant!r}: {exc}") from None
     return dict(
         model=model,
         preprocess=vit.preprocess,
@@ -284,27 +288,13 @@ def _hub(name, path, what, variant):
     )
 
 
-def bit_checkpoint_path(spec: str, cfg, param: str = "bit_checkpoint", i21k=False) -> Path:
-    """Resolve a BiT checkpoint parameter: 'generated', a name/URL of downloads.RESOURCES, or
-    a local .npz path (Google's layout, keys under ``resnet/``)."""
-    if spec == "generated":
-        # the i21k stand-in has no head: a headless model ignores the real file's 21k head
-        return offline.bit_checkpoint(
-            cfg.cache_dir,
-            cfg.bit_variant,
-            seed=cfg.seed + (3 if i21k else 2),
-            num_classes=0 if i21k else 1000,
-        )
-    return _local_or_download(spec, cfg, param, "bit_")
-
-
 def _bit(name, path, variant, img_size, i21k, what):
     """BiT's ResNetV2 on the .npz at ``path``; ``what``: the parameter and its value."""
     model = resnetv2.build(variant, num_classes=0, img_size=img_size, name=name)
     try:
         resnetv2.load_npz(model, path)
     except ValueError as exc:
-        raise ValueError(f"parameter {what} does not fit bit_variant={variant!r}: {exc}") from None
+        raise ValueError(f"parameter {what} does not fit BiT variant {variant!r}: {exc}") from None
     pretraining = "ImageNet-21k" if i21k else "ImageNet-21k -> ImageNet-1k"
     return dict(
         model=model,
@@ -320,8 +310,9 @@ def _bit(name, path, variant, img_size, i21k, what):
     )
 
 
-def _resnet(name, weights, img_size, cache_dir, seed):
-    """Keras' ResNet-50 (``weights``: "imagenet" or random with ``seed``), pooled features."""
+def _resnet(name, weights, img_size, cache_dir, seed, gmacs):
+    """Keras' ResNet-50 (``weights``: "imagenet" or random with ``seed``), pooled features;
+    ``gmacs``: its published count at ``img_size``."""
     full = resnet.build(weights, img_size, include_top=True, cache_dir=cache_dir, seed=seed)
     model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
     if weights == "imagenet":
@@ -337,7 +328,7 @@ def _resnet(name, weights, img_size, cache_dir, seed):
         source=weights,
         key=_key(name, img_size, "caffe", identity),
         description=f"ResNet-50 v1 (Keras applications, {weights} weights)",
-        gmacs=resnet.GMACS_224 * (img_size / 224) ** 2,  # published, scaled by pixels
+        gmacs=gmacs,
         extra={
             "gradcam_layer": "conv5_block3_out",
             "cka_layers": [
@@ -351,31 +342,30 @@ def _resnet(name, weights, img_size, cache_dir, seed):
 
 
 def _parts(name: str, cfg) -> dict:
-    """The builder of ``name`` on the values of ``cfg`` it reads."""
-    if name in ("vit_s16", "vit_s16_i21k"):
-        i21k = name == "vit_s16_i21k"
-        param = "vit_i21k_checkpoint" if i21k else "vit_checkpoint"
-        spec = cfg.vit_i21k_checkpoint if i21k else cfg.vit_checkpoint
-        _need(name, param, spec)
-        path = vit_checkpoint_path(spec, cfg, param, i21k)
-        return _vit(name, path, cfg.vit_variant, cfg.img_size, f"{param}={spec!r}")
-    if name == "vit_s16_hub":
-        _need(name, "hub_handle", cfg.hub_handle)
-        path, what = _hub_savedmodel(
-            cfg.hub_handle, cfg.cache_dir, cfg.vit_variant, cfg.img_size, cfg.seed
-        )
-        variant = cfg.vit_variant if cfg.hub_handle == "generated" else "S/16"
+    """The builder of ``name``'s catalogue row on the values of ``cfg`` it reads."""
+    row = catalogue.BACKBONES.get(name)
+    if row is None:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(catalogue.BACKBONES)}")
+    spec = getattr(cfg, row.checkpoint)
+    what = f"{row.checkpoint}={spec!r}"
+    _need(name, row.checkpoint, spec)
+    if row.builder == "resnet":
+        seed = cfg.seed + row.stand_in_seed
+        gmacs = row.gmacs * (cfg.img_size / row.input_size) ** 2  # published, scaled by pixels
+        return _resnet(name, spec, cfg.img_size, cfg.cache_dir, seed, gmacs)
+    # the profile's "testing" variant builds every row tiny (smoke); else the row's own
+    profile_variant = cfg.bit_variant if row.builder == "bit" else cfg.vit_variant
+    variant = profile_variant if profile_variant == "testing" else row.variant
+    if row.builder == "hub":
+        seed = cfg.seed + row.stand_in_seed
+        path, what = _hub_savedmodel(spec, cfg.cache_dir, variant, cfg.img_size, seed)
         return _hub(name, path, what, variant)
-    if name == "resnet50":
-        return _resnet(name, cfg.resnet_weights, cfg.img_size, cfg.cache_dir, cfg.seed)
-    if name in ("bit_r50x1", "bit_r50x1_i21k"):
-        i21k = name == "bit_r50x1_i21k"
-        param = "bit_i21k_checkpoint" if i21k else "bit_checkpoint"
-        spec = cfg.bit_i21k_checkpoint if i21k else cfg.bit_checkpoint
-        _need(name, param, spec)
-        path = bit_checkpoint_path(spec, cfg, param, i21k)
-        return _bit(name, path, cfg.bit_variant, cfg.img_size, i21k, f"{param}={spec!r}")
-    raise ValueError(f"unknown backbone {name!r}; known: {', '.join(NAMES)}")
+    path = _weights_path(row, spec, variant, cfg)
+    if row.builder == "vit":
+        return _vit(name, path, variant, cfg.img_size, what)
+    if row.builder == "bit":
+        return _bit(name, path, variant, cfg.img_size, row.in1k_top1 is None, what)
+    raise ValueError(f"backbone {name!r}: unknown builder {row.builder!r}")
 
 
 def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
@@ -401,7 +391,10 @@ def backbone(name: str, cfg, trainable: bool = False) -> Backbone:
     )
 
 
-OPTIONAL = ("vit_s16_hub",)  # routes the report goes on without (downloads.Resource.optional)
+def _optional(name: str) -> bool:
+    """A route the report goes on without: its resource is ``downloads.Resource.optional``."""
+    res = downloads.RESOURCES.get(catalogue.BACKBONES[name].resource)
+    return bool(res and res.optional)
 
 
 def backbones(names, cfg, trainable: bool = False) -> tuple[dict[str, Backbone], dict[str, str]]:
@@ -412,7 +405,7 @@ def backbones(names, cfg, trainable: bool = False) -> tuple[dict[str, Backbone],
         try:
             built[name] = backbone(name, cfg, trainable)
         except downloads.DownloadError as exc:
-            if name not in OPTIONAL:
+            if not _optional(name):
                 raise
             skipped[name] = _skip_sentence(name, exc)
     return built, skipped
@@ -422,23 +415,22 @@ def _skip_sentence(name: str, exc: Exception) -> str:
     """One sentence for the report: which optional route was skipped and why."""
     lines = str(exc).splitlines()
     why = "; ".join(ln.strip(" -") for ln in lines if ln.startswith("  - ")) or lines[0]
+    label = catalogue.BACKBONES[name].label
     return (
-        f"The TF Hub comparison ({name}) was skipped because the SavedModel could not be "
-        f"downloaded ({why}); every result below uses our Keras ViT-S/16."
+        f"The {label} comparison ({name}) was skipped because its weights could not be "
+        f"downloaded ({why}); every result below uses the other backbones."
     )
 
 
 def required_resources(cfg) -> list[str]:
-    """Names of downloads.RESOURCES the backbones of ``cfg`` need (for the preflight)."""
+    """Names of downloads.RESOURCES the backbones ``cfg`` runs need (for the preflight): each
+    one's checkpoint parameter when it names a resource (ResNet-50's "imagenet": its row's)."""
     names = []
-    for spec in (cfg.vit_checkpoint, cfg.vit_i21k_checkpoint):
-        if spec and spec != "generated" and _resource_for(spec):
-            names.append(_resource_for(spec))
-    if cfg.hub_handle and cfg.hub_handle != "generated" and _resource_for(cfg.hub_handle):
-        names.append(_resource_for(cfg.hub_handle))
-    if cfg.resnet_weights == "imagenet":
-        names.append("resnet50_imagenet")
-    for spec in (cfg.bit_checkpoint, cfg.bit_i21k_checkpoint):
-        if spec and spec != "generated" and _resource_for(spec):
-            names.append(_resource_for(spec))
+    for name in catalogue.for_profile(cfg)[0]:
+        row = catalogue.BACKBONES[name]
+        spec = getattr(cfg, row.checkpoint)
+        found = row.resource if row.builder == "resnet" and spec == "imagenet" else None
+        found = found or (_resource_for(spec) if spec not in ("generated", "random") else None)
+        if found:
+            names.append(found)
     return list(dict.fromkeys(names))

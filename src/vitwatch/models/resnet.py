@@ -18,7 +18,6 @@ import numpy as np
 from keras import ops
 
 MEAN_BGR = (103.939, 116.779, 123.68)
-GMACS_224 = 3.86  # Keras ResNet-50 v1 at 224 px (REFERENCE.md)
 
 
 def preprocess(x):

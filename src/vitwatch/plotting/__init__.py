@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt  # noqa: F401  (pyplot loaded with the house style)
 
+from vitwatch import catalogue
+
 _NAME = re.compile(r"^0[0-9]_[a-z0-9_]+$")
 
 # A sober house style, legible when printed on A4.
@@ -32,33 +34,17 @@ STYLE = {
 }
 matplotlib.rcParams.update(STYLE)
 
-# One colour per backbone, used in every figure that compares them.
-# The ImageNet-21k-only ViT gets its own: it is plotted next to ours. BiT-M R50x1, the CNN
-# with the ViT's pre-training, is orange (brown for its ImageNet-21k-only checkpoint).
-COLORS = {
-    "vit": "#1f77b4",
-    "vit_hub": "#17becf",
-    "vit_i21k": "#9467bd",
-    "resnet": "#d62728",
-    "bit": "#ff7f0e",
-    "bit_i21k": "#8c564b",
-    "other": "#7f7f7f",
-}
+# A backbone's colour is its catalogue row's (vitwatch.catalogue.BACKBONES), the same in every
+# figure; a family name ("vit", "resnet", "cnn") takes the colour of the seed's backbone of it.
+COLORS = {"vit": "#1f77b4", "resnet": "#d62728", "cnn": "#d62728", "other": "#7f7f7f"}
 
 
 def color_for(name: str) -> str:
+    row = catalogue.BACKBONES.get(name)
+    if row is not None:
+        return row.colour
     n = name.lower()
-    if n.startswith("bit"):
-        return COLORS["bit_i21k"] if "i21k" in n else COLORS["bit"]
-    if "hub" in n:
-        return COLORS["vit_hub"]
-    if "i21k" in n:
-        return COLORS["vit_i21k"]
-    if "vit" in n:
-        return COLORS["vit"]
-    if "resnet" in n or "cnn" in n:
-        return COLORS["resnet"]
-    return COLORS["other"]
+    return next((c for family, c in COLORS.items() if family in n), COLORS["other"])
 
 
 def figures_dir() -> Path:

@@ -104,18 +104,14 @@ def run_each(
 
 
 def backbones_for(letter: str, backbones: Mapping, cfg) -> list[str]:
-    """The backbones of ``backbones`` that notebook 03 runs protocol ``letter`` on: Z every one
-    with an ImageNet-1k head (the ViT through one route: ours); A the seed's pair and BiT-M
-    R50x1 (ImageNet-21k -> 1k, the ViT's pre-training data); B every backbone (the
-    ImageNet-21k-only checkpoints run B only, their matched comparison); C A's, when
-    ``cfg.finetune``."""
+    """The backbones of ``backbones`` that notebook 03 runs protocol ``letter`` on, in order:
+    those whose catalogue row lists the letter (:attr:`vitwatch.catalogue.Row.protocols`; the
+    ImageNet-21k-only checkpoints and the TF Hub route run B only), Z only with an ImageNet-1k
+    head, C only when ``cfg.finetune``."""
     _module(letter)
-    if letter == "Z":
-        return [
-            n for n, b in backbones.items() if b.imagenet_logits is not None and n != "vit_s16_hub"
-        ]
-    if letter == "B":
-        return list(backbones)
     if letter == "C" and not cfg.finetune:
         return []
-    return ["vit_s16", "resnet50"] + (["bit_r50x1"] if "bit_r50x1" in backbones else [])
+    names = [n for n in backbones if letter in catalogue.BACKBONES[n].protocols]
+    if letter == "Z":
+        return [n for n in names if backbones[n].imagenet_logits is not None]
+    return names
