@@ -95,8 +95,9 @@ class full_precision:
 
 # The reference machine (the 2-core CI machine, idle): its fp32 matmul peak, ~200 GFLOP/s
 # (README: ViT-S/16 there at ~170 GFLOP/s, 0.78 of its peak). The reference seconds below
-# (and scratch.CPU_STEP_SECONDS) were measured there; the plan scales them by this machine's
-# :func:`probe`, so a busy machine (other jobs on its cores) reads slower, as it will run.
+# (and inductive.estimates.CPU_STEP_SECONDS) were measured there; the plan scales them by
+# this machine's :func:`probe`, so a busy machine (other jobs on its cores) reads slower, as it
+# will run.
 REF_GFLOPS = 200.0
 # Measured on the reference machine: fixed costs per notebook (kernel start, imports, model
 # building and tracing, figures), seconds; 03 per backbone and protocol.
@@ -173,9 +174,10 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
     A model, not a measurement: notebook 03 = backbones x (eval view of every image + one
     augmented view per head epoch, each computed once + fine-tuning at 3x a forward pass) at
     :data:`MODEL_EFFICIENCY` of the measured matmul peak, plus each image decoded once;
-    notebook 05 = ``scratch.estimate_seconds`` with the reference step times scaled by speed.
+    notebook 05 = ``inductive.estimates.estimate_seconds`` with the reference step times scaled
+    by speed.
     """
-    from vitwatch import scratch
+    from vitwatch.inductive import estimates
 
     speed = measured["gflops"] / REF_GFLOPS  # > 1: faster than reference
     c = _counts(cfg)
@@ -189,14 +191,14 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
     fixed = {k: v / min(speed, 1.0) for k, v in FIXED_S.items()}  # not sped up by BLAS
     steps = {
         a: s / speed
-        for a, s in scratch.CPU_STEP_SECONDS.get(
-            cfg.small_dataset, scratch.CPU_STEP_SECONDS["cifar10"]
+        for a, s in estimates.CPU_STEP_SECONDS.get(
+            cfg.small_dataset, estimates.CPU_STEP_SECONDS["cifar10"]
         ).items()
     }
     models = [a for a in cfg.small_models if a in steps]
     batch = 128 if cfg.small_dataset == "cifar10" else 32
     scale = 1.0 if cfg.small_dataset == "cifar10" else 0.05  # digits: 8x8 px, tiny models
-    train05 = scale * scratch.estimate_seconds(
+    train05 = scale * estimates.estimate_seconds(
         {a: steps[a] for a in models},
         cfg.small_train_sizes,
         cfg.small_seeds,

@@ -7,7 +7,8 @@ per-class precision / recall / F1 (as ``sklearn.metrics.precision_recall_fscore_
 a confusion matrix and an ordering of its classes by hierarchical clustering so that confusions
 sit next to each other on the diagonal; the smallest accuracy difference a paired test set can
 detect (:func:`min_detectable_difference`, Connor, 1987) and the simulated power of the exact
-McNemar test.
+McNemar test; Student-t intervals of a mean over seeds and of paired differences
+(notebook 05: :func:`seed_summary`, :func:`paired_gaps`).
 
 Conventions: ``probs`` is ``(N, K)`` (scores or probabilities), ``labels`` and ``preds`` are
 ``(N,)`` ints in ``[0, K)``; a "correct" vector is ``(N,)`` bool. Every random function takes a
@@ -16,6 +17,7 @@ Conventions: ``probs`` is ``(N, K)`` (scores or probabilities), ``labels`` and `
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -327,3 +329,76 @@ def mcnemar_power(
     m = b + c
     pv = np.where(m > 0, np.minimum(1.0, 2 * _sps.binom.cdf(np.minimum(b, c), m, 0.5)), 1.0)
     return float(np.mean(pv < alpha))
+
+
+# --- means over seeds and paired differences (notebook 05) ----------------------------------
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean over seeds; NaN bounds for one seed."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("t_interval: no values")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan
+    t = _sps.t.ppf(0.5 + confidence / 2, v.size - 1)
+    half = float(t * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def seed_summary(values, confidence: float = 0.95, bounds=(0.0, 1.0)) -> dict[str, float]:
+    """``seeds``, ``mean``, ``std`` (NaN for one seed) and the Student-t interval
+    ``ci_low``/``ci_high`` of the mean, clipped to ``bounds`` (an accuracy lies in [0, 1])."""
+    v = np.asarray(values, dtype=float)
+    mean, low, high = t_interval(v, confidence)
+    return {
+        "seeds": int(v.size),
+        "mean": mean,
+        "std": float(np.std(v, ddof=1)) if v.size > 1 else math.nan,
+        "ci_low": max(low, bounds[0]) if not math.isnan(low) else low,
+        "ci_high": min(high, bounds[1]) if not math.isnan(high) else high,
+    }
+
+
+def paired_differences(
+    table: pd.DataFrame,
+    a: str,
+    b: str,
+    value: str = "test_accuracy",
+    between: str = "arch",
+    pair_on=("n_train", "seed"),
+) -> pd.DataFrame:
+    """``a`` minus ``b`` (values of column ``between``) per pair (``pair_on``): column ``diff``.
+
+    One row of ``table`` per (``between``, *pair_on*); pairs missing either side are dropped."""
+    wide = table.pivot_table(index=list(pair_on), columns=between, values=value)
+    if a not in wide or b not in wide:
+        raise ValueError(
+            f"paired_differences: need rows of both {a!r} and {b!r}, got {list(wide.columns)}"
+        )
+    return (wide[a] - wide[b]).dropna().rename("diff").reset_index()
+
+
+def paired_gaps(
+    table: pd.DataFrame,
+    a: str,
+    b: str,
+    confidence: float = 0.95,
+    group: str = "n_train",
+    **pairing,
+) -> pd.DataFrame:
+    """Mean paired difference ``a - b`` (:func:`paired_differences`) with its Student-t
+    interval, per value of ``group`` and pooled over all pairs (last row, ``group`` = 0).
+
+    The pooled interval treats every difference as one sample: it ignores that the gap may
+    change with ``group`` and that pairs sharing a seed may be correlated. NaN bounds with a
+    single pair."""
+    import pandas as pd
+
+    d = paired_differences(table, a, b, **pairing)
+    rows = []
+    for n, g in d.groupby(group, sort=True):
+        mean, lo, hi = t_interval(g["diff"], confidence)
+        rows.append({group: int(n), "pairs": len(g), "mean": mean, "ci_low": lo, "ci_high": hi})
+    mean, lo, hi = t_interval(d["diff"], confidence)
+    rows.append({group: 0, "pairs": len(d), "mean": mean, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)

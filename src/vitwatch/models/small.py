@@ -135,9 +135,10 @@ class Attention(layers.Layer):
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, H, N, hd)
         q, k, v = qkv[0], qkv[1], qkv[2]
         logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * self.scale  # (B, H, N, N)
+        logits = ops.cast(logits, "float32")  # softmax in float32 (no-op in float32)
         if self.locality:  # a token may not attend to itself
             logits = logits - 1e9 * ops.eye(n, dtype=logits.dtype)
-        attn = ops.softmax(logits, axis=-1)  # (B, H, N, N)
+        attn = ops.cast(ops.softmax(logits, axis=-1), v.dtype)  # (B, H, N, N)
         y = ops.matmul(attn, v)  # (B, H, N, hd)
         y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n, c))  # (B, N, C)
         return self.out(y), attn
@@ -280,15 +281,26 @@ def SmallResNet(img_size, channels, num_classes, width, blocks, name="resnet") -
 # --- building and counting ------------------------------------------------------------------
 
 
-def build(arch: str, scale: str, img_size: int, channels: int, num_classes: int) -> keras.Model:
-    """A built model of ``arch`` (see :data:`ARCHS`) at ``scale`` for the given input."""
+def build(
+    arch: str, scale: str, img_size: int, channels: int, num_classes: int, dtype: str = "float32"
+) -> keras.Model:
+    """A built model of ``arch`` (see :data:`ARCHS`) at ``scale`` for the given input.
+
+    ``dtype``: the Keras dtype policy of every layer, e.g. ``"mixed_bfloat16"`` (bfloat16
+    compute, float32 weights; the attention softmax stays in float32). It is Keras' global
+    policy only while the layers are made, then the previous one again."""
     hp = hyperparameters(arch, scale)
-    if arch == "resnet":
-        return SmallResNet(img_size, channels, num_classes, **hp)
-    model = SmallViT(img_size, channels, num_classes, name=arch, **hp)
-    model.build((None, img_size, img_size, channels))
-    model(ops.zeros((1, img_size, img_size, channels)))  # create every sub-layer's weights
-    return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        if arch == "resnet":
+            return SmallResNet(img_size, channels, num_classes, **hp)
+        model = SmallViT(img_size, channels, num_classes, name=arch, **hp)
+        model.build((None, img_size, img_size, channels))
+        model(ops.zeros((1, img_size, img_size, channels)))  # create every sub-layer's weights
+        return model
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def count_params(model: keras.Model) -> int:

@@ -2,7 +2,7 @@
 
 The learning-curve figure follows the layout of Figures 3 and 4 of [Dosovitskiy et al., 2021]:
 data on a logarithmic x axis, accuracy on y, one line per model; here the bands are 95 %
-t-intervals over seeds (from ``vitwatch.scratch.aggregate``), and the points are the seeds.
+t-intervals over seeds (from ``vitwatch.inductive.aggregate``), and the points are the seeds.
 """
 
 from __future__ import annotations

@@ -1,0 +1,116 @@
+"""How long notebook 05's grid takes: each profile's training time on this CPU and on a GPU.
+
+Every run of a grid has the same step budget, so a model's cost is its time per step times
+the number of steps. The models of a grid train side by side (:mod:`.grid`), so the grid takes
+about as long as its slowest model's runs, at the seconds per step measured while the others
+train too.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pandas as pd
+
+from vitwatch.models import small as small_models
+
+# Seconds per optimizer step (batch 128, CIFAR-10 scale) measured on the project's 2-core
+# CI-class machine, one model at a time (fp32, TF 2.21, load average ~2 from other jobs: a
+# slight over-estimate). Used to estimate a profile's runtime on another dataset's run.
+CPU_STEP_SECONDS = {
+    "cifar10": {"resnet": 0.49, "vit": 0.66, "vit_spt_lsa": 0.55, "vit_small_patch": 2.88}
+}
+# No GPU was available to measure: a GPU step is *assumed* to cost a fixed 4 ms (kernel
+# launches of a small model) plus 3 x MACs x batch at a sustained 10 TMAC/s (fp32/TF32 on an
+# A100/H100-class card). An estimate, stated as such in the report.
+GPU_OVERHEAD_S, GPU_MACS_PER_S = 4e-3, 10e12
+
+
+def estimate_seconds(
+    step_seconds: dict,
+    sizes,
+    seeds: int,
+    epochs: int,
+    batch_size: int,
+    side_by_side: bool = False,
+) -> float:
+    """Training time of a grid (evaluation excluded): runs x step budget x seconds per step,
+    summed over models (one after another), or the slowest model's when ``side_by_side``
+    (``step_seconds`` then measured with the models training at once)."""
+    steps = epochs * math.ceil(max(sizes) / batch_size)
+    per_model = [len(sizes) * seeds * steps * s for s in step_seconds.values()]
+    return float(max(per_model) if side_by_side else sum(per_model))
+
+
+def gpu_step_seconds(macs: int, batch_size: int) -> float:
+    return GPU_OVERHEAD_S + 3 * macs * batch_size / GPU_MACS_PER_S
+
+
+def format_hours(hours: float) -> str:
+    """3.2 -> 'about 3.2 hours'; 150 -> 'about 6 days'; minutes below an hour."""
+    if math.isnan(hours):
+        return "unknown"
+    if hours < 1:
+        return f"about {max(1, round(60 * hours))} minutes"
+    return f"about {hours:.1f} hours" if hours < 48 else f"about {hours / 24:.0f} days"
+
+
+def profile_estimates(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Training time of each profile's grid, in hours, on this CPU and on a GPU.
+
+    ``runs``: this run's grid on ``dataset`` (:func:`.grid.run_grid`), whose median seconds per
+    step per model (measured side by side when its ``side_by_side`` says so) estimate the
+    profiles on that dataset; profiles on another dataset use :data:`CPU_STEP_SECONDS`.
+    """
+    from vitwatch import config
+
+    measured = runs.groupby("arch")["seconds_per_step"].median().to_dict()
+    side_by_side = "side_by_side" in runs and bool(runs["side_by_side"].gt(1).all())
+
+    macs: dict[tuple[str, str], int] = {}  # (arch, dataset) -> MACs, each model built once
+    rows = []
+    for name in config.PROFILES:
+        # YAML over defaults (from_profile would also redirect save_figure's folder)
+        p = types.SimpleNamespace(
+            **{**{k: v.default for k, v in config.PARAMS.items()}, **config.load_profile(name)}
+        )
+        batch = 128 if p.small_dataset == "cifar10" else 32
+        img, ch = (32, 3) if p.small_dataset == "cifar10" else (8, 1)
+        same = p.small_dataset == dataset
+        cpu = measured if same else CPU_STEP_SECONDS.get(p.small_dataset, {})
+        for a in p.small_models:
+            if (a, p.small_dataset) not in macs:
+                model = small_models.build(a, p.small_dataset, img, ch, 10)
+                macs[a, p.small_dataset] = small_models.count_macs(model)
+        gpu = {a: gpu_step_seconds(macs[a, p.small_dataset], batch) for a in p.small_models}
+        runs = len(p.small_train_sizes) * p.small_seeds * len(p.small_models)
+        steps = p.small_epochs * math.ceil(max(p.small_train_sizes) / batch)
+        cpu_h = (
+            estimate_seconds(
+                {a: cpu[a] for a in p.small_models},
+                p.small_train_sizes,
+                p.small_seeds,
+                p.small_epochs,
+                batch,
+                side_by_side=same and side_by_side,
+            )
+            / 3600
+            if all(a in cpu for a in p.small_models)
+            else math.nan
+        )
+        rows.append(
+            {
+                "profile": name,
+                "dataset": p.small_dataset,
+                "runs": runs,
+                "steps per run": steps,
+                "CPU hours (this machine)": cpu_h,
+                "CPU source": "measured in this run" if same else "reference measurement",
+                "GPU hours (estimate)": estimate_seconds(
+                    gpu, p.small_train_sizes, p.small_seeds, p.small_epochs, batch
+                )
+                / 3600,
+            }
+        )
+    return pd.DataFrame(rows)

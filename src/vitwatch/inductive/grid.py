@@ -1,0 +1,174 @@
+"""The grid of notebook 05: every (model, size, seed) run, cached and resumable, and its
+summary over seeds.
+
+Each finished run is written atomically to ``<store>/05_scratch/<dataset>/`` as one JSON
+holding its specification; :func:`run_grid` skips runs whose stored specification matches, so a
+killed run resumes where it stopped and a changed setting reruns only what it changes.
+
+The models train side by side, one thread each (their runs one after another, in grid order):
+TensorFlow runs the small operations of one model mostly on one core, and the threads release
+the interpreter while their graphs run. Every run's numbers are those it gets alone: its
+weights, optimizer, subset, batch order and augmentation are its own, and everything drawn
+from a global random state (the seeds' initial weights) is drawn before the threads start.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from vitwatch import results, stats
+from vitwatch.data import small as small_data
+from vitwatch.inductive import sentences
+from vitwatch.inductive.recipe import Recipe, check_sizes, scale_for
+from vitwatch.inductive.trainer import device_settings, make_trainer, train_one
+from vitwatch.models import small as small_models
+
+VERSION = 1  # bump when the training code changes what a run produces
+
+SCRATCH_FOLDER = "05_scratch"
+SUMMARY_FILE = "05_inductive_bias.json"
+
+
+def spec(
+    data: small_data.SmallData, arch: str, n_train: int, seed: int, rec: Recipe, precision: str
+) -> dict:
+    """Everything that determines a run's result (compared on resume)."""
+    return {
+        "version": VERSION,
+        "dataset": data.name,
+        "n_pool": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
+        "arch": arch,
+        "n_train": int(n_train),
+        "seed": int(seed),
+        "recipe": asdict(rec),
+        "hyperparameters": small_models.hyperparameters(arch, scale_for(data)),
+        "precision": precision,
+    }
+
+
+def run_path(store: results.ResultsStore, dataset: str, arch: str, n_train: int, seed: int):
+    return Path(store.folder) / SCRATCH_FOLDER / dataset / f"{arch}_n{n_train}_s{seed}.json"
+
+
+def load_run(path: Path, expected: dict) -> dict | None:
+    """The stored run at ``path`` if it exists and was made with ``expected`` settings."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return None  # a corrupt file is simply rerun
+    return stored if results.normalize(stored.get("spec")) == results.normalize(expected) else None
+
+
+def run_grid(
+    store: results.ResultsStore,
+    data: small_data.SmallData,
+    archs,
+    rec: Recipe,
+    sizes,
+    seeds: int,
+    progress: bool = True,
+    settings: dict | None = None,
+) -> pd.DataFrame:
+    """Train every (arch, size, seed) not yet in ``store``; one row per run, in grid order
+    (seed, then size, then arch). ``settings``: :func:`.trainer.device_settings` (default:
+    those of this machine)."""
+    from tqdm import tqdm
+
+    archs = list(archs)
+    for a in archs:
+        small_models.hyperparameters(a, scale_for(data))  # validates the name
+    sizes = check_sizes(sizes, len(data.y_train))
+    settings = settings or device_settings()
+    grid = [(n, s, a) for s in range(seeds) for n in sizes for a in archs]
+    stored, expected = {}, {}
+    for n, s, a in grid:
+        expected[n, s, a] = spec(data, a, n, s, rec, settings["precision"])
+        stored[n, s, a] = load_run(run_path(store, data.name, a, n, s), expected[n, s, a])
+    todo = [key for key in grid if stored[key] is None]
+    trainers = {}
+    for _, s, a in todo:  # made, traced and seeded here, on this thread
+        if a not in trainers:
+            trainers[a] = make_trainer(a, data, rec, settings["precision"], settings["jit"])
+        trainers[a].initial_weights(s)
+    folder = store.sub(SCRATCH_FOLDER, data.name)
+
+    def run(n: int, s: int, a: str) -> dict:  # on the model's own thread
+        out = {"spec": expected[n, s, a], **train_one(data, trainers[a], n, s)}
+        out["side_by_side"] = len(trainers)  # runs training at once: their seconds are shared
+        folder.write_json(f"{a}_n{n}_s{s}.json", out)
+        return out
+
+    bar = tqdm(total=len(grid), desc="from-scratch runs", disable=not progress)
+    bar.update(len(grid) - len(todo))
+    pools = {a: ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}") for a in trainers}
+    try:
+        futures = {pools[key[2]].submit(run, *key): key for key in todo}
+        for future in as_completed(futures):
+            n, s, a = key = futures[future]
+            stored[key] = future.result()
+            bar.set_postfix_str(f"{a} n={n} seed={s}: {stored[key]['test_accuracy']:.3f}")
+            bar.update()
+    finally:
+        for pool in pools.values():
+            pool.shutdown(cancel_futures=True)
+        bar.close()
+    rows = []
+    for key in grid:
+        n, s, a = key
+        rows.append(
+            {
+                "arch": a,
+                "n_train": n,
+                "seed": s,
+                "cached": key not in todo,
+                **{k: v for k, v in stored[key].items() if k not in ("spec", "loss_curve")},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def aggregate(
+    runs: pd.DataFrame, confidence: float = 0.95, value: str = "test_accuracy"
+) -> pd.DataFrame:
+    """One row per (arch, n_train): seeds, mean, std, t-interval bounds clipped to [0, 1]
+    (:func:`vitwatch.stats.seed_summary`), and ``train_mean`` when the runs have it."""
+    rows = []
+    for (arch, n), g in runs.groupby(["arch", "n_train"], sort=False):
+        rows.append({"arch": arch, "n_train": int(n), **stats.seed_summary(g[value], confidence)})
+        if "train_accuracy" in g:
+            rows[-1]["train_mean"] = float(g["train_accuracy"].mean())
+    return pd.DataFrame(rows).sort_values(["arch", "n_train"], kind="stable").reset_index(drop=True)
+
+
+def save_summary(
+    store: results.ResultsStore,
+    data: small_data.SmallData,
+    rec: Recipe,
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+) -> Path:
+    """``<store>/05_inductive_bias.json``: every run and the aggregated curves."""
+    from vitwatch import config
+
+    return store.write_json(
+        SUMMARY_FILE,
+        {
+            "dataset": data.name,
+            "source": data.source,
+            "profile": store.profile,
+            "recipe": asdict(rec),
+            "models": list(dict.fromkeys(runs["arch"])),
+            "runs": runs.to_dict(orient="records"),
+            "summary": summary.to_dict(orient="records"),
+            "sentences": sentences.describe(summary, runs),
+            "machine": config.machine_summary(),
+        },
+    )
