@@ -7,25 +7,26 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from vitwatch.analysis import boxes as bx  # noqa: E402
 from vitwatch.analysis import localisation as loc  # noqa: E402
 
 
 def test_scale_boxes_and_mask():
     boxes = [[0, 0, 100, 50]]  # left half, top half of a 200 x 100 photo
-    scaled = loc.scale_boxes(boxes, (200, 100), 10)
+    scaled = bx.scale_boxes(boxes, (200, 100), 10)
     np.testing.assert_allclose(scaled, [[0, 0, 5, 5]])
-    mask = loc.box_mask(scaled, 10, 10)
+    mask = bx.box_mask(scaled, 10, 10)
     assert mask.sum() == 25 and mask[:5, :5].all()
-    assert loc.box_fraction(boxes, (200, 100)) == pytest.approx(0.25)
+    assert bx.box_fraction(boxes, (200, 100)) == pytest.approx(0.25)
     # union of two overlapping boxes counted once
     two = [[0, 0, 100, 100], [50, 0, 150, 100]]
-    assert loc.box_fraction(two, (200, 100)) == pytest.approx(0.75)
+    assert bx.box_fraction(two, (200, 100)) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="positive"):
-        loc.scale_boxes(boxes, (0, 100), 10)
+        bx.scale_boxes(boxes, (0, 100), 10)
 
 
 def test_mass_inside_and_pointing():
-    mask = loc.box_mask([[4, 4, 12, 12]], 16, 16)
+    mask = bx.box_mask([[4, 4, 12, 12]], 16, 16)
     inside = np.zeros((4, 4))
     inside[1:3, 1:3] = 1.0  # coarse map, 4 x 4 cells of 4 pixels
     assert loc.mass_inside(inside, mask) > 0.9
@@ -47,10 +48,10 @@ def test_pointing_game_scores_the_peak_cell_centre_with_15_px_tolerance():
     m[0, 3] = 1
     assert loc.peak_centre(m, (224, 224)) == (112.0, 16.0)
     box = [[100, 0, 110, 40]]  # 2 px left of the centre: a hit
-    assert loc.box_distance((112.0, 16.0), box) == pytest.approx(2.0)
+    assert bx.box_distance((112.0, 16.0), box) == pytest.approx(2.0)
     assert loc.pointing_hit(m, box, (224, 224))
     far = [[0, 31, 60, 60]]  # 52 px left, 15 px below: distance 54.1
-    assert loc.box_distance((112.0, 16.0), far) == pytest.approx(np.hypot(52, 15))
+    assert bx.box_distance((112.0, 16.0), far) == pytest.approx(np.hypot(52, 15))
     assert not loc.pointing_hit(m, far, (224, 224))
     edge = [[127, 0, 200, 40]]  # exactly 15 px to the right: a hit
     assert loc.pointing_hit(m, edge, (224, 224))
@@ -71,14 +72,14 @@ def test_to_grid_preserves_mass_shares_and_gives_one_grid():
     np.testing.assert_allclose(coarse * 4, fine.reshape(7, 2, 7, 2).sum(axis=(1, 3)))
     np.testing.assert_array_equal(loc.to_grid(coarse, (7, 7)), coarse)
     assert loc.to_grid(fine, (5, 5)).shape == (5, 5)
-    mask = loc.box_mask([[0, 0, 48, 112]], 112, 112)  # 3 whole coarse columns
+    mask = bx.box_mask([[0, 0, 48, 112]], 112, 112)  # 3 whole coarse columns
     assert loc.mass_inside(coarse, mask) == pytest.approx(loc.mass_inside(fine, mask))
 
 
 def test_centre_prior():
     p = loc.centre_prior(20, 20, 0.2)
     assert p.sum() == pytest.approx(1) and np.allclose(p, p[::-1, ::-1])
-    centre = loc.box_mask([[5, 5, 15, 15]], 20, 20)
+    centre = bx.box_mask([[5, 5, 15, 15]], 20, 20)
     assert p[centre].sum() > 0.6
     with pytest.raises(ValueError, match="sigma"):
         loc.centre_prior(4, 4, 0)
@@ -114,9 +115,9 @@ def test_image_size_reads_header(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (30, 20)).save(tmp_path / "a.jpg")
-    assert loc.image_size(tmp_path / "a.jpg") == (30, 20)
+    assert bx.image_size(tmp_path / "a.jpg") == (30, 20)
     with pytest.raises(FileNotFoundError, match="b.jpg"):
-        loc.image_size(tmp_path / "b.jpg")
+        bx.image_size(tmp_path / "b.jpg")
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -133,10 +134,10 @@ def test_image_size_and_boxes_in_the_frame_of_the_loaded_pixels(tmp_path, orient
     exif[0x0112] = orientation
     path = tmp_path / "o.jpg"
     Image.fromarray(stored).save(path, quality=95, subsampling=0, exif=exif)
-    wh = loc.image_size(path)
+    wh = bx.image_size(path)
     assert wh == ((40, 64) if orientation >= 5 else (64, 40))
     box = images.orient_boxes([[17, 9, 40, 16]], *images.header(path))  # VOC, stored frame
     x = images.load_image(path, img_size=32)  # (32, 32, 3), as the models
-    mask = loc.box_mask(loc.scale_boxes(box, wh, 32), 32, 32)
+    mask = bx.box_mask(bx.scale_boxes(box, wh, 32), 32, 32)
     bright = x.mean(axis=2) > 128
     assert bright[mask].mean() > 0.9 and bright[~mask].mean() < 0.05

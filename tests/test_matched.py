@@ -76,8 +76,3 @@ def test_backbone_table_rows():
     assert np.isnan(bt.loc["resnet50", "GMACs"]) and np.isnan(
         bt.loc["bit_r50x1", "Dogs top-1 % (A)"]
     )
-
-
-def test_describe_split_states_the_held_out_share():
-    text = matched.describe_split({"n_train": 10800, "n_val": 1200, "n_test": 8580})
-    assert "1,200 more (10 % of the training split used)" in text and "8,580 test" in text

@@ -5,13 +5,18 @@ The numbers come from :mod:`vitwatch.seeds` (means over head seeds with two-leve
 intervals; paired comparisons with the exact McNemar test [McNemar, 1947]). A difference is
 called significant when the McNemar p-value is below the level *and* the paired interval
 excludes zero (:func:`significant`): one rule for every sentence that judges it.
+
+The two sections in one call each: :func:`results` (:class:`Results`) and :func:`paired`
+(:class:`Paired`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from vitwatch import catalogue
+from vitwatch import catalogue, seeds
 from vitwatch.analysis import text
 
 
@@ -73,6 +78,18 @@ def describe_seed(df) -> str:
     if not parts:
         return "Protocol A did not run, so the seed's numbers cannot be checked here."
     return "Against the seed report (protocol A): " + "; ".join(parts) + "."
+
+
+def describe_split(dataset) -> str:
+    """Where our numbers come from, for the comparison with the seed's validation accuracies."""
+    n_tr, n_val, n_te = (int(dataset.get(k, 0)) for k in ("n_train", "n_val", "n_test"))
+    share = 100 * n_val / max(n_tr + n_val, 1)
+    return (
+        f"Our heads are trained on {n_tr:,} images; {n_val:,} more ({share:.0f} % of the "
+        f"training split used) are held out as the validation set on which every choice is "
+        f"made, and the accuracies above are measured on {n_te:,} test images that no "
+        "choice has seen. The seed's figures are validation accuracies of its own split."
+    )
 
 
 def significant(row, alpha: float = 0.05) -> bool:
@@ -141,3 +158,66 @@ def describe_best(store, table) -> str | None:
         f"set it reaches {100 * top['top1']:.1f} % top-1 [{100 * top['top1_lo']:.1f}, "
         f"{100 * top['top1_hi']:.1f}]."
     )
+
+
+# --- the two sections, each in one call -----------------------------------------------------
+@dataclass
+class Results:
+    """Every stored run's test metrics: ``table`` (:func:`vitwatch.seeds.results_table`, means
+    over head seeds with two-level intervals), ``note`` (how the intervals were made),
+    ``sentence`` (against the seed report, and where the numbers come from) and ``best`` (the
+    conclusion's line on the run chosen on validation, or None)."""
+
+    table: object
+    note: str
+    sentence: str
+    best: str | None
+
+    @property
+    def tables(self) -> list:
+        return [format_results(self.table).style.hide(axis="index")]
+
+    @property
+    def record(self) -> dict:
+        return {"results": self.table.to_dict(orient="records")}
+
+
+def results(store, n_boot: int, seed: int) -> Results:
+    """The section "Results with confidence intervals" of ``store``'s runs."""
+    table = seeds.results_table(store, n_boot, seed)
+    return Results(
+        table,
+        seeds.interval_note(int(table["n_seeds"].max())),
+        describe_seed(table) + " " + describe_split(store.dataset),
+        describe_best(store, table),
+    )
+
+
+@dataclass
+class Paired:
+    """``vit`` against ``cnn`` per protocol, paired on test images and on head seeds (McNemar
+    per seed pair, the largest p-value reported): ``table`` of
+    :func:`vitwatch.seeds.paired_comparisons` (empty when no protocol ran both)."""
+
+    table: object
+
+    @property
+    def tables(self) -> list:
+        return [format_pairs(self.table).style.hide(axis="index")] if len(self.table) else []
+
+    @property
+    def sentence(self) -> str:
+        return describe_comparisons(self.table)
+
+    @property
+    def verdicts(self) -> list[str]:
+        return verdicts(self.table)
+
+    @property
+    def record(self) -> dict:
+        return {"paired": self.table.to_dict(orient="records")}
+
+
+def paired(store, vit: str, cnn: str, n_boot: int, seed: int) -> Paired:
+    """The section "Is ViT really better?"."""
+    return Paired(seeds.paired_comparisons(store, vit, cnn, n_boot, seed))

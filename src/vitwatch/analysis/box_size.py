@@ -2,15 +2,17 @@
 
 If attention helps with clutter, the ViT's lead should grow when the dog is small. Every test
 image is binned by the area share of the union of its boxes
-(:func:`vitwatch.analysis.localisation.box_fraction`); :func:`accuracy` gives each run's
+(:func:`vitwatch.analysis.boxes.box_fraction`); :func:`accuracy` gives each run's
 accuracy per bin, :func:`gaps` the ViT-minus-CNN difference per bin, paired over the bin's
 images, and the change of that gap from the smallest-box bin to the largest, with a bootstrap
-interval; :func:`describe` states the verdict from that interval.
+interval; :func:`describe` states the verdict from that interval; :func:`section` does it all
+(:class:`BoxSize`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,12 +24,12 @@ EDGES = (0.0, 0.25, 0.5, 0.75, 1.0001)
 
 def fractions(store) -> np.ndarray:
     """(N,) share of each test image covered by its boxes."""
-    from vitwatch.analysis import localisation
+    from vitwatch.analysis import boxes
 
     positions = range(store.labels.size)
     return np.array(
         [
-            localisation.box_fraction(b, wh)
+            boxes.box_fraction(b, wh)
             for b, wh in zip(store.boxes(positions), store.image_sizes(positions))
         ]
     )
@@ -123,22 +125,44 @@ def describe(per_bin, change, vit: str = "ViT", cnn: str = "ResNet") -> str:
     )
 
 
-def study(store, runs: Mapping[str, str], vit: str, cnn: str, n_boot: int, seed: int):
-    """The section at once: box fractions, accuracy per bin of each run (backbone -> run), and
-    the paired gaps of ``vit`` against ``cnn`` when both have a run. Returns ``(accuracy
-    table, per-bin gaps or None, change or None)``."""
+@dataclass
+class BoxSize:
+    """The section "Small dogs in large frames": ``table`` of each chosen run's accuracy per
+    bin (:func:`accuracy`), the per-bin ``gaps`` of the ViT against the CNN and the ``change``
+    of the gap from the smallest-box bin to the largest (:func:`gaps`; both None when the two
+    backbones did not both run)."""
+
+    table: object
+    gaps: object
+    change: tuple[float, float, float] | None
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.gaps, self.change)
+
+    @property
+    def conclusion(self) -> list[str]:
+        """The conclusion's line on box sizes (none when the comparison was not possible)."""
+        return [] if self.gaps is None else ["Bounding boxes: " + self.sentence]
+
+    @property
+    def record(self) -> dict:
+        return {
+            "box_size": {
+                "accuracy": self.table.to_dict(orient="records"),
+                "paired_gaps": [] if self.gaps is None else self.gaps.to_dict(orient="records"),
+                "change_small_minus_large": self.change,
+            }
+        }
+
+
+def section(store, vit: str, cnn: str, n_boot: int, seed: int) -> BoxSize:
+    """:class:`BoxSize` of the runs of ``vit`` and ``cnn`` chosen on validation accuracy."""
+    from vitwatch.analysis.store import select_runs
+
+    runs = select_runs(store, (vit, cnn))
     fr = fractions(store)
     by_size = accuracy(store, runs, fr, n_boot=n_boot, seed=seed)
     if not {vit, cnn} <= set(runs):
-        return by_size, None, None
-    per_bin, change = gaps(store, runs[vit], runs[cnn], fr, n_boot=n_boot, seed=seed)
-    return by_size, per_bin, change
-
-
-def record(by_size, per_bin, change) -> dict:
-    """The section's numbers for ``analysis.json``."""
-    return {
-        "accuracy": by_size.to_dict(orient="records"),
-        "paired_gaps": [] if per_bin is None else per_bin.to_dict(orient="records"),
-        "change_small_minus_large": change,
-    }
+        return BoxSize(by_size, None, None)
+    return BoxSize(by_size, *gaps(store, runs[vit], runs[cnn], fr, n_boot=n_boot, seed=seed))

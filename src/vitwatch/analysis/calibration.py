@@ -15,7 +15,8 @@ Holds, for ``probs`` (N, K) and ``labels`` (N,) as in :mod:`vitwatch.stats`:
   the softmax ignores, so ``softmax(log p / T)`` is exactly ``softmax(z / T)``.
 - :func:`bootstrap` — the three metrics with percentile bootstrap CIs over test images.
 - Chapter 4's use of them: :func:`inputs` (the store's runs), :func:`table` (before and after
-  the temperature), :func:`format_table`, :func:`diagrams` and :func:`describe`.
+  the temperature), :func:`format_table`, :func:`diagrams` and :func:`describe`; the section
+  in one call, :func:`section` (:class:`Calibration`).
 
 The NLL is convex in ``beta = 1 / T`` (a log-sum-exp minus a linear term), so its derivative is
 increasing and the minimiser is found by bisection on the derivative: no optimiser tolerance to
@@ -23,6 +24,8 @@ tune, and ``tests/test_calibration.py`` checks it against ``scipy.optimize``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -287,3 +290,36 @@ def describe(cal, runs) -> str:
     if not parts:
         return "No run stored validation probabilities, so no temperature could be fitted."
     return "; ".join(parts) + "."
+
+
+@dataclass
+class Calibration:
+    """The section "Are the probabilities honest?": ``table`` of every run (:func:`table`),
+    the run of each compared backbone chosen on validation (``chosen``: backbone -> run) and
+    their reliability ``diagrams`` (:func:`diagrams`)."""
+
+    table: object
+    chosen: dict[str, str]
+    diagrams: dict[str, tuple]
+
+    @property
+    def tables(self) -> list:
+        return [format_table(self.table).style.hide(axis="index")]
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.table, list(self.chosen.values()))
+
+    @property
+    def record(self) -> dict:
+        return {"calibration": self.table.to_dict(orient="records")}
+
+
+def section(store, backbones, n_boot: int, seed: int) -> Calibration:
+    """:class:`Calibration` of every run of ``store``; diagrams and sentences for the runs of
+    ``backbones`` (None entries, backbones that did not run, skipped) chosen on validation."""
+    from vitwatch.analysis.store import select_runs
+
+    cal = table(inputs(store), n_boot, seed)
+    chosen = select_runs(store, [b for b in backbones if b])
+    return Calibration(cal, chosen, diagrams(store, cal, chosen))

@@ -1,7 +1,10 @@
 """What each backbone costs: parameters, multiply-accumulates and measured throughput (03's
-``cost.json``) beside the test top-1 of its run chosen on validation accuracy."""
+``cost.json``) beside the test top-1 of its run chosen on validation accuracy; the section in
+one call: :func:`section` (:class:`Cost`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -73,3 +76,42 @@ def describe(cost: pd.DataFrame, vit: str, cnn: str) -> str:
         else "throughput was not measured"
     )
     return f"{macs}; the ViT {speed}."
+
+
+NO_COST = "The training chapter stored no cost measurements (cost.json)."
+
+
+@dataclass
+class Cost:
+    """The section "Cost": ``table`` (:func:`table`, empty when 03 stored no cost), the
+    ``note`` under it (the machine measured on) and the ``vit`` / ``cnn`` compared."""
+
+    table: pd.DataFrame
+    note: str
+    vit: str
+    cnn: str
+
+    @property
+    def tables(self) -> list:
+        return [styled(self.table)] if len(self.table) else []
+
+    @property
+    def plotted(self) -> pd.DataFrame:
+        """The backbones of the figure: those with a trained run (may be empty)."""
+        if "top1" not in self.table:
+            return self.table
+        return self.table.dropna(subset=["top1"])
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.table, self.vit, self.cnn)
+
+    @property
+    def record(self) -> dict:
+        return {"cost": self.table.to_dict(orient="records") if len(self.table) else {}}
+
+
+def section(store, results, vit: str, cnn: str) -> Cost:
+    """:class:`Cost` of ``store``'s backbones (``results``: the chapter's results table)."""
+    costs = table(store, results)
+    return Cost(costs, machine(store) if len(costs) else NO_COST, vit, cnn)

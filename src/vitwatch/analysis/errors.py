@@ -2,12 +2,17 @@
 them (chapter 4, "Where the models fail").
 
 The metrics come from :mod:`vitwatch.stats` (per-class recall, confusion matrix, most confused
-pairs); this module turns them into the chapter's sentence, table and image galleries.
+pairs); this module turns them into the chapter's sentence, table and image galleries, the
+whole section in one call by :func:`section` (:class:`Errors`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from vitwatch import stats
 
 
 def describe_per_breed(per_class, other) -> str:
@@ -83,3 +88,58 @@ def confident_errors(store, run: str, n: int = 12, size: int = 160):
         for i in errors
     ]
     return images, titles
+
+
+@dataclass
+class Errors:
+    """The section "Where the models fail" for the runs ``vit_run`` and ``cnn_run``: per-breed
+    metrics of both (``per_class``, ``cnn_class``), the ViT run's confusion matrix ``cm`` with
+    its clustered ``order`` and most confused ``pairs``, and two galleries, (images, titles)
+    each: ``confused`` (the first four pairs) and ``confident`` (the surest errors)."""
+
+    vit_run: str
+    cnn_run: str
+    class_names: list[str]
+    per_class: object
+    cnn_class: object
+    cm: np.ndarray
+    order: np.ndarray
+    pairs: list
+    confused: tuple
+    confident: tuple
+
+    @property
+    def note(self) -> str:
+        return f"Runs analysed: **{self.vit_run}** and **{self.cnn_run}**."
+
+    @property
+    def sentence(self) -> str:
+        return describe_per_breed(self.per_class, self.cnn_class)
+
+    @property
+    def tables(self) -> list:
+        shown = confused_table(self.cm, self.pairs, self.class_names)
+        return [shown.style.hide(axis="index")]
+
+
+def section(store, vit: str, cnn: str, n_pairs: int = 10, n_errors: int = 12) -> Errors:
+    """:class:`Errors` of the best run of ``vit`` and of ``cnn`` with a frozen backbone (A or
+    B, chosen on validation accuracy; C when neither ran)."""
+    vit_run = store.best_run(vit, ("A", "B")) or store.best_run(vit)
+    cnn_run = store.best_run(cnn, ("A", "B")) or store.best_run(cnn)
+    labels, names = store.labels, store.class_names
+    vit_pred = store.preds(vit_run)
+    cm = stats.confusion_matrix(labels, vit_pred, len(names))
+    pairs = stats.most_confused_pairs(cm, n_pairs)
+    return Errors(
+        vit_run,
+        cnn_run,
+        names,
+        stats.per_class_metrics(labels, vit_pred, names),
+        stats.per_class_metrics(labels, store.preds(cnn_run), names),
+        cm,
+        stats.cluster_order(cm),
+        pairs,
+        confused_gallery(store, vit_run, pairs[:4]),
+        confident_errors(store, vit_run, n_errors),
+    )

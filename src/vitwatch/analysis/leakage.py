@@ -6,10 +6,13 @@ store, each with a percentile-bootstrap 95 % interval over its own images, and t
 comparison is paired (same images) within each part. A lead that shrinks on unseen images is
 the signature of memorised pre-training images; a lead that holds is not explained by them.
 No checkpoint here is a clean control: ImageNet-1k is a subset of ImageNet-21k [Steiner et al.,
-2022, Sect. 3.1], so the ImageNet-21k-only checkpoints saw the same images too.
+2022, Sect. 3.1], so the ImageNet-21k-only checkpoints saw the same images too. The chapter's
+section in one call: :func:`section` (:class:`Leakage`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -224,4 +227,60 @@ def describe_zero_training(table, n_classes: int) -> str:
         "pre-training (data, number of epochs, resolution), so neither Z nor the seen/unseen "
         "split separates architecture from pre-training; only backbones with the same "
         "pre-training data, compared on unseen images, come close."
+    )
+
+
+@dataclass
+class Leakage:
+    """The section "Leakage": the ``seen`` mask of the test images, the ``overlap`` sentence and
+    the ten breeds with the largest seen share (``breeds``), each run's accuracy on both parts
+    (``split``), the ViT against each CNN per part (``parts``, sentence ``by_cnn``), and the
+    zero-training runs beside the trained ones (``zero``, sentence ``zero_sentence``)."""
+
+    seen: np.ndarray
+    overlap: str
+    breeds: object
+    split: object
+    parts: object
+    by_cnn: str
+    zero: object
+    zero_sentence: str
+
+    @property
+    def tables(self) -> list:
+        """The ViT against each CNN per part, as shown (none when no pair ran)."""
+        if not len(self.parts):
+            return []
+        return [format_parts(self.parts).style.hide(axis="index").format(precision=1)]
+
+    @property
+    def record(self) -> dict:
+        return {
+            "leakage_split": self.split.to_dict(orient="records"),
+            "leakage_part_pairs": self.parts.to_dict(orient="records"),
+            "n_seen": int(self.seen.sum()),
+            "leakage": self.zero.to_dict(orient="records"),
+        }
+
+
+def section(store, train_list, generated: bool, table, vit: str, n_boot: int, seed: int):
+    """:class:`Leakage` of ``store``'s test images against ``train_list`` (a
+    :class:`vitwatch.data.imagenet_overlap.TrainList`; ``generated``: the smoke stand-in),
+    ``table`` being the chapter's results table."""
+    from vitwatch.analysis.store import select_runs
+    from vitwatch.data import imagenet_overlap
+
+    seen = imagenet_overlap.seen_mask(store.paths, train_list)
+    breeds = imagenet_overlap.per_breed(seen, store.labels, store.class_names)
+    top = breeds.sort_values(["share", "breed"], ascending=[False, True]).head(10)
+    parts = paired_by_cnn(store, seen, vit, n_boot, seed)
+    return Leakage(
+        seen,
+        describe_overlap(seen, train_list.source, generated),
+        top.style.hide(axis="index").format({"share": "{:.0%}"}),
+        split_accuracy(store, seen, n_boot, seed),
+        parts,
+        describe_by_cnn(store, parts, vit),
+        zero_training(table, select_runs(store, table["backbone"].unique()).values()),
+        describe_zero_training(table, len(store.class_names)),
     )

@@ -2,10 +2,7 @@
 
 Holds the measurements of notebook 04's localisation section:
 
-- :func:`scale_boxes`, :func:`box_mask`, :func:`box_fraction` — Stanford Dogs boxes (PASCAL VOC
-  ``[x0, y0, x1, y1]`` pixels of the photo as loaded, EXIF orientation applied: see
-  :func:`image_size`) carried onto the square ``img_size`` input that
-  :func:`vitwatch.data.images.load_image` makes by resizing (no crop), and onto any map grid.
+- the boxes, in the photo's pixels, carried onto any grid: :mod:`vitwatch.analysis.boxes`;
 - :func:`mass_inside` — share of a non-negative saliency map's mass inside the union of boxes
   (the "energy-based pointing game" of Wang et al., 2020, Score-CAM); :func:`pointing_hit` —
   the pointing game of Zhang et al. (2018, "Top-down neural attention by excitation
@@ -18,7 +15,8 @@ Holds the measurements of notebook 04's localisation section:
   beat, since photographers centre the dog.
 - :func:`summarise`, :func:`table`, :func:`differences`, :func:`describe` — the chapter's
   summary of :func:`evaluate`'s long table: mean mass inside with bootstrap intervals, pointing
-  hits, and paired differences between maps (every verdict from a paired interval).
+  hits, and paired differences between maps (every verdict from a paired interval);
+  :func:`section` — the chapter's section in one call (:class:`Localisation`).
 
 Grad-CAM, the CNNs' maps, is in :mod:`vitwatch.analysis.gradcam`.
 
@@ -28,51 +26,11 @@ the pixels it covers (nearest-neighbour upsampling to the mask resolution).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-
-# --- boxes -----------------------------------------------------------------------------------
-def image_size(path) -> tuple[int, int]:
-    """(width, height) of a photo as :func:`vitwatch.data.images.load_image` returns it (EXIF
-    orientation applied: sides swapped for orientations 5-8), read from the header only.
-
-    The boxes of :mod:`vitwatch.data.stanford_dogs` are in that same frame (carried there by
-    :func:`vitwatch.data.images.orient_boxes`), so this is the size to scale them from.
-    """
-    from vitwatch.data import images
-
-    try:
-        orientation, stored = images.header(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"localisation: image {path} not found") from None
-    return images.oriented_size(orientation, stored)
-
-
-def scale_boxes(boxes, orig_wh, size: int | tuple[int, int]) -> np.ndarray:
-    """Boxes (k, 4) xyxy in the pixels of the loaded photo (``orig_wh`` = :func:`image_size`)
-    -> the same boxes on a (H, W) = ``size`` grid."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w0, h0 = orig_wh
-    if w0 <= 0 or h0 <= 0:
-        raise ValueError(f"localisation: image size must be positive, got {orig_wh}")
-    hh, ww = (size, size) if np.isscalar(size) else size
-    return boxes * np.array([ww / w0, hh / h0, ww / w0, hh / h0])
-
-
-def box_mask(boxes, height: int, width: int) -> np.ndarray:
-    """(height, width) bool: pixel centres inside the union of boxes given on that grid."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ys = np.arange(height)[:, None] + 0.5  # (H, 1)
-    xs = np.arange(width)[None, :] + 0.5  # (1, W)
-    mask = np.zeros((height, width), dtype=bool)
-    for x0, y0, x1, y1 in boxes:
-        mask |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
-    return mask
-
-
-def box_fraction(boxes, orig_wh, grid: int = 224) -> float:
-    """Share of the frame covered by the union of boxes (resizing preserves area shares)."""
-    return float(box_mask(scale_boxes(boxes, orig_wh, grid), grid, grid).mean())
+from vitwatch.analysis.boxes import box_distance, box_mask, scale_boxes
 
 
 # --- maps ------------------------------------------------------------------------------------
@@ -115,17 +73,6 @@ def peak_centre(saliency, frame_hw) -> tuple[float, float]:
     i, j = np.unravel_index(int(np.argmax(s)), s.shape)
     hh, ww = frame_hw
     return (j + 0.5) * ww / s.shape[1], (i + 0.5) * hh / s.shape[0]
-
-
-def box_distance(point, boxes) -> float:
-    """Euclidean distance in pixels from ``point`` (x, y) to the nearest box (0 inside one)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if not len(boxes):
-        return float("inf")
-    x, y = point
-    dx = np.maximum.reduce([boxes[:, 0] - x, np.zeros(len(boxes)), x - boxes[:, 2]])
-    dy = np.maximum.reduce([boxes[:, 1] - y, np.zeros(len(boxes)), y - boxes[:, 3]])
-    return float(np.min(np.hypot(dx, dy)))
 
 
 def pointing_hit(saliency, boxes, frame_hw, tolerance: float = POINTING_TOLERANCE) -> bool:
@@ -332,3 +279,81 @@ def describe(summary, diffs=None, ref: str = "ViT rollout") -> str:
     if clauses:
         out += f" The {ref} puts " + "; ".join(clauses) + "."
     return out
+
+
+@dataclass
+class Localisation:
+    """The section "Does attention find the dog?": the saliency ``maps`` (name -> (n, h, w)),
+    the common ``grid`` they are scored on, :func:`evaluate`'s long ``table``, its ``summary``
+    (:func:`summarise`), the paired ``diffs`` against the ViT rollout (:func:`differences`) and
+    the ``examples`` figure's (images, boxes on them, maps with the centre prior)."""
+
+    maps: dict[str, np.ndarray]
+    grid: tuple[int, int]
+    table: object
+    summary: dict[str, tuple[float, float, float]]
+    diffs: object
+    examples: tuple
+
+    @property
+    def tables(self) -> list:
+        return [table(self.summary, self.table).style.format(precision=1, na_rep="–")]
+
+    @property
+    def note(self) -> str:
+        return grid_note(self.grid)
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.summary, self.diffs)
+
+    @property
+    def record(self) -> dict:
+        return {
+            "localisation": {
+                "summary": {m: list(v) for m, v in self.summary.items()},
+                "paired": self.diffs.to_dict(orient="records"),
+            }
+        }
+
+
+def section(
+    store, positions, images, rollout, cnns, batch_size: int, n_boot: int, seed: int, n_show=4
+) -> Localisation:
+    """:class:`Localisation` of the test images at ``positions``: the ViT's attention
+    ``rollout`` (n, g, g) over ``images`` (uint8 (n, S, S, 3), as the ViT saw them) against
+    the Grad-CAMs of each CNN backbone of ``cnns`` (None entries skipped), every map resampled
+    onto the coarsest grid; the first ``n_show`` images make the examples figure."""
+    from vitwatch.analysis import gradcam
+
+    boxes, sizes = store.boxes(positions), store.image_sizes(positions)
+    maps = {"ViT rollout": rollout}
+    for bb in (c for c in cnns if c is not None):
+        maps.update(
+            gradcam.saliency(
+                bb,
+                store.images(positions, bb.img_size),
+                store.imagenet_classes(positions),
+                batch_size,
+            )
+        )
+    grid = coarsest_grid(maps)
+    loc = evaluate(maps, boxes, sizes, common_grid=grid)
+    shown = np.arange(min(n_show, len(positions)))
+    g = np.asarray(rollout).shape[1]  # the ViT's patch grid
+    examples = (
+        images[shown],
+        [scale_boxes(boxes[i], sizes[i], images.shape[1]) for i in shown],
+        {
+            **{m: np.asarray(v)[shown] for m, v in maps.items()},
+            "centre prior": [centre_prior(g, g)] * len(shown),
+        },
+    )
+    return Localisation(
+        maps,
+        grid,
+        loc,
+        summarise(loc, n_boot, seed),
+        differences(loc, "ViT rollout", n_boot=n_boot, seed=seed),
+        examples,
+    )

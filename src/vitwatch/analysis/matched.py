@@ -6,10 +6,13 @@ pre-training data, so ViT-S/16 vs BiT-M R50x1 holds the data equal (but not the 
 number of epochs or the resolution). This module builds the backbone table of the report
 (pre-training, published ImageNet-1k top-1, parameters, GMACs, Stanford Dogs top-1 per protocol)
 and the paired differences of every pair of :data:`vitwatch.catalogue.PAIRS`, on all test
-images and on those ImageNet-1k never trained on, and turns them into the report's conclusion.
+images and on those ImageNet-1k never trained on, and turns them into the report's conclusion;
+the section in one call: :func:`section` (:class:`Matched`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -140,18 +143,6 @@ def conclusion(diffs, protocol: str, label=str, box_sentence: str = "") -> str:
     return " ".join(out)
 
 
-def describe_split(dataset) -> str:
-    """Where our numbers come from, for the comparison with the seed's validation accuracies."""
-    n_tr, n_val, n_te = (int(dataset.get(k, 0)) for k in ("n_train", "n_val", "n_test"))
-    share = 100 * n_val / max(n_tr + n_val, 1)
-    return (
-        f"Our heads are trained on {n_tr:,} images; {n_val:,} more ({share:.0f} % of the "
-        f"training split used) are held out as the validation set on which every choice is "
-        f"made, and the accuracies above are measured on {n_te:,} test images that no "
-        "choice has seen. The seed's figures are validation accuracies of its own split."
-    )
-
-
 def format_pairs(diffs):
     """:func:`pair_differences` as a reader sees it: labels and points with their CIs."""
     from vitwatch.analysis import text
@@ -177,3 +168,38 @@ def conclusions(diffs) -> list[str]:
     ran = set(diffs["protocol"]) if len(diffs) else set()
     out = [conclusion(diffs, p, text.label) for p in ("A", "B", "C") if p in ran]
     return out or [conclusion(diffs, "A", text.label)]
+
+
+@dataclass
+class Matched:
+    """The section "Matched pre-training": the ``backbones`` table (:func:`backbone_table`),
+    the paired differences of every pair (``pairs``, :func:`pair_differences`) and the
+    conclusion per protocol (``verdicts``, :func:`conclusions`)."""
+
+    backbones: object
+    pairs: object
+    verdicts: list[str]
+
+    @property
+    def facts(self):
+        """The backbone table as shown."""
+        return self.backbones.style.hide(axis="index").format(precision=1, na_rep="–")
+
+    @property
+    def tables(self) -> list:
+        if not len(self.pairs):
+            return []
+        return [format_pairs(self.pairs).style.hide(axis="index")]
+
+    @property
+    def record(self) -> dict:
+        return {"matched_pairs": self.pairs.to_dict(orient="records")}
+
+
+def section(store, table, seen, n_boot: int, seed: int) -> Matched:
+    """:class:`Matched` of ``store``'s backbones (``table``: the chapter's results table;
+    ``seen``: the test images ImageNet-1k trained on)."""
+    from vitwatch.analysis import text
+
+    pairs = pair_differences(store, seen, n_boot, seed)
+    return Matched(backbone_table(store, table, text.label), pairs, conclusions(pairs))

@@ -4,12 +4,14 @@ For two classifiers compared on the same ``n`` images, only the share ``psi`` of
 images carries information; :func:`vitwatch.stats.min_detectable_difference` solves Connor's
 (1987) power equation for the difference. :func:`table` applies it to the test set of every
 profile (:func:`profile_test_sizes`) for a few shares of discordant images; :func:`observed`
-and :func:`describe` do it for the shares this run's two backbones actually show.
+and :func:`describe` do it for the shares this run's two backbones actually show;
+:func:`section` does all of it (:class:`Power`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -106,3 +108,39 @@ def describe(n: int, disc: Mapping[str, float], mdd: Mapping[str, float]) -> str
         )
         + "."
     )
+
+
+@dataclass
+class Power:
+    """The section "What each profile's test set can resolve": ``table`` of every profile
+    (:func:`profiles_table`), this run's ``n`` test images, the ``discordance`` observed per
+    protocol and the ``min_detectable`` difference at that share (:func:`observed`)."""
+
+    table: object
+    n: int
+    discordance: dict[str, float]
+    min_detectable: dict[str, float]
+
+    @property
+    def tables(self) -> list:
+        return [styled(self.table)]
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.n, self.discordance, self.min_detectable)
+
+    @property
+    def record(self) -> dict:
+        return {
+            "power": {
+                "table": self.table.reset_index().to_dict(orient="records"),
+                "discordance": self.discordance,
+                "min_detectable": self.min_detectable,
+            }
+        }
+
+
+def section(store, vit: str, cnn: str) -> Power:
+    """:class:`Power` of ``vit`` against ``cnn`` on ``store``'s test set."""
+    disc, mdd = observed(store, vit, cnn)
+    return Power(profiles_table(), int(store.labels.size), disc, mdd)

@@ -20,10 +20,13 @@ be negative, so a value can fall slightly below 0 (or, with few small batches, a
   ``(B, h, w, C)`` (the layers the registry names, ``backbone.extra["cka_layers"]``); both
   flattened per image.
 - :func:`cka_matrix` — chapter 4's matrix between a ViT's blocks and a CNN's stages on test
-  images; :func:`describe` and :func:`describe_matched` say what it shows.
+  images; :func:`describe` and :func:`describe_matched` say what it shows; :func:`section`
+  computes the chapter's matrices at once (:class:`CKA`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -233,3 +236,68 @@ def describe_matched(sim, sim_matched, depth: int, label: str) -> str:
         + ("closer to" if m > r else "no closer to")
         + " the ViT's representations on these images."
     )
+
+
+@dataclass
+class CKA:
+    """The section "Representations": per CNN (backbone name, ResNet-50 first, then the CNN
+    pre-trained like the ViT, ``matched``, when it ran) the CKA ``matrices`` of
+    :func:`cka_matrix` and the ``layers`` names of its stages; ``depth`` ViT blocks named
+    ``vit_layers``, on ``n_images`` test images."""
+
+    depth: int
+    vit_layers: list[str]
+    matrices: dict[str, np.ndarray]
+    layers: dict[str, list[str]]
+    n_images: int
+    matched: str | None = None
+
+    @property
+    def cnn(self) -> str:
+        return next(iter(self.matrices))
+
+    @property
+    def sentence(self) -> str:
+        return describe(self.matrices[self.cnn], self.depth, self.layers[self.cnn])
+
+    @property
+    def matched_sentence(self) -> str:
+        """The ViT's CKA with the matched CNN against that with ResNet-50, or why not."""
+        if self.matched is None:
+            return (
+                "No CNN pre-trained on the ViT's data (BiT) is in the results store: its CKA "
+                "is skipped."
+            )
+        from vitwatch.analysis import text
+
+        sim, sim_matched = self.matrices[self.cnn], self.matrices[self.matched]
+        return describe_matched(sim, sim_matched, self.depth, text.label(self.matched))
+
+    def _entry(self, name: str) -> dict:
+        return {
+            "matrix": self.matrices[name].tolist(),
+            "layers": self.vit_layers + self.layers[name],
+        }
+
+    @property
+    def record(self) -> dict:
+        out = {"cka": self._entry(self.cnn)}
+        if self.matched is not None:
+            out["cka_bit"] = {"backbone": self.matched, **self._entry(self.matched)}
+        return out
+
+
+def section(store, vit, cnn, matched, n_images: int, batch_size: int, seed: int) -> CKA:
+    """:class:`CKA` of the backbone ``vit`` against ``cnn`` and, unless None, ``matched`` (a
+    CNN pre-trained on the ViT's data), on ``n_images`` test images drawn with ``seed``."""
+    from vitwatch.analysis.store import subset
+
+    paths = [store.paths[i] for i in subset(store.labels.size, n_images, seed)]
+    depth = vit.vit.depth
+    out = CKA(depth, [f"block {i + 1}" for i in range(depth)], {}, {}, len(paths))
+    for bb in (cnn, matched):
+        if bb is not None:
+            out.matrices[bb.name] = cka_matrix(vit, bb, paths, batch_size)
+            out.layers[bb.name] = stage_labels(bb.extra["cka_layers"])
+    out.matched = None if matched is None else matched.name
+    return out

@@ -72,9 +72,9 @@ class Store:
 
     def image_sizes(self, positions) -> list[tuple[int, int]]:
         """(width, height) of each loaded photo: the frame its boxes are given in."""
-        from vitwatch.analysis import localisation
+        from vitwatch.analysis.boxes import image_size
 
-        return [localisation.image_size(self.paths[i]) for i in positions]
+        return [image_size(self.paths[i]) for i in positions]
 
     def imagenet_classes(self, positions) -> np.ndarray:
         """(n,) ImageNet-1k index of each image's true breed (-1 where none is known)."""
@@ -149,6 +149,17 @@ def load_images(paths, img_size: int) -> np.ndarray:
             raise ValueError(f"test image {p} cannot be decoded although 03 evaluated it")
         out.append(img)
     return np.stack(out)
+
+
+def save_summary(results_store, *sections) -> dict:
+    """Write ``analysis.json`` into ``results_store``: the numbers behind the chapter's
+    conclusions, every section's ``record`` (top-level key -> numbers) merged, in order.
+    Returns what was written."""
+    summary = {}
+    for section in sections:
+        summary.update(section.record)
+    results_store.write_json("analysis.json", summary)
+    return summary
 
 
 def subset(n_total: int, n: int, seed: int) -> np.ndarray:

@@ -51,8 +51,9 @@ def smoke_warning(profile: str) -> str:
 
 
 def bullets(lines) -> str:
-    """Markdown bullet list, one line each (after a blank line, so that it renders)."""
-    return "\n\n" + "\n".join(f"- {line}" for line in lines)
+    """Markdown bullet list, one line each (after a blank line, so that it renders); empty
+    lines and None (a sentence with nothing to say) are left out."""
+    return "\n\n" + "\n".join(f"- {line}" for line in lines if line)
 
 
 def paired_verdict(lo: float, hi: float, more: str, less: str, same: str) -> str:

@@ -5,10 +5,12 @@ probabilities of every block) and keeps three summaries per image: the class tok
 in each head of the last block, the attention rollout [Abnar & Zuidema, 2020] and the mean
 attention distance [Dosovitskiy et al., 2021, Fig. 7] (:mod:`vitwatch.attention`).
 :func:`rollout_examples` picks the images of the rollout figure, :func:`describe_distance`
-says what the distances show.
+says what the distances show (:class:`Distances`: the sentence and the numbers saved).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,3 +93,21 @@ def describe_distance(distance, grid_size: int, patch_size: int) -> str:
         f"attention uniformly over the {grid_size} x {grid_size} patches would score "
         f"{uniform:.0f} pixels. " + verdict
     )
+
+
+@dataclass
+class Distances:
+    """The mean attention distances (L, H) of a ViT with ``grid_size`` x ``grid_size`` patches
+    of ``patch_size`` pixels: what they show, and the numbers saved."""
+
+    distance: np.ndarray
+    grid_size: int
+    patch_size: int
+
+    @property
+    def sentence(self) -> str:
+        return describe_distance(self.distance, self.grid_size, self.patch_size)
+
+    @property
+    def record(self) -> dict:
+        return {"attention_distance": np.asarray(self.distance).tolist()}

@@ -1,11 +1,10 @@
-"""Figures of notebook 04 (the analysis): results with CIs, paired differences, errors, attention,
-localisation, cost, leakage, CKA.
+"""Figures of notebook 04 (the analysis) on its numbers: results with CIs, paired differences,
+calibration, errors, accuracy by box size, cost, leakage. The figures of what happens inside the
+models (attention, saliency maps, CKA) are :mod:`vitwatch.plotting.internals`'s.
 
-Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis`,
-:mod:`vitwatch.stats` and :mod:`vitwatch.attention`, and returns a matplotlib figure with a
-title and labelled axes; the notebook shows it and saves it with
-:func:`vitwatch.plotting.save_figure`. Attention figures follow the layout of keras-io's
-``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
+Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis` and
+:mod:`vitwatch.stats`, and returns a matplotlib figure with a title and labelled axes; the
+notebook shows it and saves it with :func:`vitwatch.plotting.save_figure`.
 """
 
 from __future__ import annotations
@@ -21,15 +20,6 @@ from vitwatch import catalogue
 from . import color_for
 
 LABELS = catalogue.LABELS
-MAP_COLORS = {
-    "ViT rollout": "#1f77b4",
-    "ResNet-50 Grad-CAM": "#d62728",
-    "ResNet-50 Grad-CAM, true class": "#f4a3a3",
-    "BiT-M R50x1 Grad-CAM": "#ff7f0e",
-    "BiT-M R50x1 Grad-CAM, true class": "#ffc78a",
-    "centre prior": "#7f7f7f",
-    "uniform": "#bbbbbb",
-}
 
 
 def _label(name: str) -> str:
@@ -104,9 +94,55 @@ def paired_differences(pc, title: str = "ViT-S/16 minus ResNet-50, paired on tes
     return fig
 
 
+def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagrams, test set"):
+    """One panel per run: accuracy against confidence per bin, before (bars) and after
+    temperature scaling (line); ``diagrams``: run -> (before, after, T) with ``before`` and
+    ``after`` the dicts of :func:`vitwatch.analysis.calibration.reliability`."""
+    n = max(len(diagrams), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, (before, after, t)) in zip(axes.flat, diagrams.items()):
+        edges = before["edges"]
+        centres = (edges[:-1] + edges[1:]) / 2
+        width = edges[1] - edges[0]
+        ax.bar(
+            centres,
+            np.nan_to_num(before["accuracy"]),
+            width * 0.9,
+            color="#1f77b4",
+            alpha=0.55,
+            label="before",
+        )
+        ok = after["count"] > 0
+        ax.plot(
+            after["confidence"][ok],
+            after["accuracy"][ok],
+            "o-",
+            color="#d62728",
+            ms=3,
+            lw=1,
+            label=f"after (T = {t:.2f})",
+        )
+        ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8)
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (top probability)",
+            ylabel="accuracy",
+            title=_short(name, 28),
+        )
+        ax.legend(fontsize=10, loc="upper left")  # 3 panels of 3.3 in print at ~0.73
+    for ax in list(axes.flat)[len(diagrams) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # --- errors ----------------------------------------------------------------------------------
-def per_class_extremes(per_class, n: int = 10, title: str = "Best and worst breeds"):
-    """Per-class accuracy (recall) of the ``n`` best and ``n`` worst classes."""
+def per_class_extremes(per_class, run: str, n: int = 10):
+    """Per-class accuracy (recall) of the ``n`` best and ``n`` worst classes of ``run``."""
     d = per_class.sort_values("recall")
     n = min(n, max(1, len(d) // 2))
     worst, best = d.head(n), d.tail(n)
@@ -118,13 +154,13 @@ def per_class_extremes(per_class, n: int = 10, title: str = "Best and worst bree
         ax.barh([_short(s) for s in part["class"]], 100 * part["recall"], color=c)
         ax.set(title=f"{n} {name}", xlabel="per-class accuracy (%)")
     axes[0].set_ylabel("breed")
-    fig.suptitle(title)
+    fig.suptitle(f"Best and worst breeds, {run}")
     fig.tight_layout()
     return fig
 
 
-def confusion(cm, order, class_names, title: str = "Confusion matrix, classes clustered"):
-    """Row-normalised confusion matrix (log colour scale) with rows/columns in ``order``."""
+def confusion(cm, order, class_names, run: str):
+    """Row-normalised confusion matrix of ``run`` (log colour scale), rows/columns in ``order``."""
     from matplotlib.colors import LogNorm
 
     cm = np.asarray(cm, dtype=float)[np.ix_(order, order)]
@@ -145,7 +181,11 @@ def confusion(cm, order, class_names, title: str = "Confusion matrix, classes cl
         step = int(np.ceil(k / 30))
         ax.set_yticks(range(0, k, step), names[::step], fontsize=7.5)
         ax.set_xticks([])
-    ax.set(xlabel="predicted breed (same order)", ylabel="true breed", title=title)
+    ax.set(
+        xlabel="predicted breed (same order)",
+        ylabel="true breed",
+        title=f"Confusion matrix of {run}, breeds clustered",
+    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="share of the true breed's images")
     fig.tight_layout()
     return fig
@@ -187,136 +227,16 @@ def image_grid(
     return fig
 
 
-# --- inside the ViT --------------------------------------------------------------------------
-def _overlay(ax, image, saliency, alpha=0.55):
-    from skimage.transform import resize
-
-    s = np.asarray(saliency, dtype=float)
-    s = (s - s.min()) / (np.ptp(s) + 1e-12)
-    ax.imshow(image)
-    ax.imshow(resize(s, image.shape[:2], order=1), cmap="inferno", alpha=alpha)
-    ax.axis("off")
+def confused_pairs(gallery):
+    """:func:`image_grid` of :func:`vitwatch.analysis.errors.confused_gallery`'s (images,
+    titles): each error beside a real example of the breed it was taken for."""
+    return image_grid(*gallery, "Confused pairs: the error and the breed it was taken for", ncols=4)
 
 
-def head_attention(image, maps, title: str = "Class-token attention per head, last block"):
-    """The image, then the class token's attention of each head as an image (H, g, g)."""
-    h = len(maps)
-    cols = min(h + 1, 4)  # <= 7.2 in wide: printed at full size
-    rows = int(np.ceil((h + 1) / cols))
-    fig, grid = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows + 0.3), squeeze=False)
-    for ax in grid.flat[h + 1 :]:
-        ax.axis("off")
-    axes = grid.flat
-    axes[0].imshow(image)
-    axes[0].set_title("input", fontsize=8)
-    axes[0].axis("off")
-    for i, (ax, m) in enumerate(zip(axes[1:], maps)):
-        ax.imshow(m, cmap="inferno")
-        ax.set_title(f"head {i + 1}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[1].set_ylabel("patch row")
-    axes[1].set_xlabel("patch column")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def rollout_gallery(images, maps, titles, title: str = "Attention rollout", ncols: int = 2):
-    """Pairs (image, rollout overlay), captioned with true / predicted breeds."""
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(
-        nrows, 2 * ncols, figsize=(1.6 * 2 * ncols, 1.9 * nrows + 0.5), squeeze=False
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        axes[r, 2 * c].imshow(images[i])
-        axes[r, 2 * c].set_title(titles[i], fontsize=7.5)
-        _overlay(axes[r, 2 * c + 1], images[i], maps[i])
-        axes[r, 2 * c + 1].set_title("rollout", fontsize=7.5)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def attention_distance(dist, title: str = "Mean attention distance per head and layer"):
-    """Dosovitskiy et al. (2021), Fig. 7 right: one dot per head, layers on the x axis."""
-    dist = np.asarray(dist)  # (L, H)
-    layers, heads = dist.shape
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    for h in range(heads):
-        ax.scatter(np.arange(1, layers + 1), dist[:, h], s=14, alpha=0.8, label=f"head {h + 1}")
-    ax.plot(np.arange(1, layers + 1), dist.mean(1), "k-", lw=1, label="mean over heads")
-    ax.set(xlabel="network depth (block)", ylabel="mean attention distance (pixels)", title=title)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    return fig
-
-
-# --- localisation ----------------------------------------------------------------------------
-def localisation(df, title: str = "Share of the map's mass inside the dog's boxes"):
-    """Distribution of mass-inside per map family (box plot + points); pointing-game hits."""
-    names = [m for m in MAP_COLORS if m in set(df["map"])] + sorted(
-        set(df["map"]) - set(MAP_COLORS)
-    )
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [2, 1]})
-    data = [df.loc[df["map"] == m, "mass_inside"].to_numpy() for m in names]
-    bp = ax.boxplot(data, vert=True, patch_artist=True, widths=0.55, showfliers=False)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=15, ha="right")
-    for patch, m in zip(bp["boxes"], names):
-        patch.set(facecolor=MAP_COLORS.get(m, "#cccccc"), alpha=0.5)
-    rng = np.random.default_rng(0)
-    for i, d in enumerate(data, 1):
-        ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=5, color="k", alpha=0.4)
-    ax.set(ylabel="share of map mass inside the boxes", xlabel="map", title="Mass inside")
-    hits = df.dropna(subset=["hit"]).groupby("map")["hit"].mean()
-    hn = [m for m in names if m in hits.index]
-    ax2.bar(hn, 100 * hits[hn].to_numpy(), color=[MAP_COLORS.get(m, "#ccc") for m in hn])
-    ax2.set(
-        ylabel="peak within 15 px of a box (%)", xlabel="map", title="Pointing game", ylim=(0, 100)
-    )
-    ax2.set_xticks(range(len(hn)), hn, rotation=25, ha="right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def localisation_examples(
-    images, boxes, maps: Mapping[str, Sequence[np.ndarray]], title: str = "Where the models look"
-):
-    """Rows of images: the photo with its boxes, then one overlay per map family."""
-    import textwrap
-
-    n = len(images)
-    cols = 1 + len(maps)
-    size = min(1.9, 7.2 / cols)  # the PDF's text width: titles print at >= 7 pt
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n + 0.6), squeeze=False)
-    for i in range(n):
-        axes[i, 0].imshow(images[i])
-        for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
-            axes[i, 0].add_patch(
-                plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1.2)
-            )
-        axes[i, 0].axis("off")
-        for j, (name, m) in enumerate(maps.items(), 1):
-            _overlay(axes[i, j], images[i], m[i])
-            for x0, y0, x1, y1 in np.asarray(boxes[i]).reshape(-1, 4):
-                axes[i, j].add_patch(
-                    plt.Rectangle(
-                        (x0, y0), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=0.8, ls="--"
-                    )
-                )
-            if i == 0:
-                axes[i, j].set_title(textwrap.fill(name, max(9, int(12 * size))), fontsize=8)
-    axes[0, 0].set_title(textwrap.fill("image and box", max(9, int(12 * size))), fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+def confident_errors(gallery, run: str):
+    """:func:`image_grid` of :func:`vitwatch.analysis.errors.confident_errors`'s (images,
+    titles) of ``run``."""
+    return image_grid(*gallery, f"The most confident errors of {run}")
 
 
 def accuracy_by_box_size(df, title: str = "Accuracy against the share of the frame the dog covers"):
@@ -346,7 +266,7 @@ def accuracy_by_box_size(df, title: str = "Accuracy against the share of the fra
     return fig
 
 
-# --- cost, leakage, representations ----------------------------------------------------------
+# --- cost and leakage -----------------------------------------------------------------------
 def cost(df, title: str = "Accuracy against compute"):
     """df: backbone, gmacs, images_per_second, top1, protocol (best run per backbone)."""
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.5), sharey=True)
@@ -373,7 +293,9 @@ def cost(df, title: str = "Accuracy against compute"):
 
 
 def leakage(df, title: str = "Zero-training baseline vs trained heads"):
-    """df: backbone, protocol, top1, top1_lo, top1_hi — grouped bars per backbone."""
+    """df: backbone, protocol, top1, top1_lo, top1_hi — grouped bars per backbone (a run
+    listed twice is drawn once)."""
+    df = df.drop_duplicates("run")
     bbs = list(dict.fromkeys(df["backbone"]))
     prots = sorted(set(df["protocol"]))
     w = 0.8 / len(prots)
@@ -423,38 +345,6 @@ def leakage(df, title: str = "Zero-training baseline vs trained heads"):
     return fig
 
 
-def cka(
-    matrix,
-    row_labels,
-    col_labels,
-    title: str = "Linear CKA, ViT blocks vs ResNet stages",
-    xlabel: str = "ResNet-50 stage",
-    ylabel: str = "ViT block",
-):
-    """Heatmap of a CKA matrix (rows: first network's layers, bottom = first layer)."""
-    m = np.asarray(matrix)
-    cell = min(0.55, 4.5 / m.shape[1])  # <= ~7 in wide in all: printed near full size
-    fig, ax = plt.subplots(figsize=(1.0 + cell * m.shape[1] + 1.5, 0.3 * m.shape[0] + 1.8))
-    im = ax.imshow(m, origin="lower", vmin=0, vmax=1, cmap="magma", aspect="auto")
-    ax.set_xticks(range(m.shape[1]), col_labels, rotation=30, fontsize=8)
-    ax.set_yticks(range(m.shape[0]), row_labels, fontsize=8)
-    for (i, j), v in np.ndenumerate(m):
-        if m.size <= 80:
-            ax.text(
-                j,
-                i,
-                f"{v:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7.5,
-                color="w" if v < 0.6 else "k",
-            )
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    fig.colorbar(im, ax=ax, label="linear CKA")
-    fig.tight_layout()
-    return fig
-
-
 def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on, and on the rest"):
     """df from :func:`vitwatch.analysis.leakage.split_accuracy`: one row per run, seen (filled) and
     unseen (open) top-1 with their 95 % CIs."""
@@ -489,51 +379,5 @@ def seen_unseen(df, title: str = "Test accuracy on images ImageNet-1k trained on
         bbox_to_anchor=(1.01, 1),
     )
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def reliability(diagrams: Mapping[str, tuple], title: str = "Reliability diagrams, test set"):
-    """One panel per run: accuracy against confidence per bin, before (bars) and after
-    temperature scaling (line); ``diagrams``: run -> (before, after, T) with ``before`` and
-    ``after`` the dicts of :func:`vitwatch.analysis.calibration.reliability`."""
-    n = max(len(diagrams), 1)
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), squeeze=False)
-    for ax, (name, (before, after, t)) in zip(axes.flat, diagrams.items()):
-        edges = before["edges"]
-        centres = (edges[:-1] + edges[1:]) / 2
-        width = edges[1] - edges[0]
-        ax.bar(
-            centres,
-            np.nan_to_num(before["accuracy"]),
-            width * 0.9,
-            color="#1f77b4",
-            alpha=0.55,
-            label="before",
-        )
-        ok = after["count"] > 0
-        ax.plot(
-            after["confidence"][ok],
-            after["accuracy"][ok],
-            "o-",
-            color="#d62728",
-            ms=3,
-            lw=1,
-            label=f"after (T = {t:.2f})",
-        )
-        ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8)
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1),
-            xlabel="confidence (top probability)",
-            ylabel="accuracy",
-            title=_short(name, 28),
-        )
-        ax.legend(fontsize=10, loc="upper left")  # 3 panels of 3.3 in print at ~0.73
-    for ax in list(axes.flat)[len(diagrams) :]:
-        ax.axis("off")
-    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import color_for
-from .analysis import _overlay
+from .internals import _overlay
 from .legibility import TEXT_WIDTH_IN
 
 FONT = 7.5  # pt: tick labels, breed names, panel titles (printed at this size)
