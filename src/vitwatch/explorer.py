@@ -16,14 +16,13 @@ of where it looks:
 
 Functions: :func:`load` (backbones and their heads), :func:`table`, :func:`explain` (one
 image, one backbone), :func:`explain_all`, :func:`describe_examples`, :func:`examples` (test
-images for the static panel), :func:`image_from_bytes` (an upload), :func:`widget` (the
-ipywidgets front end, only built where a kernel has a front end: :func:`has_front_end`). The
-figure is :func:`vitwatch.plotting.explorer.panel`.
+images for the static panel), :func:`image_from_bytes` (an upload). The figure is
+:func:`vitwatch.plotting.explorer.panel`; the interactive front end on top of all this is
+:mod:`vitwatch.explorer_widget`.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ from typing import Any
 import numpy as np
 
 HEAD_PROTOCOLS = ("B", "A")  # frozen-backbone runs: their head fits the pretrained backbone
-BATCH_ENV = "VITWATCH_BATCH"  # set by vitwatch.report for papermill's kernels: no front end
 
 
 @dataclass
@@ -317,108 +315,3 @@ def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
             return images.decode(path)
         except ValueError as exc:
             raise ValueError(f"uploaded file {name!r} is not a usable image: {exc}") from None
-
-
-def has_front_end() -> bool:
-    """True in a Jupyter kernel with a front end (JupyterLab, Notebook, VS Code); False under
-    papermill in the report build (:data:`BATCH_ENV`) and outside IPython."""
-    if os.environ.get(BATCH_ENV, "") == "1":
-        return False
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def widget(explainers, class_names, test_images: list[tuple[str, int]], k: int = 5):
-    """The ipywidgets explorer: pick a test image or upload a photo; choose the ViT's map
-    (rollout, or one block and head with sliders); the figure of
-    :func:`vitwatch.plotting.explorer.panel` redraws on every change."""
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    from vitwatch.plotting import explorer as explorer_plots
-
-    vits = [e for e in explainers if e.vit is not None]
-    depth = max((e.depth for e in vits), default=1)
-    heads = max((e.num_heads for e in vits), default=1)
-    options = [
-        (f"{Path(p).name} (true: {class_names[y]})", i) for i, (p, y) in enumerate(test_images)
-    ]
-    pick = w.Dropdown(
-        options=options,
-        description="test image",
-        layout=w.Layout(width="420px"),
-        style={"description_width": "initial"},
-    )
-    upload = w.FileUpload(accept="image/*", multiple=False, description="or upload a photo")
-    mode = w.ToggleButtons(
-        options=[("attention rollout", "rollout"), ("one block and head", "layer")],
-        description="ViT map",
-    )
-    layer = w.IntSlider(value=depth, min=1, max=depth, description="block", disabled=True)
-    head = w.IntSlider(
-        value=0,
-        min=0,
-        max=heads,
-        description="head (0 = mean)",
-        disabled=True,
-        style={"description_width": "initial"},
-    )
-    out = w.Output()
-    state = {"image": None, "title": ""}
-
-    def current_image():
-        if state["image"] is None:
-            path, y = test_images[pick.value]
-            state["image"] = load_test_image(path)
-            state["title"] = f"{Path(path).name}, true breed: {class_names[y]}"
-        return state["image"], state["title"]
-
-    def redraw(*_):
-        layer.disabled = head.disabled = mode.value == "rollout"
-        with out:
-            out.clear_output(wait=True)
-            try:
-                image, title = current_image()
-                lay = None if mode.value == "rollout" else layer.value - 1
-                hd = None if mode.value == "rollout" or head.value == 0 else head.value - 1
-                rows = explain_all(explainers, image, class_names, lay, hd, k)
-                fig = explorer_plots.panel(
-                    [image], [rows], [title], title="What each backbone sees"
-                )
-                display(fig)
-                plt.close(fig)
-            except ValueError as exc:
-                print(exc)
-
-    def on_pick(_):
-        state["image"] = None
-        redraw()
-
-    def on_upload(change):
-        files = change["new"]
-        if not files:
-            return
-        f = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
-        name = f.get("name", "upload") if isinstance(f, dict) else getattr(f, "name", "upload")
-        content = f["content"] if isinstance(f, dict) else f.content
-        with out:
-            try:
-                state["image"] = image_from_bytes(bytes(content), name)
-                state["title"] = f"uploaded: {name}"
-            except ValueError as exc:
-                out.clear_output()
-                print(exc)
-                return
-        redraw()
-
-    pick.observe(on_pick, names="value")
-    upload.observe(on_upload, names="value")
-    for control in (mode, layer, head):
-        control.observe(redraw, names="value")
-    redraw()
-    return w.VBox([w.HBox([pick, upload]), w.HBox([mode]), w.HBox([layer, head]), out])

@@ -278,7 +278,6 @@ def kernel_environment() -> dict[str, str]:
     return {
         "VITWATCH_ROOT": str(config.project_root()),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "VITWATCH_BATCH": "1",  # no front end: no interactive widgets
         "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet,
     }
 
