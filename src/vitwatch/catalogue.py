@@ -39,6 +39,7 @@ was trained on the ImageNet-1k images.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -81,47 +82,39 @@ _VIT_21K = "ImageNet-21k (300 epochs)"
 _AUGREG = "AugReg index [Steiner et al., 2022]"
 _PM1 = "RGB to [-1, 1]"
 _I21K_I1K = "ImageNet-21k -> ImageNet-1k"
+_VIT_S16 = Row(
+    name="vit_s16",
+    label="ViT-S/16 (ours)",
+    long_label="ViT-S/16 (ours, .npz)",
+    colour="#1f77b4",
+    family="ViT",
+    builder="vit",
+    variant="S/16",
+    checkpoint="vit_checkpoint",
+    resource="vit_s16_i21k_ft_i1k",
+    preprocessing=_PM1,
+    input_size=224,
+    in1k_top1=80.46,
+    in1k_source=_AUGREG,
+    pretraining=_I21K_I1K,
+    epochs=f"{_VIT_21K} + ~8 epochs",
+    pretraining_key="i21k->i1k",
+    gmacs=4.61,
+    seed_val=0.834,
+    protocols="ZABC",
+)
 _ROWS = [
-    Row(
-        name="vit_s16",
-        label="ViT-S/16 (ours)",
-        long_label="ViT-S/16 (ours, .npz)",
-        colour="#1f77b4",
-        family="ViT",
-        builder="vit",
-        variant="S/16",
-        checkpoint="vit_checkpoint",
-        resource="vit_s16_i21k_ft_i1k",
-        preprocessing=_PM1,
-        input_size=224,
-        in1k_top1=80.46,
-        in1k_source=_AUGREG,
-        pretraining=_I21K_I1K,
-        epochs=f"{_VIT_21K} + ~8 epochs",
-        pretraining_key="i21k->i1k",
-        gmacs=4.61,
-        seed_val=0.834,
-        protocols="ZABC",
-    ),
-    Row(
-        name="vit_s16_hub",  # the same checkpoint through the seed's TF Hub route
+    _VIT_S16,
+    dataclasses.replace(  # the same checkpoint through the seed's TF Hub route
+        _VIT_S16,
+        name="vit_s16_hub",
         label="ViT-S/16 (TF Hub)",
         long_label="ViT-S/16 (TF Hub)",
         colour="#17becf",
-        family="ViT",
         builder="hub",
-        variant="S/16",
         checkpoint="hub_handle",
         resource="hub_vit_s16_fe",
-        preprocessing=_PM1,
-        input_size=224,
-        in1k_top1=80.46,
-        in1k_source=_AUGREG,
-        pretraining=_I21K_I1K,
-        epochs=f"{_VIT_21K} + ~8 epochs",
-        pretraining_key="i21k->i1k",
-        gmacs=4.61,
-        seed_val=0.834,
+        protocols="B",
     ),
     Row(
         name="vit_s16_i21k",
