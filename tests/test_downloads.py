@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from vitwatch import downloads
+from vitwatch.downloads import checks, reachability, transfer
 
 FAST = (2.0, 0.5)  # connect, read timeouts of the fault tests (seconds)
 
@@ -115,7 +116,7 @@ def mirror(monkeypatch):
 def sleeps(monkeypatch):
     """The backoff waits, recorded instead of slept."""
     waited = []
-    monkeypatch.setattr(downloads.time, "sleep", waited.append)
+    monkeypatch.setattr(transfer.time, "sleep", waited.append)
     return waited
 
 
@@ -165,7 +166,7 @@ def test_500_then_200_succeeds_after_a_backoff(mirror, sleeps, tmp_path, monkeyp
     path = mirror.serve(downloads.RESOURCES["resnet50_imagenet"].url, body, "500", "")
     got = downloads.fetch("resnet50_imagenet", tmp_path)  # with the progress bar
     assert got.read_bytes() == body and got.name == "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
-    assert len(mirror.requests(path)) == 2 and sleeps == [downloads.BACKOFF]
+    assert len(mirror.requests(path)) == 2 and sleeps == [transfer.BACKOFF]
 
 
 def test_a_stalled_server_errors_within_the_timeout(mirror, sleeps, tmp_path):
@@ -264,12 +265,12 @@ def test_mirror_checksums_are_for_the_mirror_only(mirror, sleeps, tmp_path, monk
     table.write_text(json.dumps({"dogs_lists": {"sha256": hashlib.sha256(body).hexdigest()}}))
     monkeypatch.setenv("VITWATCH_MIRROR_CHECKSUMS", str(table))
     res = downloads.RESOURCES["dogs_lists"]
-    assert downloads.expected_digest(res) == ("sha256", hashlib.sha256(body).hexdigest())
+    assert checks.expected_digest(res) == ("sha256", hashlib.sha256(body).hexdigest())
     mirror.serve(res.url, body)
     with pytest.raises(downloads.DownloadError, match="not a tar archive"):
         downloads.fetch("dogs_lists", tmp_path, progress=False)  # digest ok, format not
     monkeypatch.delenv("VITWATCH_MIRROR")
-    assert downloads.expected_digest(res) == ("sha256", res.sha256)  # the published one
+    assert checks.expected_digest(res) == ("sha256", res.sha256)  # the published one
 
 
 # --- archives ----------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def test_cifar10_comes_through_the_downloader_into_the_cache(mirror, sleeps, tmp
 # --- preflight ---------------------------------------------------------------------------
 
 
-def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monkeypatch):
+def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path):
     R = downloads.RESOURCES
     mirror.serve(R["dogs_lists"].url, b"x")
     mirror.serve(R["dogs_annotation"].url, b"x", "403")
@@ -341,18 +342,18 @@ def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monk
     hub_path = mirror.serve(R["hub_vit_s16_fe"].download_url, b"x")
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads" / "images.tar").write_bytes(b"x")
-    probe = downloads.probe
-    monkeypatch.setattr(downloads, "probe", lambda url, timeout=10.0: probe(url, 0.5))
     with pytest.raises(downloads.DownloadError) as err:
         downloads.preflight(
             ["dogs_images", "dogs_lists", "dogs_annotation", "vit_s16_i21k", "vit_s16_i21k_ft_i1k"],
             tmp_path,
+            timeout=0.5,
         )
     msg = str(err.value)
     assert "dogs_annotation" in msg and "refused (HTTP 403)" in msg
     assert "vit_s16_i21k:" in msg and "timeout" in msg
     assert "not found (HTTP 404)" in msg and "dogs_lists" not in msg and "dogs_images" not in msg
-    status = downloads.preflight(["dogs_images", "dogs_lists", "hub_vit_s16_fe"], tmp_path)
+    names = ["dogs_images", "dogs_lists", "hub_vit_s16_fe"]
+    status = downloads.preflight(names, tmp_path, timeout=0.5)
     assert status == {
         "dogs_images": "cached",
         "dogs_lists": "reachable",
@@ -360,11 +361,11 @@ def test_preflight_tells_refused_from_offline_and_timeout(mirror, tmp_path, monk
     }
     assert mirror.requests(hub_path) == ["bytes=0-0"]  # the archive itself is checked
     mirror.faults[hub_path] = ["403"]  # optional: reported, not fatal
-    assert downloads.preflight(["hub_vit_s16_fe"], tmp_path) == {
+    assert downloads.preflight(["hub_vit_s16_fe"], tmp_path, timeout=0.5) == {
         "hub_vit_s16_fe": "refused (HTTP 403)"
     }
     mirror.close()
-    assert downloads.probe(R["dogs_lists"].url, 0.5).startswith("offline")
+    assert reachability.probe(R["dogs_lists"].url, 0.5).startswith("offline")
 
 
 # --- the TF Hub route --------------------------------------------------------------------

@@ -12,7 +12,8 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from vitwatch import config, downloads, report
+from vitwatch import config, report
+from vitwatch.downloads import reachability
 
 pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -128,9 +129,7 @@ def test_failing_notebook_is_named_and_previous_report_kept(tmp_path):
 
 
 def test_full_profile_offline_stops_before_work_naming_urls(tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        downloads, "reachable", lambda url, timeout=8.0: (False, "URLError: no network")
-    )
+    monkeypatch.setattr(reachability, "probe", lambda url, timeout: "offline (no network)")
     cfg = config.from_profile("full", cache_dir=str(tmp_path))
     with pytest.raises(report.ReportError) as info:
         report.preflight(cfg)

@@ -7,6 +7,7 @@ import pytest
 
 from vitwatch import downloads
 from vitwatch.data import small as small_data
+from vitwatch.downloads import transfer
 from vitwatch.models import small
 
 # Trainable parameters and MACs (one image) of every model at every scale. A change of
@@ -142,7 +143,7 @@ def test_required_resources():
 
 def test_cifar10_offline_fails_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
+    monkeypatch.setattr(transfer.time, "sleep", lambda s: None)
     monkeypatch.setenv("VITWATCH_MIRROR", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(downloads.DownloadError, match="small_dataset='digits'") as err:
         small_data.load(types.SimpleNamespace(small_dataset="cifar10", cache_dir=str(tmp_path)))

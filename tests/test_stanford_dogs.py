@@ -14,6 +14,7 @@ import pytest
 from vitwatch import config, downloads
 from vitwatch.data import breeds, images, pipeline, synthetic
 from vitwatch.data import stanford_dogs as sd
+from vitwatch.downloads import transfer, web
 
 N_CLASSES, TRAIN, TEST, SIZE = 4, 6, 3, 40
 
@@ -93,8 +94,8 @@ def test_download_failure_names_url_and_alternatives(tmp_path, monkeypatch):
         calls.append(url)
         raise urllib.error.URLError(OSError("Network is unreachable"))
 
-    monkeypatch.setattr(downloads, "_open", offline)
-    monkeypatch.setattr(downloads.time, "sleep", lambda s: None)
+    monkeypatch.setattr(web, "open_url", offline)
+    monkeypatch.setattr(transfer.time, "sleep", lambda s: None)
     with pytest.raises(downloads.DownloadError) as err:
         sd.load(_cfg(tmp_path))
     msg = str(err.value)
