@@ -2,7 +2,7 @@
 
 ``save_figure(fig, "04_attention_rollout")`` writes ``<figures_dir>/04_attention_rollout.png`` and
 ``.svg`` (figures_dir comes from the validated config, default ``figures/<profile>``). Notebooks
-call ``plotting.theory.attention_heatmap(...)``, ``plotting.analysis.confusion(...)``, ...
+call ``plotting.attention.attention_heatmap(...)``, ``plotting.analysis.confusion(...)``, ...
 """
 
 from __future__ import annotations
