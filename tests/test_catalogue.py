@@ -19,7 +19,9 @@ def test_rows_are_complete_and_consistent():
     for name, row in catalogue.BACKBONES.items():
         assert row.name == name and row.label and row.colour.startswith("#")
         assert row.family in ("ViT", "CNN") and row.resource in downloads.RESOURCES
-        assert row.checkpoint in config.PARAMS and set(row.protocols) <= set(catalogue.PROTOCOLS)
+        assert (not row.checkpoint or row.checkpoint in config.PARAMS) and set(
+            row.protocols
+        ) <= set(catalogue.PROTOCOLS)
         assert row.variant in variants.get(row.builder, {"50": None})
         assert (row.in1k_top1 is None) == (row.in1k_source == "no ImageNet-1k head")
         assert row.gmacs > 0
@@ -47,6 +49,30 @@ def test_profiles_choose_their_backbones():
         catalogue.for_profile(config.from_profile("smoke", backbones=["vit_l16"]))
     assert catalogue.role("vit", ["resnet50", "vit_s16_hub"]) == "vit_s16_hub"
     assert catalogue.role("matched_cnn", ["vit_s16"]) is None
+
+
+def test_vit_b16_is_one_row_plus_one_profile_line():
+    """No parameter of its own: the published file in full, a stand-in under smoke, and the
+    preflight asks for its download in full only."""
+    from pathlib import Path
+
+    import yaml
+
+    from vitwatch.models import registry
+
+    row = catalogue.BACKBONES["vit_b16"]
+    assert row.checkpoint == "" and not any("vit_b16" in k for k in config.PARAMS)
+    full, smoke = config.from_profile("full"), config.from_profile("smoke")
+    assert catalogue.weights(row, full)[1] == "vit_b16_i21k_ft_i1k" == row.resource
+    assert catalogue.weights(row, smoke)[1] == "generated"
+    assert row.resource in registry.required_resources(full)
+    smoke_b16 = config.from_profile("smoke", backbones=["vit_s16", "vit_b16"])
+    assert row.resource not in registry.required_resources(smoke_b16)
+    profiles = Path(config.project_root()) / "notebooks" / "profiles"
+    lines = {p: (profiles / f"{p}.yaml").read_text() for p in config.PROFILES}
+    assert [p for p, text in lines.items() if "vit_b16" in text] == ["full"]
+    assert sum("vit_b16" in ln for ln in lines["full"].splitlines()) == 1
+    assert "vit_b16" in yaml.safe_load(lines["full"])["backbones"]
 
 
 def test_a_backbone_added_in_one_place_runs_in_03_and_is_read_by_04(tmp_path, monkeypatch):

@@ -51,7 +51,8 @@ class Row:
     our ResNetV2 on a BiT .npz); ``variant``: the architecture of the published weights
     (``vit.VARIANTS``, ``resnetv2.VARIANTS``; a profile whose ``vit_variant``/``bit_variant``
     is "testing" builds every row tiny instead); ``checkpoint``: the config parameter naming
-    the weights ("" there skips the backbone); ``resource``: the
+    the weights ("" there skips the backbone), or "" for a row without one, whose weights are
+    its ``resource`` (a generated stand-in where the profile builds rows tiny); ``resource``: the
     :data:`vitwatch.downloads.RESOURCES` entry of the published weights; ``stand_in_seed``:
     the generated stand-in is drawn with seed ``cfg.seed + stand_in_seed``; ``protocols``: the
     letters of notebook 03's protocols it runs (Z only with an ImageNet-1k head)."""
@@ -206,7 +207,7 @@ _ROWS = [
         family="ViT",
         builder="vit",
         variant="B/16",
-        checkpoint="vit_b16_checkpoint",
+        checkpoint="",  # no parameter of its own: its resource (see weights())
         resource="vit_b16_i21k_ft_i1k",
         preprocessing=_PM1,
         input_size=224,
@@ -292,11 +293,22 @@ def for_profile(cfg) -> tuple[list[str], dict[str, str]]:
         )
     names, skipped = [], {}
     for name in dict.fromkeys(cfg.backbones):
-        row = BACKBONES[name]
-        if getattr(cfg, row.checkpoint):
+        param, spec = weights(BACKBONES[name], cfg)
+        if spec:
             names.append(name)
         else:
             skipped[name] = (
-                f"{row.checkpoint} is empty: {row.long_label} is skipped in this profile."
+                f"{param} is empty: {BACKBONES[name].long_label} is skipped in this profile."
             )
     return names, skipped
+
+
+def weights(row: Row, cfg) -> tuple[str, str]:
+    """(parameter, value) naming ``row``'s weights under ``cfg``: the row's own config parameter
+    when it has one; otherwise its download resource, or "generated" (a tiny stand-in) where
+    the profile builds every row tiny (``vit_variant``/``bit_variant`` "testing"), so that a
+    new backbone needs no parameter of its own."""
+    if row.checkpoint:
+        return row.checkpoint, getattr(cfg, row.checkpoint)
+    tiny = (cfg.bit_variant if row.builder == "bit" else cfg.vit_variant) == "testing"
+    return f"backbones ({row.name}'s resource)", "generated" if tiny else row.resource

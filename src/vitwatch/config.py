@@ -99,12 +99,6 @@ PARAMS: dict[str, Param] = {
     "vit_i21k_checkpoint": Param(
         str, "", "ImageNet-21k-only checkpoint for the leakage control ('' = skip)"
     ),
-    "vit_b16_checkpoint": Param(
-        str,
-        "generated",
-        "ViT-B/16 i21k -> i1k: named checkpoint, URL or local .npz; 'generated' = tiny random "
-        "one; '' = skip",
-    ),
     "hub_handle": Param(
         str,
         "generated",

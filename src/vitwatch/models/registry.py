@@ -193,7 +193,7 @@ def _weights_path(row, spec: str, variant: str, cfg) -> Path:
         return offline.vit_checkpoint(
             cfg.cache_dir, variant, cfg.img_size, seed=seed, num_classes=head
         )
-    return _local_or_download(spec, cfg, row.checkpoint, row.builder + "_")
+    return _local_or_download(spec, cfg, catalogue.weights(row, cfg)[0], row.builder + "_")
 
 
 def vit_checkpoint_path(spec: str, cfg) -> Path:
@@ -346,9 +346,9 @@ def _parts(name: str, cfg) -> dict:
     row = catalogue.BACKBONES.get(name)
     if row is None:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(catalogue.BACKBONES)}")
-    spec = getattr(cfg, row.checkpoint)
-    what = f"{row.checkpoint}={spec!r}"
-    _need(name, row.checkpoint, spec)
+    param, spec = catalogue.weights(row, cfg)
+    what = f"{param}={spec!r}"
+    _need(name, param, spec)
     if row.builder == "resnet":
         seed = cfg.seed + row.stand_in_seed
         gmacs = row.gmacs * (cfg.img_size / row.input_size) ** 2  # published, scaled by pixels
@@ -428,7 +428,7 @@ def required_resources(cfg) -> list[str]:
     names = []
     for name in catalogue.for_profile(cfg)[0]:
         row = catalogue.BACKBONES[name]
-        spec = getattr(cfg, row.checkpoint)
+        spec = catalogue.weights(row, cfg)[1]
         found = row.resource if row.builder == "resnet" and spec == "imagenet" else None
         found = found or (_resource_for(spec) if spec not in ("generated", "random") else None)
         if found:
