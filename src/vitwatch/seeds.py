@@ -220,8 +220,8 @@ def results_table(store, n_boot: int, seed: int = 0, protocols=PROTOCOLS):
 
 def paired_comparisons(
     store,
-    vit: str = "vit_s16",
-    cnn: str = "resnet50",
+    vit: str,
+    cnn: str,
     n_boot: int = 1000,
     seed: int = 0,
     protocols=PROTOCOLS,

@@ -204,7 +204,10 @@ def zero_training(table, chosen_runs):
     (``chosen_runs``); rows of the chapter's results ``table``."""
     import pandas as pd
 
-    leak = table[(table["protocol"] == "Z") | table["backbone"].eq("vit_s16_i21k")]
+    from vitwatch import catalogue
+
+    i21k_vits = [n for n, r in catalogue.BACKBONES.items() if r.family == "ViT" and not r.in1k_top1]
+    leak = table[(table["protocol"] == "Z") | table["backbone"].isin(i21k_vits)]
     best = table[table["run"].isin(list(chosen_runs))]
     return pd.concat([leak, best[best["backbone"].isin(leak["backbone"])]])
 
