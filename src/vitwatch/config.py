@@ -173,7 +173,7 @@ PARAMS: dict[str, Param] = {
     "small_train_sizes": Param(list, [100, 300, 800], "training-set sizes (log-spaced)"),
     "small_seeds": Param(int, 2, "seeds per training-set size"),
     "small_epochs": Param(
-        int, 12, "step budget of every from-scratch run, in passes over the largest size"
+        int, 8, "step budget of every from-scratch run, in passes over the largest size"
     ),
     "small_models": Param(
         list,
@@ -287,7 +287,6 @@ def _finish(values: dict[str, Any]) -> types.SimpleNamespace:
     cfg.figures_dir = str(
         Path(cfg.figures_dir) if cfg.figures_dir else root / "figures" / cfg.profile
     )
-    os.environ["VITWATCH_FIGURES_DIR"] = cfg.figures_dir  # read by plotting.save_figure
     return cfg
 
 

@@ -51,8 +51,7 @@ def profile_test_sizes() -> dict[str, int]:
 
     out = {}
     for name in config.PROFILES:
-        # the YAML values over the defaults; not from_profile, which also points
-        # save_figure at that profile's figures folder
+        # the YAML values over the defaults (no paths resolved)
         p = types.SimpleNamespace(
             **{**{k: v.default for k, v in config.PARAMS.items()}, **config.load_profile(name)}
         )

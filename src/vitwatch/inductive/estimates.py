@@ -71,7 +71,7 @@ def profile_estimates(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     macs: dict[tuple[str, str], int] = {}  # (arch, dataset) -> MACs, each model built once
     rows = []
     for name in config.PROFILES:
-        # YAML over defaults (from_profile would also redirect save_figure's folder)
+        # the YAML values over the defaults (no paths resolved)
         p = types.SimpleNamespace(
             **{**{k: v.default for k, v in config.PARAMS.items()}, **config.load_profile(name)}
         )

@@ -47,12 +47,22 @@ def color_for(name: str) -> str:
     return next((c for family, c in COLORS.items() if family in n), COLORS["other"])
 
 
-def figures_dir() -> Path:
-    return Path(os.environ.get("VITWATCH_FIGURES_DIR", "figures"))
+class Figures:
+    """Where a notebook's figures go: ``Figures(cfg.figures_dir).save(fig, "04_name")`` writes
+    ``<folder>/04_name.png`` and ``.svg`` (the report embeds them). The folder is passed, not
+    read from the environment or a module global."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def save(self, fig, name: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+        return save_figure(fig, name, self.folder, formats)
 
 
-def save_figure(fig, name: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>``; ``name`` starts with the notebook number."""
+def save_figure(
+    fig, name: str, folder: str | os.PathLike, formats: tuple[str, ...] = ("png", "svg")
+) -> list[Path]:
+    """Write ``fig`` as ``<folder>/<name>.<fmt>``; ``name`` starts with the notebook number."""
     if not _NAME.match(name):
         raise ValueError(
             f"figure name {name!r} must look like '04_attention_rollout' "
@@ -60,7 +70,7 @@ def save_figure(fig, name: str, formats: tuple[str, ...] = ("png", "svg")) -> li
         )
     if not fig.axes or not any(ax.get_title() or fig._suptitle for ax in fig.axes):
         raise ValueError(f"figure {name!r} has no title: every figure of the report needs one")
-    out = figures_dir()
+    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:

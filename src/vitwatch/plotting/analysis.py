@@ -4,7 +4,7 @@ models (attention, saliency maps, CKA) are :mod:`vitwatch.plotting.internals`'s.
 
 Each function takes plain arrays / DataFrames built by :mod:`vitwatch.analysis` and
 :mod:`vitwatch.stats`, and returns a matplotlib figure with a title and labelled axes; the
-notebook shows it and saves it with :func:`vitwatch.plotting.save_figure`.
+notebook shows it and saves it with :meth:`vitwatch.plotting.Figures.save`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ regularisation scan, accuracy against compute.
 
 Each function takes plain data (histories, dicts of numbers, as stored by
 :mod:`vitwatch.results`) and returns a matplotlib figure; the notebook shows it and saves it
-with :func:`vitwatch.plotting.save_figure`. Colours come from
+with :meth:`vitwatch.plotting.Figures.save`. Colours come from
 :func:`vitwatch.plotting.color_for`, so a backbone has one colour in every figure.
 """
 
