@@ -93,24 +93,28 @@ def run_grid(
         expected[n, s, a] = spec(data, a, n, s, rec, settings["precision"])
         stored[n, s, a] = load_run(run_path(store, data.name, a, n, s), expected[n, s, a])
     todo = [key for key in grid if stored[key] is None]
-    trainers = {}
-    for _, s, a in todo:  # made, traced and seeded here, on this thread
-        if a not in trainers:
-            trainers[a] = make_trainer(a, data, rec, settings["precision"], settings["jit"])
-        trainers[a].initial_weights(s)
+    models = list(dict.fromkeys(a for _, _, a in todo))  # those training, side by side
     folder = store.sub(SCRATCH_FOLDER, data.name)
 
-    def run(n: int, s: int, a: str) -> dict:  # on the model's own thread
-        out = {"spec": expected[n, s, a], **train_one(data, trainers[a], n, s)}
-        out["side_by_side"] = len(trainers)  # runs training at once: their seconds are shared
+    def run(trainer, n: int, s: int, a: str) -> dict:  # on the model's own thread
+        out = {"spec": expected[n, s, a], **train_one(data, trainer, n, s)}
+        out["side_by_side"] = len(models)  # runs training at once: their seconds are shared
         folder.write_json(f"{a}_n{n}_s{s}.json", out)
         return out
 
     bar = tqdm(total=len(grid), desc="from-scratch runs", disable=not progress)
     bar.update(len(grid) - len(todo))
-    pools = {a: ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}") for a in trainers}
+    pools, futures = {}, {}
     try:
-        futures = {pools[key[2]].submit(run, *key): key for key in todo}
+        for a in models:
+            # made, traced and seeded on this thread (Keras' global random state), while the
+            # models made before train on theirs
+            trainer = make_trainer(a, data, rec, settings["precision"], settings["jit"])
+            keys = [key for key in todo if key[2] == a]
+            for _, s, _ in keys:
+                trainer.initial_weights(s)
+            pools[a] = ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}")
+            futures.update({pools[a].submit(run, trainer, *key): key for key in keys})
         for future in as_completed(futures):
             n, s, a = key = futures[future]
             stored[key] = future.result()
