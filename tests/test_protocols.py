@@ -116,7 +116,8 @@ def test_protocol_b_learns_and_picks_l2_on_validation(setup):
 
 def test_protocol_c_learns(setup):
     cfg, data = setup
-    cfg_c = _like(cfg, finetune_epochs=3, finetune_lr=3e-3, finetune_blocks=-1, finetune_patience=3)
+    c = dict(finetune_epochs=3, finetune_lr=3e-3, finetune_blocks=-1, finetune_patience=3)
+    cfg_c = _like(cfg, **c)
     built = []
 
     def build():
@@ -125,9 +126,13 @@ def test_protocol_c_learns(setup):
 
     run = finetune.run(build, data, cfg_c, verbose=0)
     _check_probs(run, data)
-    assert len(built) == cfg_c.head_seeds == 2  # a fresh backbone per seed
+    assert len(built) == 1 and cfg_c.head_seeds == 2  # one model, restored for each seed
     p = run.seed_test_probs
     assert p.shape[0] == 2 and not np.allclose(p[0], p[1])  # two seeds, two models
+    # seed 1 restored after seed 0 is seed 1 built fresh: the same numbers
+    alone = finetune.run(build, data, _like(cfg, **c, seed=cfg.seed + 1, head_seeds=1), verbose=0)
+    np.testing.assert_array_equal(alone.test_probs, p[1])
+    assert alone.history == run.extra["per_seed"][1]["history"]
     assert run.trainable_params == built[0].model.count_params() + 48 * 10 + 10
     assert len(run.history["loss"]) == run.extra["epochs_run"] <= 3
     assert run.extra["warmup_steps"] > 0
@@ -255,9 +260,9 @@ def test_protocol_z_uses_only_the_dog_logits(setup):
     # the 990 other columns, which must be ignored.
     tr = features.extract(b, data.train, "train", cfg)
     va = features.extract(b, data.val, "val", cfg)
-    probe_head, _, _ = head.fit_head(
-        tr, data.train.labels, va, data.val.labels, k, epochs=30, lr=0.01
-    )
+    trainer = head.HeadTrainer(tr.shape[1], k)
+    head.fit_head(trainer, tr, data.train.labels, va, data.val.labels, epochs=30, lr=0.01)
+    probe_head = trainer.head
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(48, 1000)).astype(np.float32) * 10
     idx = np.asarray(data.imagenet_indices)

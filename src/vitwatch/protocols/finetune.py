@@ -5,7 +5,8 @@ the best weights restored. Not AugReg's recipe: [Steiner et al., 2022] fine-tune
 momentum 0.9, batch 512, clipping at 1, cosine schedule. The head starts from protocol B's
 probe when available (LP-FT, [Kumar et al., 2022]). BatchNorm stays frozen, in inference mode.
 ``tf.distribute.MirroredStrategy`` when several GPUs are seen. One fine-tuning per head seed,
-each from the pretrained weights; the seed drives the head, the order and the augmentation.
+each from the pretrained weights (one model built and compiled per backbone, restored per
+seed); the seed drives the head, the order and the augmentation.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ def _image_dataset(split, backbone, batch_size: int, augment: bool, seed: int):
 def make_predict(model, backbone, batch_size: int, eval_view: str) -> Callable:
     """``predict(split) -> probabilities (N, K)`` of a whole-image model in evaluation view
     ``eval_view`` (as :func:`vitwatch.features.eval_batches`), through one compiled function
-    shared by every split: validation after each epoch and the final predictions alike."""
+    shared by every split: validation after each epoch and the final predictions alike, traced
+    once (any batch size)."""
     import tensorflow as tf
 
     from vitwatch import features
 
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    s = backbone.img_size
+    fn = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, s, s, 3), tf.float32)],
+    )
 
     def predict(split) -> np.ndarray:
         out = np.zeros((len(split.labels), model.output_shape[-1]), np.float32)
@@ -137,17 +143,19 @@ def make_predict(model, backbone, batch_size: int, eval_view: str) -> Callable:
 def _validation_pass(predict: Callable, split, verbose: bool):
     """A callback adding ``val_loss`` / ``val_accuracy`` to each epoch's logs (read by
     EarlyStopping and the history), computed by ``predict``, the very function that
-    evaluates the final model: one compiled graph instead of Keras' separate test step."""
+    evaluates the final model: one compiled graph instead of Keras' separate test step. Its
+    ``probs[epoch]`` keeps each epoch's predictions: those of the epoch whose weights early
+    stopping restores are the final model's, not computed twice."""
     import keras
 
     labels = np.asarray(split.labels)
 
     class ValidationPass(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0, self.probs = time.perf_counter(), {}
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = predict(split)  # (N, K)
+            probs = self.probs[epoch] = predict(split)  # (N, K)
             p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
             logs["val_loss"] = float(-np.log(p_true).mean())
             logs["val_accuracy"] = float((probs.argmax(1) == labels).mean())
@@ -176,18 +184,18 @@ def run(
     build_backbone: Callable[[], Any], data, cfg, head_weights=None, verbose: bool = True
 ) -> runs.RunResult:
     """Fine-tuning, once per seed of :func:`vitwatch.runs.head_seeds`. ``build_backbone()``
-    makes the backbone (inside the distribution strategy's scope, so that its variables can be
-    mirrored; called once per seed: every seed starts from the pretrained weights);
-    ``head_weights`` = ``(kernel, bias)`` of a trained probe (LP-FT), a list of them (one per
-    seed: seed j starts from probe seed j, :func:`probe_heads`), or None for a fresh head."""
+    makes the backbone, once (inside the distribution strategy's scope, so that its variables
+    can be mirrored): one model is built and compiled for every seed, and each seed starts from
+    the weights it was built with (:class:`Tuner`); ``head_weights`` = ``(kernel, bias)`` of a
+    trained probe (LP-FT), a list of them (one per seed: seed j starts from probe seed j,
+    :func:`probe_heads`), or None for a fresh head drawn by the seed."""
     seeds = runs.head_seeds(cfg)
     if head_weights is None or isinstance(head_weights, tuple):
         head_weights = [head_weights] * len(seeds)
     if len(head_weights) < len(seeds):
         raise ValueError(f"protocol C: {len(head_weights)} probe heads for {len(seeds)} seeds")
-    results = [
-        _run_seed(build_backbone, data, cfg, s, hw, verbose) for s, hw in zip(seeds, head_weights)
-    ]
+    tuner = Tuner(build_backbone, len(data.class_names), len(data.train.labels), cfg)
+    results = [tuner.run_seed(data, cfg, s, hw, verbose) for s, hw in zip(seeds, head_weights)]
     out = runs.combine(results, seeds)
     for key in ("backbone_forward_images", "backbone_backward_images", "extract_seconds"):
         out.timings[key] = sum(r.timings[key] for r in results)
@@ -196,90 +204,118 @@ def run(
     return out
 
 
-def _run_seed(build_backbone, data, cfg, seed: int, head_weights, verbose: bool):
-    """One fine-tuning run, every source of randomness drawn from ``seed``."""
-    import keras
+class Tuner:
+    """One backbone's fine-tuning model (backbone, head, AdamW), built and compiled once for
+    every head seed. :meth:`run_seed` restores what a fresh build would hold (the built
+    weights, the seed's head, a zero optimizer state and iteration counter) before training:
+    the same numbers as one build per seed, without rebuilding the backbone and retracing the
+    training step and the prediction function at each seed."""
 
-    keras.utils.set_random_seed(seed)
-    k = len(data.class_names)
-    strat = strategy()
-    replicas = strat.num_replicas_in_sync
-    batch = cfg.batch_size * replicas
-    steps = math.ceil(len(data.train.labels) / batch)
-    total = max(1, cfg.finetune_epochs * steps)
-    warmup = min(total - 1, int(round(cfg.finetune_warmup_epochs * steps)))
-    with strat.scope():
-        backbone = build_backbone()
-        unfreeze(backbone, cfg.finetune_blocks)
-        head = heads.softmax_head(backbone.feature_dim, k)
-        if head_weights is not None:
-            head.set_weights([np.asarray(w) for w in head_weights])
-        inputs = keras.Input((backbone.img_size, backbone.img_size, 3))
-        feats = backbone.model(inputs, training=False)  # BatchNorm stays in inference mode
-        model = keras.Model(inputs, head(feats), name=f"finetune_{backbone.name}")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0,
-            decay_steps=max(1, total - warmup),
-            warmup_target=cfg.finetune_lr,
-            warmup_steps=warmup,
-        )
-        model.compile(
-            keras.optimizers.AdamW(
+    def __init__(self, build_backbone: Callable[[], Any], num_classes: int, n_train: int, cfg):
+        import keras
+
+        self.strategy = strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.batch = cfg.batch_size * self.replicas
+        self.steps = math.ceil(n_train / self.batch)
+        self.total = max(1, cfg.finetune_epochs * self.steps)
+        self.warmup = min(self.total - 1, int(round(cfg.finetune_warmup_epochs * self.steps)))
+        with self.strategy.scope():
+            backbone = build_backbone()
+            unfreeze(backbone, cfg.finetune_blocks)
+            self.head = heads.softmax_head(backbone.feature_dim, num_classes)
+            inputs = keras.Input((backbone.img_size, backbone.img_size, 3))
+            feats = backbone.model(inputs, training=False)  # BatchNorm stays in inference mode
+            model = keras.Model(inputs, self.head(feats), name=f"finetune_{backbone.name}")
+            schedule = keras.optimizers.schedules.CosineDecay(
+                0.0,
+                decay_steps=max(1, self.total - self.warmup),
+                warmup_target=cfg.finetune_lr,
+                warmup_steps=self.warmup,
+            )
+            optimizer = keras.optimizers.AdamW(
                 schedule, weight_decay=FINETUNE_WEIGHT_DECAY, global_clipnorm=FINETUNE_CLIPNORM
-            ),
-            "sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            )
+            model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+            optimizer.build(model.trainable_variables)
+        self.backbone, self.model, self.optimizer = backbone, model, optimizer
+        self.built_weights = model.get_weights()
+        self.predict = make_predict(model, backbone, self.batch, cfg.eval_view)
+
+    def reset(self, seed: int, head_weights) -> None:
+        """The state of a fresh build for ``seed``: the built weights, the head (the probe's,
+        or a fresh one drawn by ``seed``), the optimizer's moments and step counter at 0."""
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        if head_weights is None:  # a fresh head, drawn by the seed
+            fresh = heads.softmax_head(self.backbone.feature_dim, self.head.output_shape[-1])
+            head_weights = fresh.get_weights()
+        self.model.set_weights(self.built_weights)
+        self.head.set_weights([np.asarray(w) for w in head_weights])
+        for v in self.optimizer.variables:
+            v.assign(np.zeros(v.shape, v.dtype))
+
+    def run_seed(self, data, cfg, seed: int, head_weights, verbose: bool) -> runs.RunResult:
+        """One fine-tuning run, every source of randomness drawn from ``seed``."""
+        import keras
+
+        self.reset(seed, head_weights)
+        backbone, model, predict = self.backbone, self.model, self.predict
+        train_ds = _image_dataset(data.train, backbone, self.batch, cfg.augment, seed)
+        stop = keras.callbacks.EarlyStopping(
+            "val_accuracy", patience=cfg.finetune_patience, restore_best_weights=True
         )
-    train_ds = _image_dataset(data.train, backbone, batch, cfg.augment, seed)
-    predict = make_predict(model, backbone, batch, cfg.eval_view)
-    stop = keras.callbacks.EarlyStopping(
-        "val_accuracy", patience=cfg.finetune_patience, restore_best_weights=True
-    )
-    t0 = time.perf_counter()
-    fit = model.fit(
-        train_ds,
-        epochs=cfg.finetune_epochs,
-        steps_per_epoch=steps,
-        callbacks=[_validation_pass(predict, data.val, verbose), stop],
-        shuffle=False,  # the pipeline shuffles
-        verbose=0,
-    )
-    train_seconds = time.perf_counter() - t0
-    epochs_run = len(fit.history["loss"])
-    history = {
-        key: [float(v) for v in fit.history[key]]
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-    }
-    t0 = time.perf_counter()
-    val_probs = predict(data.val)
-    test_probs = predict(data.test)  # test: once
-    eval_seconds = time.perf_counter() - t0
-    val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
-    n_train, n_val = len(data.train.labels), len(val_y)
-    return runs.RunResult(
-        "C",
-        backbone.name,
-        val_probs,
-        val_y,
-        test_probs,
-        test_y,
-        history,
-        timings={
-            "backbone_forward_images": epochs_run * (n_train + n_val) + n_val + len(test_y),
-            "backbone_backward_images": epochs_run * n_train,
-            "train_seconds": train_seconds,
-            "extract_seconds": eval_seconds,
-            "images_per_second": epochs_run * (n_train + n_val) / max(train_seconds, 1e-9),
-        },
-        trainable_params=heads.count_params(model.trainable_weights),
-        extra={
-            "best_epoch": int(stop.best_epoch) if stop.best_epoch is not None else epochs_run - 1,
-            "epochs_run": epochs_run,
-            "stopped_early": epochs_run < cfg.finetune_epochs,
-            "use_probe_head": head_weights is not None,
-            "replicas": replicas,
-            "global_batch_size": batch,
-            "warmup_steps": warmup,
-            "total_steps": total,
-        },
-    )
+        validation = _validation_pass(predict, data.val, verbose)
+        t0 = time.perf_counter()
+        fit = model.fit(
+            train_ds,
+            epochs=cfg.finetune_epochs,
+            steps_per_epoch=self.steps,
+            callbacks=[validation, stop],
+            shuffle=False,  # the pipeline shuffles
+            verbose=0,
+        )
+        train_seconds = time.perf_counter() - t0
+        epochs_run = len(fit.history["loss"])
+        history = {
+            key: [float(v) for v in fit.history[key]]
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+        }
+        t0 = time.perf_counter()
+        restored = validation.probs.get(stop.best_epoch)  # the restored weights' predictions
+        val_probs = restored if restored is not None else predict(data.val)
+        test_probs = predict(data.test)  # test: once
+        eval_seconds = time.perf_counter() - t0
+        val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
+        n_train, n_val = len(data.train.labels), len(val_y)
+        n_final = len(test_y) + (n_val if restored is None else 0)
+        return runs.RunResult(
+            "C",
+            backbone.name,
+            val_probs,
+            val_y,
+            test_probs,
+            test_y,
+            history,
+            timings={
+                "backbone_forward_images": epochs_run * (n_train + n_val) + n_final,
+                "backbone_backward_images": epochs_run * n_train,
+                "train_seconds": train_seconds,
+                "extract_seconds": eval_seconds,
+                "images_per_second": epochs_run * (n_train + n_val) / max(train_seconds, 1e-9),
+            },
+            trainable_params=heads.count_params(model.trainable_weights),
+            extra={
+                "best_epoch": int(stop.best_epoch)
+                if stop.best_epoch is not None
+                else epochs_run - 1,
+                "epochs_run": epochs_run,
+                "stopped_early": epochs_run < cfg.finetune_epochs,
+                "use_probe_head": head_weights is not None,
+                "replicas": self.replicas,
+                "global_batch_size": self.batch,
+                "warmup_steps": self.warmup,
+                "total_steps": self.total,
+            },
+        )

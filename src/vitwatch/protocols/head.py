@@ -93,35 +93,52 @@ def record(history: dict, logs: list[tuple[int, tuple[float, float]]], val) -> N
 
 
 class HeadTrainer:
-    """The softmax head with Adam and one compiled training step on feature batches.
+    """The softmax head with Adam and one compiled training step on feature batches, reused
+    for every head of a run (seeds, grid points): :meth:`reset` gives it a head's initial
+    weights, learning rate and L2 strength and a fresh optimizer state, so the step is traced
+    once per feature size, not once per head.
 
     A plain ``tf.function`` step rather than ``Model.fit``: the head is so small that Keras'
     per-epoch machinery would cost more than the training itself. The loss minimised is the
-    cross-entropy plus the head's L2 penalty; the loss reported is the cross-entropy alone, as
-    on validation.
+    cross-entropy plus ``l2 * sum(kernel ** 2)`` (Keras' L2 penalty; a variable, so that a new
+    strength needs no new trace); the loss reported is the cross-entropy alone, as on
+    validation.
     """
 
-    def __init__(self, feature_dim: int, num_classes: int, lr: float, l2: float = 0.0):
+    def __init__(self, feature_dim: int, num_classes: int):
         import keras
         import tensorflow as tf
 
-        self.head = softmax_head(feature_dim, num_classes, l2)
-        self.optimizer = keras.optimizers.Adam(lr)
+        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.head = softmax_head(feature_dim, num_classes)
+        self.optimizer = keras.optimizers.Adam(0.0)
         self.optimizer.build(self.head.trainable_variables)
-        head, opt = self.head, self.optimizer
+        self.l2 = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="head_l2")
+        head, opt, l2 = self.head, self.optimizer, self.l2
+        kernel = head.layers[-1].kernel
 
         @tf.function(reduce_retracing=True)
         def step(x, y):
             with tf.GradientTape() as tape:
                 probs = head(x, training=True)  # (B, K)
                 ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
-                loss = ce + tf.add_n(head.losses) if head.losses else ce
+                loss = ce + l2 * tf.reduce_sum(tf.square(kernel))
             grads = tape.gradient(loss, head.trainable_variables)
             opt.apply_gradients(zip(grads, head.trainable_variables))
             hit = tf.cast(tf.equal(tf.argmax(probs, 1, output_type=y.dtype), y), tf.float32)
             return ce, tf.reduce_mean(hit)
 
         self._step = step
+
+    def reset(self, lr: float, l2: float = 0.0) -> None:
+        """A new head: initial weights drawn as a fresh :func:`softmax_head` draws them (from
+        the global seed: call ``keras.utils.set_random_seed`` first), learning rate ``lr``, L2
+        strength ``l2``, Adam's moments and step counter at zero."""
+        self.head.set_weights(softmax_head(self.feature_dim, self.num_classes).get_weights())
+        for v in self.optimizer.variables:
+            v.assign(np.zeros(v.shape, v.dtype))
+        self.optimizer.learning_rate = lr
+        self.l2.assign(l2)
 
     def train_batch(self, x, y) -> tuple[float, float]:
         """One Adam step on a batch; returns (cross-entropy, accuracy) of the batch."""
@@ -133,11 +150,11 @@ class HeadTrainer:
 
 
 def fit_head(
+    trainer: HeadTrainer,
     train_x,
     train_y,
     val_x,
     val_y,
-    num_classes: int,
     *,
     epochs: int,
     lr: float,
@@ -145,15 +162,15 @@ def fit_head(
     batch_size: int = HEAD_BATCH,
     seed: int = 0,
 ):
-    """Train a softmax head on feature arrays (Adam, shuffled mini-batches); return
-    ``(head, history, best_epoch)``, the head holding the weights of its best epoch on
-    validation."""
+    """Train a new softmax head on feature arrays with ``trainer`` (reset by ``seed``; Adam,
+    shuffled mini-batches); return ``(history, best_epoch)``, ``trainer.head`` holding the
+    weights of its best epoch on validation."""
     import keras
 
     keras.utils.set_random_seed(seed)
     train_x, val_x = np.asarray(train_x, np.float32), np.asarray(val_x, np.float32)
     train_y, val_y = np.asarray(train_y, np.int64), np.asarray(val_y, np.int64)
-    trainer = HeadTrainer(train_x.shape[1], num_classes, lr, l2)
+    trainer.reset(lr, l2)
     rng = np.random.default_rng(seed)
     history = new_history()
     best = Best()
@@ -166,7 +183,7 @@ def fit_head(
         record(history, logs, trainer.evaluate(val_x, val_y)[:2])
         best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
     trainer.head.set_weights(best.weights)
-    return trainer.head, history, best.epoch
+    return history, best.epoch
 
 
 def fold_standardisation(head, mean: np.ndarray, scale: np.ndarray) -> None:

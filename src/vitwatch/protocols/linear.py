@@ -66,17 +66,24 @@ def _streamed_batches(backbone, data, cfg, view: int, order: np.ndarray):
 
 
 def _run_seed(
-    backbone, data, cfg, seed: int, extractor: Extractor, stream: bool, show: bool
+    backbone,
+    data,
+    cfg,
+    seed: int,
+    extractor: Extractor,
+    trainer: heads.HeadTrainer,
+    stream: bool,
+    show: bool,
 ) -> tuple[runs.RunResult, int]:
-    """One head of protocol A; returns it and the images streamed through the backbone."""
+    """One head of protocol A, trained by ``trainer``; returns it and the images streamed
+    through the backbone."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    k = len(data.class_names)
     val_x, test_x = extractor.eval_splits()  # frozen backbone: computed once, cached
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     train_y = np.asarray(data.train.labels)
-    trainer = heads.HeadTrainer(backbone.feature_dim, k, cfg.head_lr)
+    trainer.reset(cfg.head_lr)
     history = heads.new_history()
     best, streamed, t0 = heads.Best(), 0, time.perf_counter()
     n, bs = len(train_y), cfg.batch_size
@@ -117,9 +124,10 @@ def run(backbone, data, cfg, progress: bool = True, stream: bool = False) -> run
     as the seed did (identical batches, same history up to float rounding; for tests)."""
     seeds = runs.head_seeds(cfg)
     extractor = Extractor(backbone, data, cfg, progress)
+    trainer = heads.HeadTrainer(backbone.feature_dim, len(data.class_names))  # one trace
     results, streamed = [], 0
     for s in seeds:
-        result, n = _run_seed(backbone, data, cfg, s, extractor, stream, progress)
+        result, n = _run_seed(backbone, data, cfg, s, extractor, trainer, stream, progress)
         results.append(result)
         streamed += n
     out = runs.combine(results, seeds)

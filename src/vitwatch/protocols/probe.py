@@ -49,14 +49,15 @@ def _probe(
     val_y,
     test_x,
     test_y,
-    k: int,
+    trainer: heads.HeadTrainer,
     cfg,
     seed: int,
     backbone_name: str,
     show: bool,
 ) -> runs.RunResult:
     """One probe: a head per point of :func:`probe_grid` (seed ``seed``, same epochs for every
-    backbone), the best on validation kept; the test set is scored once, with that head."""
+    backbone), each trained by ``trainer``, the best on validation kept; the test set is scored
+    once, with that head."""
     t0 = time.perf_counter()
     mean = train_x.mean(axis=0)
     scale = train_x.std(axis=0) + 1e-6  # (D,)
@@ -67,9 +68,10 @@ def _probe(
         tx, vx = (
             ((train_x - mean) / scale, (val_x - mean) / scale) if standardise else (train_x, val_x)
         )
-        head, history, epoch = heads.fit_head(
-            tx, train_y, vx, val_y, k, epochs=cfg.probe_epochs, lr=lr, l2=l2, seed=seed
+        history, epoch = heads.fit_head(
+            trainer, tx, train_y, vx, val_y, epochs=cfg.probe_epochs, lr=lr, l2=l2, seed=seed
         )
+        head = trainer.head
         if standardise:
             heads.fold_standardisation(head, mean, scale)
         val_loss, val_acc, val_probs = heads.evaluate(head, val_x, val_y)
@@ -79,9 +81,11 @@ def _probe(
             "best_epoch": epoch,
         }
         if best is None or (val_acc, -val_loss) > best[0]:
-            best = ((val_acc, -val_loss), (lr, l2, standardise), head, history, epoch, val_probs)
+            chosen = (lr, l2, standardise)
+            best = ((val_acc, -val_loss), chosen, head.get_weights(), history, epoch, val_probs)
     train_seconds = time.perf_counter() - t0
-    _, (lr, l2, standardise), head, history, epoch, val_probs = best
+    _, (lr, l2, standardise), weights, history, epoch, val_probs = best
+    head.set_weights(weights)
     extra = {"l2": l2, "lr": lr, "standardize": standardise, "l2_scan": scan, "best_epoch": epoch}
     return heads.head_result(
         "B", backbone_name, head, val_probs, val_y, test_x, test_y, history, train_seconds, extra
@@ -106,8 +110,11 @@ def run(backbone, data, cfg, progress: bool = True) -> runs.RunResult:
     val_x, test_x = extractor.eval_splits()
     val_y, test_y = np.asarray(data.val.labels), np.asarray(data.test.labels)
     check_rows(views[0], data.train, "train"), check_rows(val_x, data.val, "val")
+    trainer = heads.HeadTrainer(train_x.shape[1], k)  # one traced step for every head
     probes = [
-        _probe(train_x, train_y, val_x, val_y, test_x, test_y, k, cfg, s, backbone.name, progress)
+        _probe(
+            train_x, train_y, val_x, val_y, test_x, test_y, trainer, cfg, s, backbone.name, progress
+        )
         for s in seeds
     ]
     out = runs.combine(probes, seeds)
