@@ -237,8 +237,8 @@ def test_confusions_and_galleries(store):
 
 # --- inside the ViT ------------------------------------------------------------------------
 def test_attention_statistics_rollout_examples_and_distances(store):
-    from vitwatch import attention
     from vitwatch.models import vit
+    from vitwatch.theory import attention
 
     model = vit.build("testing", num_classes=0, img_size=32)
     x = np.random.default_rng(1).uniform(-1, 1, (6, 32, 32, 3)).astype("float32")

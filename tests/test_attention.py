@@ -1,9 +1,9 @@
-"""vitwatch.attention against hand-computed cases and against Keras' MultiHeadAttention."""
+"""vitwatch.theory.attention against hand-computed cases and against Keras' MultiHeadAttention."""
 
 import numpy as np
 import pytest
 
-from vitwatch import attention
+from vitwatch.theory import attention
 
 
 def test_softmax_rows_and_stability():

@@ -16,9 +16,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_results import make_store  # noqa: E402
 
-from vitwatch import attention, config, explorer, explorer_widget, results  # noqa: E402
+from vitwatch import config, explorer, explorer_widget, results  # noqa: E402
 from vitwatch.plotting import explorer as explorer_plots  # noqa: E402
 from vitwatch.plotting import legibility  # noqa: E402
+from vitwatch.theory import attention  # noqa: E402
 
 K = 6  # breeds of the fabricated store
 FAVOURED = 3  # the breed every fabricated head prefers

@@ -1,10 +1,10 @@
-"""vitwatch.patches: patchify is the layout of a stride-P convolution; position similarity,
+"""vitwatch.theory.patches: patchify is the layout of a stride-P convolution; position similarity,
 PCA."""
 
 import numpy as np
 import pytest
 
-from vitwatch import patches
+from vitwatch.theory import patches
 
 
 def test_patchify_roundtrip_and_order():
@@ -99,7 +99,7 @@ def test_sample_photos_offline():
 
 
 def test_published_numbers_carry_their_source():
-    from vitwatch import published
+    from vitwatch.theory import published
 
     for name, rows in published.TABLES.items():
         assert rows and all(r["source"] for r in rows), name

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitwatch import toy_language as tl
+from vitwatch.theory import toy_language as tl
 
 
 def test_grammar_and_encoding():

@@ -6,8 +6,8 @@ breeds (its frozen features through the softmax head that notebook 03 trained an
 of where it looks:
 
 - our Keras ViT: the attention rollout of the class token [Abnar & Zuidema, 2020]
-  (:func:`vitwatch.attention.rollout`), or the class token's attention in one block and head
-  (:func:`vitwatch.attention.cls_attention_maps`, averaged over the heads unless one is
+  (:func:`vitwatch.theory.attention.rollout`), or the class token's attention in one block and head
+  (:func:`vitwatch.theory.attention.cls_attention_maps`, averaged over the heads unless one is
   chosen);
 - a CNN: Grad-CAM [Selvaraju et al., 2017] of the predicted breed's score under the stored head
   (:class:`vitwatch.analysis.gradcam.GradCAM`, the head in TensorFlow by
@@ -204,7 +204,7 @@ def attention_map(
     """(g, g) map of a preprocessed image ``x`` (1, S, S, 3): the class-token row of the
     attention rollout when ``layer`` is None, else the class token's attention in block
     ``layer`` (0-based), head ``head`` (0-based; None: mean over the heads)."""
-    from vitwatch import attention
+    from vitwatch.theory import attention
 
     att = [np.asarray(a) for a in vit.forward(x)["attention"]]  # L x (1, H, N, N)
     g = vit.grid_size

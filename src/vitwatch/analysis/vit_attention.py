@@ -3,7 +3,7 @@
 :func:`statistics` runs our ViT batch by batch (its ``forward`` returns the attention
 probabilities of every block) and keeps three summaries per image: the class token's attention
 in each head of the last block, the attention rollout [Abnar & Zuidema, 2020] and the mean
-attention distance [Dosovitskiy et al., 2021, Fig. 7] (:mod:`vitwatch.attention`).
+attention distance [Dosovitskiy et al., 2021, Fig. 7] (:mod:`vitwatch.theory.attention`).
 :func:`rollout_examples` picks the images of the rollout figure, :func:`describe_distance`
 says what the distances show (:class:`Distances`: the sentence and the numbers saved).
 """
@@ -26,7 +26,7 @@ def statistics(model, x, batch_size: int):
     """
     from tqdm import tqdm
 
-    from vitwatch import attention
+    from vitwatch.theory import attention
 
     g = model.grid_size
     # at most 16 images at once: the attention of ViT-S/16's 12 blocks is 30 MB per image
@@ -68,7 +68,7 @@ def describe_distance(distance, grid_size: int, patch_size: int) -> str:
     """The span of the mean attention distances (L, H) of the first and last blocks, against
     a head that attends uniformly to every patch, and whether local and global heads coexist
     in the first block, as Dosovitskiy et al. found."""
-    from vitwatch import attention
+    from vitwatch.theory import attention
 
     d = np.asarray(distance)
     uniform = attention.patch_distances(grid_size, patch_size).mean()

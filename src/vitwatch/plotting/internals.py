@@ -1,10 +1,11 @@
 """Figures of notebook 04 inside the models: the ViT's attention (per head, rollout, mean
 distance), where saliency maps fall relative to the dog's boxes, and CKA between layers.
 
-Each function takes arrays built by :mod:`vitwatch.analysis` and :mod:`vitwatch.attention` (the
-CKA figures a :class:`vitwatch.analysis.representations.CKA` section) and returns a matplotlib
-figure with a title and labelled axes. Attention figures follow the layout of keras-io's
-``probing_vits`` and of Dosovitskiy et al. (2021), Fig. 7.
+Each function takes arrays built by :mod:`vitwatch.analysis` and
+:mod:`vitwatch.theory.attention` (the CKA figures a
+:class:`vitwatch.analysis.representations.CKA` section) and returns a matplotlib figure with a
+title and labelled axes. Attention figures follow the layout of keras-io's ``probing_vits``
+and of Dosovitskiy et al. (2021), Fig. 7.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Figures of notebook 00 (the introduction): the Vision Transformer in one diagram
 (:func:`vit_architecture`, after Dosovitskiy et al., 2021, Fig. 1), and the paper's published
 results (:func:`published_compute`, :func:`published_data_scaling`, from the tables of
-:mod:`vitwatch.published`). Every function returns a matplotlib figure.
+:mod:`vitwatch.theory.published`). Every function returns a matplotlib figure.
 """
 
 from __future__ import annotations
