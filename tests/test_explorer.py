@@ -16,7 +16,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_results import make_store  # noqa: E402
 
-from vitwatch import config, explorer, explorer_widget, results  # noqa: E402
+from vitwatch import config, explorer, results  # noqa: E402
 from vitwatch.plotting import explorer as explorer_plots  # noqa: E402
 from vitwatch.plotting import legibility  # noqa: E402
 from vitwatch.theory import attention  # noqa: E402
@@ -185,18 +185,18 @@ def test_front_end_is_a_person_not_a_headless_run(monkeypatch):
 
     import IPython
 
-    assert not explorer_widget.has_front_end()  # plain Python: no kernel
+    assert not explorer.widget.has_front_end()  # plain Python: no kernel
 
     def kernel_shell(allow_stdin):  # what the kernel knows of the request it is executing
         request = {"content": {"allow_stdin": allow_stdin}}
         return types.SimpleNamespace(kernel=types.SimpleNamespace(get_parent=lambda ch: request))
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: kernel_shell(True))  # JupyterLab
-    assert explorer_widget.has_front_end()
+    assert explorer.widget.has_front_end()
     monkeypatch.setattr(IPython, "get_ipython", lambda: kernel_shell(False))  # papermill
-    assert not explorer_widget.has_front_end()
+    assert not explorer.widget.has_front_end()
     monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace())  # a terminal
-    assert not explorer_widget.has_front_end()
+    assert not explorer.widget.has_front_end()
 
 
 def test_panel_is_titled_and_legible_when_printed(store):
@@ -213,7 +213,7 @@ def test_panel_is_titled_and_legible_when_printed(store):
 def test_widget_builds_and_redraws_without_a_front_end(store):
     pytest.importorskip("ipywidgets")
     cfg, explainers, class_names, _ = store
-    box = explorer_widget.widget(explainers, class_names, explorer.examples(cfg, 3, 0))
+    box = explorer.widget.build(explainers, class_names, explorer.examples(cfg, 3, 0))
     (pick, upload), (mode,), (layer, head) = (h.children for h in box.children[:3])
     assert layer.disabled and head.disabled  # rollout by default
     mode.value = "layer"

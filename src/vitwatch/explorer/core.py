@@ -18,7 +18,7 @@ Functions: :func:`load` (backbones and their heads), :func:`table`, :func:`expla
 image, one backbone), :func:`explain_all`, :func:`describe_examples`, :func:`examples` (test
 images for the static panel), :func:`image_from_bytes` (an upload). The figure is
 :func:`vitwatch.plotting.explorer.panel`; the interactive front end on top of all this is
-:mod:`vitwatch.explorer_widget`.
+:mod:`vitwatch.explorer.widget`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
-"""The interactive explorer of notebook 06, the ipywidgets front end of :mod:`vitwatch.explorer`:
-pick a test image or upload a photo, choose the ViT's map, see every backbone's answer.
+"""The interactive explorer of notebook 06, the ipywidgets front end of
+:mod:`vitwatch.explorer.core`: pick a test image or upload a photo, choose the ViT's map, see
+every backbone's answer.
 
 :func:`has_front_end` tells whether a person is there to use it (the report's headless run is
-not); :func:`widget` builds it.
+not); :func:`build` builds it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vitwatch.explorer import explain_all, image_from_bytes, load_test_image
+from .core import explain_all, image_from_bytes, load_test_image
 
 
 def has_front_end() -> bool:
@@ -28,7 +29,7 @@ def has_front_end() -> bool:
     return bool(request.get("content", {}).get("allow_stdin", False))
 
 
-def widget(explainers, class_names, test_images: list[tuple[str, int]], k: int = 5):
+def build(explainers, class_names, test_images: list[tuple[str, int]], k: int = 5):
     """The ipywidgets explorer: pick a test image or upload a photo; choose the ViT's map
     (rollout, or one block and head with sliders); the figure of
     :func:`vitwatch.plotting.explorer.panel` redraws on every change."""
