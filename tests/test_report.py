@@ -14,6 +14,7 @@ from bs4 import BeautifulSoup
 
 from vitwatch import config, report
 from vitwatch.downloads import reachability
+from vitwatch.report import builder, kernel, noise, pdf
 
 pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -167,7 +168,7 @@ def test_startup_noise_filter_keeps_errors():
     import io
     import os
 
-    noise = [
+    noisy = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
         "I0000 00:00:1796216049.715930    7609 cudart_stub.cc:31] Could not find cuda drivers\n",
         "W0000 00:00:1796216049.9    7609 cpu_feature_guard.cc:227] This TensorFlow binary\n",
@@ -177,13 +178,13 @@ def test_startup_noise_filter_keeps_errors():
         "Traceback (most recent call last):\n",
         "MemoryError: out of memory\n",
     ]
-    assert all(report.is_startup_noise(l) for l in noise)
-    assert not any(report.is_startup_noise(l) for l in kept)
+    assert all(noise.is_startup_noise(l) for l in noisy)
+    assert not any(noise.is_startup_noise(l) for l in kept)
     read_fd, write_fd = os.pipe()
-    os.write(write_fd, "".join(noise[:2] + kept + noise[2:]).encode())
+    os.write(write_fd, "".join(noisy[:2] + kept + noisy[2:]).encode())
     os.close(write_fd)
     out = io.StringIO()
-    report.filter_stream(read_fd, out)
+    noise.filter_stream(read_fd, out)
     assert out.getvalue() == "".join(kept)
 
 
@@ -218,19 +219,17 @@ def test_cuinit_error_is_noise_only_without_an_nvidia_gpu(monkeypatch):
         "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
     )
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    monkeypatch.setattr(report, "nvidia_device_present", lambda: False)
-    assert report.is_startup_noise(line)
-    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "3"
-    monkeypatch.setattr(report, "nvidia_device_present", lambda: True)
-    assert not report.is_startup_noise(line)  # a real GPU's error shows
-    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setattr(noise, "nvidia_device_present", lambda: False)
+    assert noise.is_startup_noise(line)
+    assert kernel.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    monkeypatch.setattr(noise, "nvidia_device_present", lambda: True)
+    assert not noise.is_startup_noise(line)  # a real GPU's error shows
+    assert kernel.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "2"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # asked for: TensorFlow's logs
-    assert report.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert kernel.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
 def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monkeypatch, capsys):
-    from vitwatch import render
-
     nb_dir = tmp_path / "notebooks"
     shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
     ok = nbformat.v4.new_notebook(
@@ -247,12 +246,12 @@ def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monk
     (out / "vitwatch-report.pdf").write_text("PDF OF AN OLDER BUILD")
 
     def no_browser(download=None, log=print):
-        raise render.PdfUnavailable(
+        raise pdf.PdfUnavailable(
             "PDF not written: no Chrome/Chromium on this machine.",
             "sudo apt-get install -y chromium",
         )
 
-    monkeypatch.setattr(render, "find_chromium", no_browser)
+    monkeypatch.setattr(builder, "find_chromium", no_browser)
     result = report.build("smoke", notebooks_dir=nb_dir, out_dir=out)
     printed = capsys.readouterr().out
     assert result["pdf"] is None and result["pdf_command"] == "sudo apt-get install -y chromium"
