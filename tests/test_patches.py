@@ -27,16 +27,11 @@ def test_linear_embedding_equals_strided_convolution():
     x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
     conv = keras.layers.Conv2D(8, 16, strides=16, padding="valid")
     y = np.asarray(conv(x)).reshape(2, -1, 8)  # (B, N, D)
-    kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
-    np.testing.assert_allclose(patches.linear_patch_embedding(x, kernel, bias), y, atol=1e-4)
-    flat = kernel.reshape(-1, 8)
-    np.testing.assert_allclose(patches.linear_patch_embedding(x, flat, bias), y, atol=1e-4)
+    kernel = conv.kernel.numpy().reshape(-1, 8)  # (P, P, C, D) -> (P*P*C, D), as in 02
+    np.testing.assert_allclose(patches.patchify(x, 16) @ kernel + conv.bias.numpy(), y, atol=1e-4)
 
 
 def test_token_counts():
-    assert patches.token_count(224, 16) == 197
-    assert patches.token_count(384, 16) == 577
-    assert patches.token_count(224, 16, class_token=False) == 196
     t = patches.token_table((224, 384), (16, 32), num_heads=6)
     row = t[(t.resolution == 224) & (t.patch_size == 16)].iloc[0]
     assert row.tokens == 197 and row.attention_entries == 197**2
@@ -72,13 +67,6 @@ def test_filter_pca_recovers_structure():
     assert comps.shape == (2, P, P, 3) or comps.shape == (4, P, P, 3)
     assert ratio[:2].sum() == pytest.approx(1.0, abs=1e-8)
     assert ratio[0] > ratio[1]
-
-
-def test_shuffle_patches_is_a_permutation():
-    t = np.arange(2 * 6 * 3).reshape(2, 6, 3)
-    s, perm = patches.shuffle_patches(t, seed=3)
-    assert sorted(perm) == list(range(6))
-    np.testing.assert_array_equal(s[:, np.argsort(perm)], t)
 
 
 # --- the other inputs of notebooks 00 and 02: bundled photographs, published numbers ----------

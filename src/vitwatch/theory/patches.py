@@ -77,31 +77,6 @@ def unpatchify(patches: np.ndarray, grid, patch_size: int, channels: int = 3) ->
     return x[0] if single else x
 
 
-def linear_patch_embedding(images: np.ndarray, kernel: np.ndarray, bias=None) -> np.ndarray:
-    """Eq. (1) without class token and positions: ``patchify(x) @ E + b``.
-
-    kernel: ``(P, P, C, D)`` (a convolution kernel, as stored in the checkpoints) or
-    ``(P*P*C, D)``. Returns ``(B, N, D)``.
-    """
-    k = np.asarray(kernel, dtype=np.float64)
-    if k.ndim == 4:
-        p = k.shape[0]
-        e = k.reshape(-1, k.shape[-1])  # (P*P*C, D)
-    elif k.ndim == 2:
-        c = np.shape(images)[-1]
-        p = int(round(np.sqrt(k.shape[0] / c)))
-        e = k
-    else:
-        raise ValueError(f"kernel must be (P, P, C, D) or (P*P*C, D), got shape {k.shape}")
-    tokens = patchify(np.asarray(images, dtype=np.float64), p) @ e  # (B, N, D)
-    return tokens if bias is None else tokens + np.asarray(bias)
-
-
-def token_count(img_size: int, patch_size: int, class_token: bool = True) -> int:
-    """Sequence length of a ViT: ``(img_size / patch_size)^2`` patches (+ 1 class token)."""
-    return grid_size(img_size, patch_size) ** 2 + int(class_token)
-
-
 def token_table(
     resolutions: Sequence[int] = (224, 384, 512),
     patch_sizes: Sequence[int] = (8, 14, 16, 32),
@@ -172,12 +147,3 @@ def embedding_filters_pca(kernel: np.ndarray, n_components: int = 28):
     n = min(n_components, vt.shape[0])
     ratio = (s**2) / np.sum(s**2)
     return vt[:n].reshape(n, p1, p2, c), ratio[:n]
-
-
-def shuffle_patches(tokens: np.ndarray, seed: int = 0):
-    """Permute the patch tokens of ``(B, N, D)`` (same permutation for every image).
-
-    Returns ``(shuffled, permutation)``.
-    """
-    perm = np.random.default_rng(seed).permutation(np.shape(tokens)[-2])
-    return np.asarray(tokens)[..., perm, :], perm
