@@ -9,6 +9,7 @@ validation (:class:`Best`); :func:`head_result` scores the chosen head once on t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -41,8 +42,13 @@ def count_params(weights) -> int:
 def evaluate(head, x, y) -> tuple[float, float, np.ndarray]:
     """(loss, accuracy, probs) of the head on feature arrays (cross-entropy, no L2 term)."""
     probs = np.asarray(head(np.asarray(x, np.float32), training=False), np.float32)  # (N, K)
+    return (*_scores(probs, y), probs)
+
+
+def _scores(probs: np.ndarray, y) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of probabilities (N, K) against labels (N,)."""
     p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
-    return float(-np.log(p_true).mean()), float((probs.argmax(1) == y).mean()), probs
+    return float(-np.log(p_true).mean()), float((probs.argmax(1) == y).mean())
 
 
 def head_result(
@@ -73,10 +79,11 @@ class Best:
     def __init__(self):
         self.key, self.epoch, self.weights = None, -1, None
 
-    def update(self, epoch: int, val_acc: float, val_loss: float, model) -> None:
+    def update(self, epoch: int, val_acc: float, val_loss: float, weights: Callable) -> None:
+        """``weights()``: the epoch's weights, read only when the epoch is the best so far."""
         key = (val_acc, -val_loss)
         if self.key is None or key > self.key:
-            self.key, self.epoch, self.weights = key, epoch, model.get_weights()
+            self.key, self.epoch, self.weights = key, epoch, weights()
 
 
 def new_history() -> dict[str, list[float]]:
@@ -117,7 +124,6 @@ class HeadTrainer:
         head, opt, l2 = self.head, self.optimizer, self.l2
         kernel = head.layers[-1].kernel
 
-        @tf.function(reduce_retracing=True)
         def step(x, y):
             with tf.GradientTape() as tape:
                 probs = head(x, training=True)  # (B, K)
@@ -128,7 +134,36 @@ class HeadTrainer:
             hit = tf.cast(tf.equal(tf.argmax(probs, 1, output_type=y.dtype), y), tf.float32)
             return ce, tf.reduce_mean(hit)
 
-        self._step = step
+        def epoch(x, y, order, bounds):
+            """Steps on x[order[bounds[i]:bounds[i + 1]]] for each i: (ce, accuracy) each."""
+            n = tf.shape(bounds)[0] - 1
+            ces = tf.TensorArray(tf.float32, size=n)
+            accs = tf.TensorArray(tf.float32, size=n)
+            for i in tf.range(n):
+                idx = order[bounds[i] : bounds[i + 1]]
+                ce, acc = step(tf.gather(x, idx), tf.gather(y, idx))
+                ces, accs = ces.write(i, ce), accs.write(i, acc)
+            return ces.stack(), accs.stack()
+
+        def fit(x, y, val_x, orders, bounds):
+            """Every epoch (row of ``orders``) of :func:`epoch`, each followed by the head's
+            validation probabilities and weights: the whole training in one call."""
+            n = tf.shape(orders)[0]
+            logs = [tf.TensorArray(tf.float32, size=n) for _ in range(2)]
+            probs = tf.TensorArray(tf.float32, size=n)
+            kernels = tf.TensorArray(tf.float32, size=n)
+            biases = tf.TensorArray(tf.float32, size=n)
+            for e in tf.range(n):
+                ces, accs = epoch(x, y, orders[e], bounds)
+                logs = [logs[0].write(e, ces), logs[1].write(e, accs)]
+                probs = probs.write(e, head(val_x, training=False))  # (N_val, K)
+                kernels = kernels.write(e, tf.identity(kernel))
+                biases = biases.write(e, tf.identity(head.layers[-1].bias))
+            return logs[0].stack(), logs[1].stack(), probs.stack(), kernels.stack(), biases.stack()
+
+        self._step = tf.function(step, reduce_retracing=True)
+        self._epoch = tf.function(epoch, reduce_retracing=True)
+        self._fit = tf.function(fit, reduce_retracing=True)
 
     def reset(self, lr: float, l2: float = 0.0) -> None:
         """A new head: initial weights drawn as a fresh :func:`softmax_head` draws them (from
@@ -144,6 +179,18 @@ class HeadTrainer:
         """One Adam step on a batch; returns (cross-entropy, accuracy) of the batch."""
         ce, acc = self._step(np.asarray(x, np.float32), np.asarray(y, np.int64))
         return float(ce), float(acc)
+
+    def train_epoch(self, x, y, batches: list[np.ndarray]) -> list[tuple[int, tuple]]:
+        """One Adam step per batch of ``batches`` (consecutive slices of one permutation of
+        the rows of ``x``), all in one call: ``[(batch size, (cross-entropy, accuracy))]``, the
+        logs of :func:`record`. ``x``, ``y``: float32 / int64 tensors, converted once."""
+        import tensorflow as tf
+
+        order = np.concatenate(batches).astype(np.int64)
+        bounds = np.cumsum([0] + [len(b) for b in batches], dtype=np.int64)
+        ces, accs = self._epoch(x, y, tf.constant(order), tf.constant(bounds))
+        sizes = [len(b) for b in batches]
+        return [(n, (float(c), float(a))) for n, c, a in zip(sizes, ces.numpy(), accs.numpy())]
 
     def evaluate(self, x, y) -> tuple[float, float, np.ndarray]:
         return evaluate(self.head, x, y)
@@ -166,6 +213,7 @@ def fit_head(
     shuffled mini-batches); return ``(history, best_epoch)``, ``trainer.head`` holding the
     weights of its best epoch on validation."""
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     train_x, val_x = np.asarray(train_x, np.float32), np.asarray(val_x, np.float32)
@@ -174,14 +222,25 @@ def fit_head(
     rng = np.random.default_rng(seed)
     history = new_history()
     best = Best()
+    orders = np.stack([rng.permutation(len(train_y)) for _ in range(epochs)])  # (E, N)
+    sizes = [
+        len(b) for b in np.array_split(orders[0], max(1, math.ceil(len(train_y) / batch_size)))
+    ]
+    bounds = np.cumsum([0] + sizes, dtype=np.int64)
+    ces, accs, probs, kernels, biases = (
+        t.numpy()
+        for t in trainer._fit(
+            tf.constant(train_x), tf.constant(train_y), tf.constant(val_x), orders, bounds
+        )
+    )
     for epoch in range(epochs):
-        order = rng.permutation(len(train_y))
-        logs = [
-            (len(idx), trainer.train_batch(train_x[idx], train_y[idx]))
-            for idx in np.array_split(order, max(1, math.ceil(len(order) / batch_size)))
-        ]
-        record(history, logs, trainer.evaluate(val_x, val_y)[:2])
-        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
+        record(
+            history,
+            list(zip(sizes, zip(map(float, ces[epoch]), map(float, accs[epoch])))),
+            _scores(probs[epoch], val_y),
+        )
+        weights = lambda e=epoch: [kernels[e], biases[e]]  # noqa: E731
+        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], weights)
     trainer.head.set_weights(best.weights)
     return history, best.epoch
 

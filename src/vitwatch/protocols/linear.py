@@ -78,6 +78,7 @@ def _run_seed(
     """One head of protocol A, trained by ``trainer``; returns it and the images streamed
     through the backbone."""
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     val_x, test_x = extractor.eval_splits()  # frozen backbone: computed once, cached
@@ -98,11 +99,13 @@ def _run_seed(
                 logs.append((len(idx), trainer.train_batch(feats, train_y[idx])))
                 streamed += len(idx)
         else:  # the same view's features, from the cache, in the same batches
-            feats = extractor("train", view=view)  # (N, D)
-            for idx in (order[i : i + bs] for i in range(0, n, bs)):
-                logs.append((len(idx), trainer.train_batch(feats[idx], train_y[idx])))
+            feats = tf.constant(extractor("train", view=view))  # (N, D)
+            batches = [order[i : i + bs] for i in range(0, n, bs)]
+            logs = trainer.train_epoch(feats, tf.constant(train_y, tf.int64), batches)
         heads.record(history, logs, trainer.evaluate(val_x, val_y)[:2])
-        best.update(epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head)
+        best.update(
+            epoch, history["val_accuracy"][-1], history["val_loss"][-1], trainer.head.get_weights
+        )
     train_seconds = time.perf_counter() - t0
     head = trainer.head
     head.set_weights(best.weights)
