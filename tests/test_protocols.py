@@ -328,7 +328,7 @@ def test_fine_tuning_key_holds_the_probe_it_starts_from(setup, monkeypatch):
     fake.arrays = {"seed_head_kernel": np.ones((2, 48, 3)), "seed_head_bias": np.zeros((2, 3))}
     seen = {}
 
-    def run_c(build, data, cfg, head_weights=None, verbose=True):
+    def run_c(build, data, cfg, head_weights=None, verbose=True, policy=None):
         seen["heads"] = head_weights
         raise RuntimeError("stop here")
 

@@ -162,10 +162,14 @@ def choose(
 
 
 def auto_function(
-    fn: Callable, name: str, cache_dir=None, log: Callable[[str], None] | None = print
+    fn: Callable,
+    name: str,
+    cache_dir=None,
+    log: Callable[[str], None] | None = print,
+    jit: bool | None = None,
 ) -> Callable:
     """``fn`` compiled on the path that :func:`choose` picks for the first input it gets
-    (one choice per input shape)."""
+    (one choice per input shape), or on the one ``jit`` forces (a device policy's)."""
     import tensorflow as tf
 
     compiled: dict[tuple, Callable] = {}
@@ -173,18 +177,20 @@ def auto_function(
     def call(x):
         shape = tuple(x.shape)
         if shape not in compiled:
-            compiled[shape] = tf.function(fn, jit_compile=choose(fn, x, name, cache_dir, log))
+            xla = choose(fn, x, name, cache_dir, log) if jit is None else jit
+            compiled[shape] = tf.function(fn, jit_compile=xla)
         return compiled[shape](x)
 
     return call
 
 
 def backbone_forward(
-    backbone, cache_dir=None, log: Callable[[str], None] | None = print
+    backbone, cache_dir=None, log: Callable[[str], None] | None = print, jit: bool | None = None
 ) -> Callable:
     """uint8 images (B, S, S, 3) -> float32 features (B, D) of a frozen registry backbone,
-    preprocessing included, on the measured fastest path. Batches shorter than the first one
-    are zero-padded to its size (one compilation per split, not two)."""
+    preprocessing included, on the measured fastest path (XLA or not as ``jit`` says, when
+    given). Batches shorter than the first one are zero-padded to its size (one compilation
+    per split, not two)."""
     import tensorflow as tf
 
     def features(images):
@@ -200,7 +206,7 @@ def backbone_forward(
         return out
 
     name = f"{getattr(backbone, 'name', '?')}:{type(backbone.model).__name__}"
-    fn = auto_function(features, name, cache_dir, log)
+    fn = auto_function(features, name, cache_dir, log, jit)
     full: list[int] = []
 
     def forward(images: np.ndarray) -> np.ndarray:

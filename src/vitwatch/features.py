@@ -33,6 +33,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +208,8 @@ def extract_with_stats(
     log: images.BadImageLog | None = None,
     progress: bool = True,
     eval_view: str | None = None,
+    batch_size: int | None = None,
+    forward: Callable | None = None,
 ) -> tuple[np.ndarray, ExtractStats]:
     """Features ``float32 (N, D)`` of ``split`` (row i = ``split.paths[i]``), cached on disk,
     and what getting them cost (:class:`ExtractStats`).
@@ -216,13 +219,17 @@ def extract_with_stats(
     ``feature_dim`` and ``cache_key``. ``view`` 0 is the eval view (``eval_view``, default
     ``cfg.eval_view``: :func:`eval_batches`); ``view`` k > 0 the k-th augmented view (random
     resized crop + flip, seeded by :func:`view_seed` of ``cfg.seed`` and k). Batches of
-    ``cfg.batch_size``. An image that cannot be decoded
+    ``batch_size`` (default ``cfg.batch_size``) through ``forward`` (default
+    ``backbone.forward``; a device policy's, :mod:`vitwatch.protocols.device`). An image that
+    cannot be decoded
     gets a row of zeros and is recorded in ``log`` (``stanford_dogs.load`` already drops
     undecodable files, so this does not happen for its splits).
     """
     if view < 0:
         raise ValueError(f"extract: view must be >= 0, got {view}")
     shard_size = int(shard_size or SHARD_SIZE)
+    batch_size = int(batch_size or cfg.batch_size)
+    forward = forward or backbone.forward
     n = len(split)
     eval_view = _eval_view(cfg, eval_view)
     folder = cache_dir_for(backbone, split, split_name, cfg, view, eval_view)
@@ -271,7 +278,7 @@ def extract_with_stats(
                 pipeline.batches(
                     split,
                     backbone.img_size,
-                    cfg.batch_size,
+                    batch_size,
                     augment=True,
                     seed=seed,
                     indices=range(s, e),
@@ -279,11 +286,11 @@ def extract_with_stats(
                 )
                 if view > 0
                 else eval_batches(
-                    split, backbone, cfg.batch_size, eval_view, indices=range(s, e), log=log
+                    split, backbone, batch_size, eval_view, indices=range(s, e), log=log
                 )
             )
             for x, idx in stream:
-                out = backbone.forward(x)  # (B, D)
+                out = forward(x)  # (B, D)
                 if not np.all(np.isfinite(out)):
                     raise ValueError(
                         f"features {label}: non-finite features from the "
@@ -302,7 +309,7 @@ def extract_with_stats(
                 computed += len(idx)
                 bar.update(len(idx))
                 t_prev, t_last = t_last, time.perf_counter()
-                if not estimated and computed >= 2 * cfg.batch_size:
+                if not estimated and computed >= 2 * batch_size:
                     estimated = True  # rate of the 2nd batch: past the warm-up
                     if n_missing > computed:
                         rate = len(idx) / max(t_last - t_prev, 1e-9)

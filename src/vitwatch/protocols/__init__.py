@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from vitwatch import catalogue, runs
-from vitwatch.protocols import finetune, linear, probe, zero_shot
+from vitwatch.protocols import device, finetune, linear, probe, zero_shot
 
 PROTOCOLS = {"Z": zero_shot, "A": linear, "B": probe, "C": finetune}  # letter -> module
 
@@ -50,15 +50,17 @@ def run(
     store,
     *,
     probe: runs.RunResult | None = None,
+    policy: Mapping | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> runs.RunResult:
     """Protocol ``letter`` on ``backbone``, or its run from ``store`` if it finished with the
-    same key. C fine-tunes a fresh copy of the backbone (``registry.backbone(name, cfg)``, once
-    per head seed), its heads starting from ``probe`` (a B run of the same backbone) if given;
-    the probe's key is then part of C's."""
+    same key. C fine-tunes a fresh copy of the backbone (``registry.backbone(name, cfg)``,
+    built once and restored for each head seed), its heads starting from ``probe`` (a B run of
+    the same backbone) if given; the probe's key is then part of C's. ``policy``: where and in
+    which precision to compute (:mod:`.device`; None: the CPU default, not in the key)."""
     module = _module(letter)
-    hp = hyperparameters(letter, backbone, data, cfg)
+    hp = {**hyperparameters(letter, backbone, data, cfg), **device.key(policy)}
     if letter == "C":
         from vitwatch.models import registry
 
@@ -72,11 +74,12 @@ def run(
                 cfg,
                 head_weights=finetune.probe_heads(probe),
                 verbose=progress,
+                policy=policy,
             )
     else:
 
         def compute():
-            return module.run(backbone, data, cfg, progress=progress)
+            return module.run(backbone, data, cfg, progress=progress, policy=policy)
 
     return runs.run_or_load(store, f"{letter}_{backbone.name}", hp, compute, log)
 
@@ -90,6 +93,7 @@ def run_each(
     store,
     *,
     probes: Mapping[str, runs.RunResult] | None = None,
+    policy: Mapping | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, runs.RunResult]:
     """:func:`run` of protocol ``letter`` for each backbone of ``names``:
@@ -98,7 +102,7 @@ def run_each(
     for name in names:
         probe = (probes or {}).get(f"B_{name}") if letter == "C" else None
         out[f"{letter}_{name}"] = run(
-            letter, backbones[name], data, cfg, store, probe=probe, log=log
+            letter, backbones[name], data, cfg, store, probe=probe, policy=policy, log=log
         )
     return out
 

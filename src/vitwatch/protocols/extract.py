@@ -25,10 +25,18 @@ def progress(
 
 
 class Extractor:
-    """Cached features of one backbone on ``data``'s splits, and what getting them cost."""
+    """Cached features of one backbone on ``data``'s splits, and what getting them cost;
+    computed under the device ``policy`` (:mod:`vitwatch.protocols.device`: its batch size
+    and XLA on a GPU; None or the CPU policy: ``backbone.forward``, ``cfg.batch_size``)."""
 
-    def __init__(self, backbone, data, cfg, progress: bool = True):
+    def __init__(self, backbone, data, cfg, progress: bool = True, policy=None):
         self.backbone, self.data, self.cfg, self.progress = backbone, data, cfg, progress
+        self.options = {}
+        if policy is not None and policy["device"] != "cpu":
+            from vitwatch import fastpath
+
+            forward = fastpath.backbone_forward(backbone, backbone.cache_dir, jit=policy["jit"])
+            self.options = {"batch_size": int(policy["batch_size"]), "forward": forward}
         self.compute_seconds = 0.0
         self.computed_images = 0  # backbone passes this protocol really made
         self.cached_images = 0  # rows read from the feature cache instead
@@ -45,6 +53,7 @@ class Extractor:
             self.cfg,
             view=view,
             progress=self.progress,
+            **self.options,
         )
         if (split_name, view) not in self.views:  # count each cached view once
             self.views.add((split_name, view))

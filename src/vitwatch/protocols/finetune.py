@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from vitwatch import runs
+from vitwatch.protocols import device
 from vitwatch.protocols import head as heads
 
 FINETUNE_WEIGHT_DECAY = 0.05  # AdamW decoupled weight decay
@@ -181,20 +182,26 @@ def probe_heads(probe: runs.RunResult | None) -> list | None:
 
 
 def run(
-    build_backbone: Callable[[], Any], data, cfg, head_weights=None, verbose: bool = True
+    build_backbone: Callable[[], Any],
+    data,
+    cfg,
+    head_weights=None,
+    verbose: bool = True,
+    policy: Mapping | None = None,
 ) -> runs.RunResult:
     """Fine-tuning, once per seed of :func:`vitwatch.runs.head_seeds`. ``build_backbone()``
     makes the backbone, once (inside the distribution strategy's scope, so that its variables
     can be mirrored): one model is built and compiled for every seed, and each seed starts from
     the weights it was built with (:class:`Tuner`); ``head_weights`` = ``(kernel, bias)`` of a
     trained probe (LP-FT), a list of them (one per seed: seed j starts from probe seed j,
-    :func:`probe_heads`), or None for a fresh head drawn by the seed."""
+    :func:`probe_heads`), or None for a fresh head drawn by the seed. ``policy``: the device
+    policy (:mod:`vitwatch.protocols.device`; None: the CPU default)."""
     seeds = runs.head_seeds(cfg)
     if head_weights is None or isinstance(head_weights, tuple):
         head_weights = [head_weights] * len(seeds)
     if len(head_weights) < len(seeds):
         raise ValueError(f"protocol C: {len(head_weights)} probe heads for {len(seeds)} seeds")
-    tuner = Tuner(build_backbone, len(data.class_names), len(data.train.labels), cfg)
+    tuner = Tuner(build_backbone, len(data.class_names), len(data.train.labels), cfg, policy)
     results = [tuner.run_seed(data, cfg, s, hw, verbose) for s, hw in zip(seeds, head_weights)]
     out = runs.combine(results, seeds)
     for key in ("backbone_forward_images", "backbone_backward_images", "extract_seconds"):
@@ -209,21 +216,35 @@ class Tuner:
     every head seed. :meth:`run_seed` restores what a fresh build would hold (the built
     weights, the seed's head, a zero optimizer state and iteration counter) before training:
     the same numbers as one build per seed, without rebuilding the backbone and retracing the
-    training step and the prediction function at each seed."""
+    training step and the prediction function at each seed.
 
-    def __init__(self, build_backbone: Callable[[], Any], num_classes: int, n_train: int, cfg):
+    Under a GPU ``policy`` (:mod:`vitwatch.protocols.device`): the backbone computes in its
+    precision while the head, softmax and loss stay float32; float16 scales the loss; the
+    step is XLA-compiled; the batch is the policy's. None or the CPU policy: as profiled."""
+
+    def __init__(
+        self,
+        build_backbone: Callable[[], Any],
+        num_classes: int,
+        n_train: int,
+        cfg,
+        policy: Mapping | None = None,
+    ):
         import keras
 
+        gpu = not device.is_default(policy)
         self.strategy = strategy()
         self.replicas = self.strategy.num_replicas_in_sync
-        self.batch = cfg.batch_size * self.replicas
+        self.batch = (policy["batch_size"] if gpu else cfg.batch_size) * self.replicas
         self.steps = math.ceil(n_train / self.batch)
         self.total = max(1, cfg.finetune_epochs * self.steps)
         self.warmup = min(self.total - 1, int(round(cfg.finetune_warmup_epochs * self.steps)))
         with self.strategy.scope():
-            backbone = build_backbone()
+            with device.precision(policy):
+                backbone = build_backbone()
             unfreeze(backbone, cfg.finetune_blocks)
-            self.head = heads.softmax_head(backbone.feature_dim, num_classes)
+            # float32 head: softmax and loss in full precision whatever the backbone's
+            self.head = heads.softmax_head(backbone.feature_dim, num_classes, dtype="float32")
             inputs = keras.Input((backbone.img_size, backbone.img_size, 3))
             feats = backbone.model(inputs, training=False)  # BatchNorm stays in inference mode
             model = keras.Model(inputs, self.head(feats), name=f"finetune_{backbone.name}")
@@ -236,7 +257,10 @@ class Tuner:
             optimizer = keras.optimizers.AdamW(
                 schedule, weight_decay=FINETUNE_WEIGHT_DECAY, global_clipnorm=FINETUNE_CLIPNORM
             )
-            model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+            if gpu and policy["precision"] == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # fp16 gradients
+            xla = {"jit_compile": True} if gpu and policy["jit"] else {}
+            model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], **xla)
             optimizer.build(model.trainable_variables)
         self.backbone, self.model, self.optimizer = backbone, model, optimizer
         self.built_weights = model.get_weights()

@@ -18,9 +18,12 @@ from vitwatch import runs
 HEAD_BATCH = 128  # protocol B: batch size of the head on cached features
 
 
-def softmax_head(feature_dim: int, num_classes: int, l2: float = 0.0, name: str = "head"):
+def softmax_head(
+    feature_dim: int, num_classes: int, l2: float = 0.0, name: str = "head", dtype=None
+):
     """One softmax ``Dense`` layer: ``feature_dim * num_classes + num_classes`` parameters
-    (384 x 120 + 120 = 46,200 on ViT-S/16)."""
+    (384 x 120 + 120 = 46,200 on ViT-S/16). ``dtype``: its dtype policy (None: Keras' global
+    one; "float32" keeps it in full precision under mixed precision)."""
     import keras
 
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
@@ -28,7 +31,11 @@ def softmax_head(feature_dim: int, num_classes: int, l2: float = 0.0, name: str 
         [
             keras.Input((feature_dim,)),
             keras.layers.Dense(
-                num_classes, activation="softmax", kernel_regularizer=reg, name=f"{name}_dense"
+                num_classes,
+                activation="softmax",
+                kernel_regularizer=reg,
+                name=f"{name}_dense",
+                dtype=dtype,
             ),
         ],
         name=name,

@@ -117,7 +117,9 @@ def _run_seed(
     return result, streamed
 
 
-def run(backbone, data, cfg, progress: bool = True, stream: bool = False) -> runs.RunResult:
+def run(
+    backbone, data, cfg, progress: bool = True, stream: bool = False, policy=None
+) -> runs.RunResult:
     """The seed's protocol: each epoch shows the head a freshly augmented view of the training
     images through the frozen backbone (Adam); the epoch with the best validation accuracy is
     kept. One head per seed of :func:`vitwatch.runs.head_seeds`, all on the same cached views.
@@ -126,7 +128,7 @@ def run(backbone, data, cfg, progress: bool = True, stream: bool = False) -> run
     trains on it; ``stream=True`` pushes the same images through the backbone batch by batch,
     as the seed did (identical batches, same history up to float rounding; for tests)."""
     seeds = runs.head_seeds(cfg)
-    extractor = Extractor(backbone, data, cfg, progress)
+    extractor = Extractor(backbone, data, cfg, progress, policy)
     trainer = heads.HeadTrainer(backbone.feature_dim, len(data.class_names))  # one trace
     results, streamed = [], 0
     for s in seeds:

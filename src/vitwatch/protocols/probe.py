@@ -92,7 +92,7 @@ def _probe(
     )
 
 
-def run(backbone, data, cfg, progress: bool = True) -> runs.RunResult:
+def run(backbone, data, cfg, progress: bool = True, policy=None) -> runs.RunResult:
     """Linear probe: features cached once (``cfg.probe_views`` views of train: the eval view,
     then augmented views 1, 2, ..., the same as protocol A's), the softmax head trained for
     each setting of :func:`probe_grid`; the one with the best validation accuracy wins. One
@@ -103,7 +103,7 @@ def run(backbone, data, cfg, progress: bool = True) -> runs.RunResult:
         raise ValueError(f"parameter 'probe_views' must be >= 1, got {cfg.probe_views}")
     seeds = runs.head_seeds(cfg)
     k = len(data.class_names)
-    extractor = Extractor(backbone, data, cfg, progress)
+    extractor = Extractor(backbone, data, cfg, progress, policy)
     views = [extractor("train", view=v) for v in range(cfg.probe_views)]
     train_x = np.concatenate(views)  # (V * N, D)
     train_y = np.tile(np.asarray(data.train.labels), cfg.probe_views)

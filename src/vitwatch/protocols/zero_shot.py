@@ -14,12 +14,12 @@ def key(cfg) -> dict:
     return {}
 
 
-def run(backbone, data, cfg, progress: bool = True) -> runs.RunResult:
+def run(backbone, data, cfg, progress: bool = True, policy=None) -> runs.RunResult:
     """ImageNet-1k logits of the eval-view features, the dog columns kept, a softmax."""
     if backbone.imagenet_logits is None:
         raise ValueError(f"backbone {backbone.name!r} has no ImageNet-1k head: no protocol Z")
     idx = np.asarray(data.imagenet_indices)
-    extractor = Extractor(backbone, data, cfg, progress)
+    extractor = Extractor(backbone, data, cfg, progress, policy)
     val_x, test_x = extractor.eval_splits()
     check_rows(val_x, data.val, "val"), check_rows(test_x, data.test, "test")
     val_probs = runs.softmax(np.asarray(backbone.imagenet_logits(val_x))[:, idx])  # (N, K)
