@@ -74,12 +74,13 @@ def eval_view_study(
     hires: bool = True,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    policy=None,
 ) -> dict[tuple[str, str, int], runs.RunResult]:
     """Protocol B (eval view only, every head seed) of each backbone of ``names`` evaluated
     in each view of :data:`STUDY_VIEWS`, and the ViT at :func:`hires_size` in its native view:
     ``{(backbone, view, img_size): RunResult}``. Training, validation and test images are all
     shown in the view studied. Resumable: each cell is stored in ``store``'s sub-store
-    ``eval_views/<view>_<px>``."""
+    ``eval_views/<view>_<px>``. ``policy``: the device policy (:mod:`.device`)."""
     from vitwatch import protocols
 
     cells = [(backbones[n], v) for n in names if n in backbones for v in STUDY_VIEWS]
@@ -89,7 +90,14 @@ def eval_view_study(
     for b, view in cells:
         cell_store = store.sub("eval_views", f"{view}_{b.img_size}")
         out[(b.name, view, b.img_size)] = protocols.run(
-            "B", b, data, view_config(cfg, view), cell_store, progress=progress, log=log
+            "B",
+            b,
+            data,
+            view_config(cfg, view),
+            cell_store,
+            progress=progress,
+            log=log,
+            policy=policy,
         )
     return out
 
