@@ -75,7 +75,7 @@ PARAMS: dict[str, Param] = {
     "test_per_class": Param(int, 0, "images per class kept from the official test split (0 = all)"),
     "val_fraction": Param(float, 0.2, "share of train carved out (stratified) as validation"),
     "synthetic_classes": Param(int, 10, "number of breeds of the synthetic stand-in"),
-    "synthetic_train_per_class": Param(int, 30, "synthetic train images per breed"),
+    "synthetic_train_per_class": Param(int, 20, "synthetic train images per breed"),
     "synthetic_test_per_class": Param(int, 10, "synthetic test images per breed"),
     # --- backbones -----------------------------------------------------------------------
     "backbones": Param(
@@ -155,7 +155,7 @@ PARAMS: dict[str, Param] = {
         "on validation",
         ("auto", "never", "always"),
     ),
-    "probe_epochs": Param(int, 30, "protocol B: epochs of the head on cached features"),
+    "probe_epochs": Param(int, 20, "protocol B: epochs of the head on cached features"),
     "finetune": Param(bool, True, "protocol C: run fine-tuning"),
     "finetune_epochs": Param(int, 1, "protocol C: maximum epochs"),
     "finetune_lr": Param(float, 1e-4, "protocol C: peak learning rate"),
@@ -170,7 +170,7 @@ PARAMS: dict[str, Param] = {
     "n_cka_images": Param(int, 64, "images for the CKA similarity of ViT and ResNet layers"),
     # --- notebook 05: inductive bias ------------------------------------------------------
     "small_dataset": Param(str, "digits", "dataset trained from scratch", ("digits", "cifar10")),
-    "small_train_sizes": Param(list, [100, 300, 800], "training-set sizes (log-spaced)"),
+    "small_train_sizes": Param(list, [100, 250, 600], "training-set sizes (log-spaced)"),
     "small_seeds": Param(int, 2, "seeds per training-set size"),
     "small_epochs": Param(
         int, 8, "step budget of every from-scratch run, in passes over the largest size"
