@@ -105,3 +105,13 @@ def test_one_source_of_parameters():
                 f"{path.name}: {name} = {value!r}, PARAMS/smoke.yaml say "
                 f"{config.PARAMS[name].default!r}"
             )
+
+
+def test_one_predicate_for_the_stand_in_run():
+    """cfg.stand_in: true exactly when the data are the generated stand-in (smoke), whatever
+    the profile is called; the notebooks and the report's banner read it."""
+    smoke, quick, full = (config.from_profile(p) for p in config.PROFILES)
+    assert smoke.stand_in and not quick.stand_in and not full.stand_in
+    assert config.from_profile("quick", dataset="synthetic").stand_in
+    assert not config.from_profile("smoke", dataset="stanford_dogs").stand_in
+    assert config.validate({}).stand_in  # a notebook opened alone: smoke defaults

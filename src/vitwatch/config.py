@@ -287,6 +287,10 @@ def _finish(values: dict[str, Any]) -> types.SimpleNamespace:
     cfg.figures_dir = str(
         Path(cfg.figures_dir) if cfg.figures_dir else root / "figures" / cfg.profile
     )
+    # The one predicate of "this is the offline smoke run": the data are the generated
+    # stand-in, so every number is meaningless (the smoke profile, or any profile on synthetic
+    # data). Notebooks, sentences and the report's banner read it, not the profile's name.
+    cfg.stand_in = cfg.dataset == "synthetic"
     return cfg
 
 

@@ -153,7 +153,7 @@ def probe(seconds: float = 3.0) -> dict:
 
 def _counts(cfg) -> dict:
     """Images and backbones of notebook 03 under ``cfg``."""
-    if cfg.dataset == "synthetic":
+    if cfg.stand_in:
         classes, tr, te = (
             cfg.synthetic_classes,
             cfg.synthetic_train_per_class,

@@ -40,9 +40,10 @@ def images(n: int) -> str:
     return f"{n} image" + ("" if n == 1 else "s")
 
 
-def smoke_warning(profile: str) -> str:
-    """The sentence that opens every result of the smoke profile (empty otherwise)."""
-    if profile == "smoke":
+def smoke_warning(stand_in: bool) -> str:
+    """The sentence that opens every result of a stand-in run (``cfg.stand_in``: the smoke
+    profile), empty otherwise."""
+    if stand_in:
         return (
             "*Smoke profile: synthetic images and tiny random-weight models; every number "
             "below is meaningless and only shows that the analysis runs.* "

@@ -90,9 +90,9 @@ def build(
     if only:
         books = [b for b in books if any(b.name.startswith(o) for o in only)]
     package_digest = _digest(_package_files())
-    streaming = profile_name != "smoke" if stream is None else stream
+    streaming = not cfg.stand_in if stream is None else stream
     previous = _previous_timings(out)
-    if profile_name != "smoke":  # long work: the expected time first (issue 13)
+    if not cfg.stand_in:  # long work: the expected time first (issue 13)
         from .. import costs
 
         costs.print_runtime_plan(cfg, [b.name for b in books], previous)
@@ -115,9 +115,7 @@ def build(
             seconds = execute(nb, target, parameters, kernel, stream=streaming)
             stamp.write_text(key)
             timings[nb.name] = round(seconds, 1)
-            left = (
-                "" if profile_name == "smoke" else _time_left([b.name for b in books[i:]], previous)
-            )
+            left = "" if cfg.stand_in else _time_left([b.name for b in books[i:]], previous)
             print(
                 f"{head}: done in {_duration(seconds)}{left}"
                 if streaming
@@ -132,7 +130,7 @@ def build(
     machine = config.machine_summary()
     meta = render.title_meta(profile_name, machine, _git_commit(root))
     page, stats = render.finish_html(
-        render.notebook_to_html(merged, mathjax_url), meta, smoke=profile_name == "smoke"
+        render.notebook_to_html(merged, mathjax_url), meta, smoke=cfg.stand_in
     )
     if stats["unknown_citations"]:
         print(
