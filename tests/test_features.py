@@ -190,3 +190,32 @@ def test_native_view_is_resize_then_centre_crop(tmp_path, split):
     assert features.cache_dir_for(bb, split, "train", cfg) != features.cache_dir_for(
         bb, split, "train", _cfg(tmp_path)
     )
+
+
+def test_a_run_sharing_the_cache_that_finishes_first_is_taken_not_an_error(
+    tmp_path, split, monkeypatch
+):
+    """Two runs extracting the same features at once (make test beside a report): the one that
+    consolidates first removes the shards; the other takes its complete file."""
+    cfg = _cfg(tmp_path)
+    done = features.extract(stub(), split, "train", cfg)  # what the other run will leave
+    folder = next((tmp_path / "cache" / "features").iterdir())
+    complete = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for p in folder.iterdir():
+        p.unlink()
+    saved = features.fileio.save_npy
+    calls = []
+
+    def save_then_other_run_finishes(path, arr):
+        saved(path, arr)
+        calls.append(path.name)
+        if path.name.startswith("shard_") and len(calls) == 1:  # the other run wins here
+            for p in folder.glob("shard_*"):
+                p.unlink()
+            for name, data in complete.items():
+                (folder / name).write_bytes(data)
+
+    monkeypatch.setattr(features.fileio, "save_npy", save_then_other_run_finishes)
+    again = features.extract(stub(), split, "train", cfg, shard_size=8)
+    np.testing.assert_array_equal(again, done)
+    assert calls[0].startswith("shard_") and not list(folder.glob("shard_*"))

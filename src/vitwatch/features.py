@@ -337,11 +337,20 @@ def extract_with_stats(
             meta["computed_images"] = meta.get("computed_images", 0) + computed
             fileio.write_json(meta_path, meta, indent=1)
 
-    feats = (
-        np.concatenate([np.load(shard(s, e)) for s, e in ranges])
-        if ranges
-        else np.zeros((0, dim or 0), np.float32)
-    )
+    try:
+        feats = (
+            np.concatenate([np.load(shard(s, e)) for s, e in ranges])
+            if ranges
+            else np.zeros((0, dim or 0), np.float32)
+        )
+    except FileNotFoundError:
+        # another run sharing this cache (same key: the same features) finished first and
+        # removed the shards after writing its whole file (atomically): take that file
+        if not final.exists():
+            raise
+        feats = np.load(final)
+        if feats.shape[0] != n:
+            raise
     fileio.save_npy(final, feats)
     meta.update(complete=True, shape=list(feats.shape))
     fileio.write_json(meta_path, meta, indent=1)
