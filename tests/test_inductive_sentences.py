@@ -3,6 +3,7 @@ verdicts) and its tables."""
 
 import pandas as pd
 import pytest
+from test_stats_t import _runs  # the runs table of 05 (arch, n_train, seed, accuracy)
 
 from vitwatch.data import small as small_data
 from vitwatch.inductive import sentences, tables
@@ -10,16 +11,6 @@ from vitwatch.inductive.grid import aggregate
 from vitwatch.inductive.recipe import Recipe
 
 # --- aggregation and sentences ---------------------------------------------------------------
-
-
-def _runs(table):
-    return pd.DataFrame(
-        [
-            {"arch": a, "n_train": n, "seed": s, "test_accuracy": v}
-            for a, n, values in table
-            for s, v in enumerate(values)
-        ]
-    )
 
 
 def test_aggregate_hand_values():
