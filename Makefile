@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: help install report test test-fast lab bench strip lint preflight rehearsal clean
 
 help:
-	@echo "make report [PROFILE=full|quick|smoke]  execute every notebook, write reports/<profile>/vitwatch-report.{html,pdf}"
+	@echo "make report [PROFILE=full|quick|smoke] [JOBS=2]  execute the notebooks (2 at once), write reports/<profile>/vitwatch-report.{html,pdf}"
 	@echo "make test                               unit tests + every notebook under smoke + the report build"
 	@echo "make lab                                JupyterLab with the project's kernel"
 	@echo "make bench [TIMM_PYTHON=...]            throughput of the backbones and the input pipeline (vs timm)"
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 report: $(STAMP)
-	$(BIN)/vitwatch report --profile $(PROFILE)
+	$(BIN)/vitwatch report --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
 
 preflight: $(STAMP)
 	$(BIN)/vitwatch preflight --profile $(PROFILE)

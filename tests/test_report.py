@@ -5,8 +5,10 @@ several tests; this is the slow part of `make test`.
 """
 
 import json
+import os
 import re
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -260,3 +262,92 @@ def test_without_a_browser_the_html_is_kept_and_one_command_given(tmp_path, monk
     assert printed.count("To add the PDF, run: sudo apt-get install -y chromium") == 1
     assert json.loads((out / "build.json").read_text())["pdf"] is None
     assert report.EXIT_NO_PDF == 3
+
+
+def test_prerequisites_follow_what_each_chapter_reads(tmp_path):
+    names = ["00_a", "01_b", "02_c", "03_d", "04_e", "05_f", "06_g", "07_new"]
+    books = [tmp_path / f"{n}.ipynb" for n in names]
+    waits = builder.prerequisites(books)
+    assert waits["03_d.ipynb"] == {"02_c.ipynb"}
+    assert waits["04_e.ipynb"] == waits["06_g.ipynb"] == {"03_d.ipynb"}
+    assert waits["00_a.ipynb"] == waits["05_f.ipynb"] == set()
+    # a chapter the table does not know waits for every one before it
+    assert waits["07_new.ipynb"] == {f"{n}.ipynb" for n in names[:-1]}
+    # --only: a prerequisite not run is not waited for
+    assert builder.prerequisites(books[3:5])["03_d.ipynb"] == set()
+
+
+def _timed_notebook(path: Path, log: Path, seconds: float, fail: bool = False) -> None:
+    """A notebook that logs its start and end times (and its kernel's environment) to ``log``."""
+    code = (
+        "import json, os, time\n"
+        f"t0 = time.time(); time.sleep({seconds})\n"
+        + ("raise ValueError('boom')\n" if fail else "")
+        + f"with open({str(log)!r}, 'a') as f:\n"
+        f"    f.write(json.dumps([{path.stem!r}, t0, time.time(), os.environ.get('MPLBACKEND')])"
+        " + '\\n')"
+    )
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(code),
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, str(path))
+
+
+def test_notebooks_run_two_at_once_in_the_order_their_inputs_allow(tmp_path, monkeypatch, capsys):
+    nb_dir = tmp_path / "notebooks"
+    shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
+    log = tmp_path / "log.jsonl"
+    for name, seconds in [("00_a", 3), ("02_c", 1), ("03_d", 1), ("05_f", 3)]:
+        _timed_notebook(nb_dir / f"{name}.ipynb", log, seconds)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    before = dict(os.environ)
+    out = tmp_path / "out"
+    out.mkdir()
+    builder._run_notebooks(
+        builder.notebooks(nb_dir),
+        out,
+        {"profile": "smoke"},
+        "digest",
+        "python3",
+        force=False,
+        streaming=False,
+        jobs=2,
+        previous=None,
+    )
+    rows = {r[0]: r[1:] for r in map(json.loads, log.read_text().splitlines())}
+    assert set(rows) == {"00_a", "02_c", "03_d", "05_f"}
+    assert rows["03_d"][0] >= rows["02_c"][1], "03 started before 02 had finished"
+    spans = sorted(rows.values())
+    overlap = any(a[1] > b[0] for a, b in zip(spans, spans[1:]))
+    assert overlap, f"no two notebooks ran at once: {rows}"
+    # each kernel got the notebook environment; this process's own was left as it was
+    assert {r[2] for r in rows.values()} == {"module://matplotlib_inline.backend_inline"}
+    assert dict(os.environ) == before
+    printed = capsys.readouterr().out
+    assert printed.count("running ...") == 4 and printed.count("done in") == 4
+
+
+def test_a_failure_stops_new_starts_and_the_running_notebook_finishes(tmp_path):
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    log = tmp_path / "log.jsonl"
+    _timed_notebook(nb_dir / "00_a.ipynb", log, 3)
+    _timed_notebook(nb_dir / "02_c.ipynb", log, 0, fail=True)
+    _timed_notebook(nb_dir / "03_d.ipynb", log, 0)  # waits for 02, which fails: never starts
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(report.ReportError, match=r"02_c\.ipynb failed"):
+        builder._run_notebooks(
+            builder.notebooks(nb_dir), out, {}, "d", "python3", False, False, 2, None
+        )
+    ran = [line.split('"')[1] for line in log.read_text().splitlines()]
+    assert ran == ["00_a"], ran
+    assert (out / "00_a.key").exists() and not (out / "02_c.key").exists()

@@ -32,6 +32,7 @@ def _report(args) -> int:
             only=args.only,
             kernel=args.kernel,
             stream=args.verbose,
+            jobs=args.jobs,
         )
     except (report.ReportError, ValueError) as exc:
         print(f"vitwatch report: {exc}", file=sys.stderr)
@@ -110,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     p.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. --only 00 01")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="notebooks run at once, each as soon as those it reads from are done "
+        "(default: 2, or 1 on a one-core machine)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",

@@ -19,6 +19,13 @@ from .resources import preflight
 
 REPORT_NAME = "vitwatch-report"
 
+# What each chapter reads from another: a notebook starts once those it is listed after have
+# finished. 02 and 03 both load the data set and the ViT checkpoint (downloading them in
+# quick/full), so 03 waits for 02 instead of racing it for the same files; 04 and 06 read 03's
+# results; 00, 01 and 05 read nothing another notebook writes. A notebook not listed here (a
+# new chapter) runs after every notebook before it.
+AFTER = {"00": (), "01": (), "02": (), "03": ("02",), "04": ("03",), "05": (), "06": ("03",)}
+
 
 def notebooks(notebooks_dir: Path) -> list[Path]:
     found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
@@ -67,11 +74,13 @@ def build(
     pdf: bool = True,
     only: list[str] | None = None,
     stream: bool | None = None,
+    jobs: int | None = None,
 ) -> dict:
     """Execute every notebook under ``profile`` and render the report; return a summary dict.
 
     ``stream``: echo the notebooks' output (progress bars, logs) to the terminal; by default on
-    for the long profiles (everything but smoke).
+    for the long profiles (everything but smoke). ``jobs``: notebooks run at once, each in its
+    own kernel, in the order :data:`AFTER` allows (default :func:`default_jobs`).
     """
     from . import render
 
@@ -96,33 +105,18 @@ def build(
         from .. import costs
 
         costs.print_runtime_plan(cfg, [b.name for b in books], previous)
-    executed, timings = [], {}
-    for i, nb in enumerate(books, 1):
-        target = executed_dir / nb.name
-        stamp = target.with_suffix(".key")
-        key = _digest([nb], json.dumps(parameters, sort_keys=True) + package_digest)
-        head = f"[{i}/{len(books)}] {nb.name}"
-        if not force and target.exists() and stamp.exists() and stamp.read_text() == key:
-            print(f"{head}: unchanged since its last successful run, reused", flush=True)
-        else:
-            stamp.unlink(missing_ok=True)
-            # one line per notebook; with the notebooks' own output echoed, a line before too
-            print(
-                f"{head}: running ..." if streaming else f"{head} ...",
-                end="\n" if streaming else " ",
-                flush=True,
-            )
-            seconds = execute(nb, target, parameters, kernel, stream=streaming)
-            stamp.write_text(key)
-            timings[nb.name] = round(seconds, 1)
-            left = "" if cfg.stand_in else _time_left([b.name for b in books[i:]], previous)
-            print(
-                f"{head}: done in {_duration(seconds)}{left}"
-                if streaming
-                else f"done in {_duration(seconds)}{left}",
-                flush=True,
-            )
-        executed.append(target)
+    timings = _run_notebooks(
+        books,
+        executed_dir,
+        parameters,
+        package_digest,
+        kernel,
+        force=force,
+        streaming=streaming,
+        jobs=jobs or default_jobs(),
+        previous=None if cfg.stand_in else previous,
+    )
+    executed = [executed_dir / nb.name for nb in books]
 
     print("rendering HTML ...", flush=True)
     merged = render.merge(executed)
@@ -179,6 +173,99 @@ def build(
     else:
         print(f"report written: {html_path}", flush=True)
     return result
+
+
+def default_jobs() -> int:
+    """Notebooks at once: 2 (one kernel's imports, tracing and figures are mostly one core's
+    work, so a second kernel fills the other), 1 on a one-core machine."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def prerequisites(books: list[Path]) -> dict[str, set[str]]:
+    """{notebook name: names of the notebooks of ``books`` it must wait for} (:data:`AFTER`;
+    an unlisted notebook waits for every one before it)."""
+    by_prefix = {nb.name[:2]: nb.name for nb in books}
+    out = {}
+    for i, nb in enumerate(books):
+        prefix = nb.name[:2]
+        if prefix in AFTER:
+            out[nb.name] = {by_prefix[p] for p in AFTER[prefix] if p in by_prefix}
+        else:
+            out[nb.name] = {b.name for b in books[:i]}
+    return out
+
+
+def _run_notebooks(
+    books: list[Path],
+    executed_dir: Path,
+    parameters: dict,
+    package_digest: str,
+    kernel: str,
+    force: bool,
+    streaming: bool,
+    jobs: int,
+    previous: dict | None,
+) -> dict[str, float]:
+    """Execute ``books`` (``jobs`` at a time, each once its prerequisites are done; a notebook
+    unchanged since its last successful run is reused); {name: seconds} of those executed.
+    The first failure stops new starts, lets running notebooks finish, and is raised."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    waits_for = prerequisites(books)
+    # the chain that unblocks most notebooks first (03 before 00: 04 and 06 wait for it)
+    blocks = {nb.name: sum(nb.name in w for w in waits_for.values()) for nb in books}
+    index = {nb.name: i for i, nb in enumerate(books, 1)}
+    todo, done, timings = [nb for nb in books], set(), {}
+    head = lambda nb: f"[{index[nb.name]}/{len(books)}] {nb.name}"  # noqa: E731
+    parallel = jobs > 1
+
+    def one(nb: Path) -> float | None:
+        target = executed_dir / nb.name
+        stamp = target.with_suffix(".key")
+        key = _digest([nb], json.dumps(parameters, sort_keys=True) + package_digest)
+        if not force and target.exists() and stamp.exists() and stamp.read_text() == key:
+            print(f"{head(nb)}: unchanged since its last successful run, reused", flush=True)
+            return None
+        stamp.unlink(missing_ok=True)
+        if streaming or parallel:  # one line per event when several run or output is echoed
+            print(f"{head(nb)}: running ...", flush=True)
+        else:
+            print(f"{head(nb)} ...", end=" ", flush=True)
+        seconds = execute(nb, target, parameters, kernel, stream=streaming)
+        stamp.write_text(key)
+        return seconds
+
+    error = None
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="notebook") as pool:
+        running = {}
+        while todo or running:
+            ready = [nb for nb in todo if waits_for[nb.name] <= done]
+            ready.sort(key=lambda nb: (-blocks[nb.name], index[nb.name]))
+            while error is None and ready and len(running) < max(1, jobs):
+                nb = ready.pop(0)
+                todo.remove(nb)
+                running[pool.submit(one, nb)] = nb
+            if not running:
+                break  # after a failure: nothing runs, nothing more starts
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                nb = running.pop(future)
+                try:
+                    seconds = future.result()
+                except Exception as exc:  # noqa: BLE001 (re-raised below, first one wins)
+                    error = error or exc
+                    continue
+                done.add(nb.name)
+                if seconds is None:
+                    continue
+                timings[nb.name] = round(seconds, 1)
+                remaining = [b.name for b in todo] + [n.name for n in running.values()]
+                left = "" if previous is None else _time_left(remaining, previous)
+                line = f"done in {_duration(seconds)}{left}"
+                print(f"{head(nb)}: {line}" if streaming or parallel else line, flush=True)
+    if error is not None:
+        raise error
+    return timings
 
 
 EXIT_NO_PDF = 3  # `vitwatch report` / `make report`: the HTML was written, the PDF was not

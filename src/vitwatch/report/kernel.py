@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from .. import config
@@ -63,7 +65,9 @@ def _quiet_kernel_manager():
     """A kernel manager that starts kernels without start-up and shutdown noise, at its source.
 
     - IPC transport (POSIX): ipykernel warns "Kernel is running over TCP without encryption"
-      for every TCP kernel; a kernel on local Unix sockets has nothing to warn about.
+      for every TCP kernel; a kernel on local Unix sockets has nothing to warn about. Each
+      kernel's sockets get a path of their own (by default they are ``kernel-ipc-<n>`` in the
+      working directory, which two kernels starting at once would both pick).
     - No SIGINT before the shutdown request: jupyter_client interrupts every kernel it shuts
       down, which makes ipykernel log "KeyboardInterrupt caught in kernel" after a notebook
       that ended normally. A cell that times out is still interrupted (nbclient does it).
@@ -74,6 +78,8 @@ def _quiet_kernel_manager():
         def __init__(self, **kwargs):
             if os.name == "posix":
                 kwargs.setdefault("transport", "ipc")
+                unique = f"vitwatch-kernel-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+                kwargs.setdefault("ip", os.path.join(tempfile.gettempdir(), unique))
             super().__init__(**kwargs)
             self._vw_shutting_down = False
 
@@ -89,6 +95,8 @@ def _quiet_kernel_manager():
                 await super()._async_interrupt_kernel()
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            # the kernel's own environment, not this process's: notebooks may run at once
+            kw["env"] = {**(kw.get("env") or os.environ), **kernel_environment()}
             # ipykernel echoes everything written to the kernel's file descriptor 2 (C libraries
             # included) to the terminal: pass it through a filter of start-up lines.
             if kw.get("stderr") is not None:
@@ -117,15 +125,21 @@ def kernel_environment() -> dict[str, str]:
     (``cudart_stub``, ``cuInit``, ``cpu_feature_guard``, oneDNN) are silenced with
     ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user asked for them (0 or 1); on a machine with an
     NVIDIA GPU the level is 2, so that its errors show. ``CUDA_VISIBLE_DEVICES`` is left
-    alone (a GPU stays visible), and Python errors still reach the notebook.
+    alone (a GPU stays visible), and Python errors still reach the notebook. Notebooks may run
+    at once (:func:`vitwatch.report.build`'s ``jobs``): on a GPU each kernel takes memory as it
+    needs it (``TF_FORCE_GPU_ALLOW_GROWTH=true``, unless set) instead of TensorFlow's default
+    of nearly all of it, which would leave none for the second one.
     """
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
-    quiet = "3" if not noise.nvidia_device_present() else "2"  # with a GPU, its errors show
-    return {
+    gpu = noise.nvidia_device_present()
+    env = {
         "VITWATCH_ROOT": str(config.project_root()),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else quiet,
+        "TF_CPP_MIN_LOG_LEVEL": level if level in {"0", "1"} else ("2" if gpu else "3"),
     }
+    if gpu:  # with a GPU, its errors show (level 2) and memory grows as needed
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    return env
 
 
 def execute(
@@ -138,9 +152,6 @@ def execute(
 
     _papermill_logger(stream)
     t0 = time.time()
-    env = kernel_environment()
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
         pm.execute_notebook(
             str(nb),
@@ -163,10 +174,4 @@ def execute(
         raise ReportError(
             f"notebook {nb.name} could not be executed: {type(exc).__name__}: {exc}"
         ) from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return time.time() - t0
