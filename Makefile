@@ -47,7 +47,7 @@ lab: $(STAMP)
 
 # dress rehearsal of `make report PROFILE=quick`: downloads answered by a loopback mirror
 rehearsal: $(STAMP)
-	$(BIN)/vitwatch rehearsal
+	$(BIN)/vitwatch rehearsal $(if $(AT_SIZE),--at-size)
 
 # TIMM_PYTHON=/path/to/python (one with torch + timm) adds timm's rows and the ratio to timm
 bench: $(STAMP)

@@ -311,7 +311,7 @@ def test_notebooks_run_two_at_once_in_the_order_their_inputs_allow(tmp_path, mon
     before = dict(os.environ)
     out = tmp_path / "out"
     out.mkdir()
-    builder._run_notebooks(
+    builder.run_notebooks(
         builder.notebooks(nb_dir),
         out,
         {"profile": "smoke"},
@@ -345,7 +345,7 @@ def test_a_failure_stops_new_starts_and_the_running_notebook_finishes(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(report.ReportError, match=r"02_c\.ipynb failed"):
-        builder._run_notebooks(
+        builder.run_notebooks(
             builder.notebooks(nb_dir), out, {}, "d", "python3", False, False, 2, None
         )
     ran = [line.split('"')[1] for line in log.read_text().splitlines()]

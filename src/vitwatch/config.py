@@ -139,6 +139,9 @@ PARAMS: dict[str, Param] = {
         "or a squash to img_size",
         ("native", "squash"),
     ),
+    "view_study_hires": Param(
+        bool, True, "03: the evaluation-view study also probes ViT-S/16 at 384 px (~3x its cost)"
+    ),
     "probe_views": Param(
         int, 2, "protocol B: augmented views of train cached (1 = the plain image only)"
     ),

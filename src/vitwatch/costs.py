@@ -152,27 +152,76 @@ def probe(seconds: float = 3.0) -> dict:
 
 
 def _counts(cfg) -> dict:
-    """Images and backbones of notebook 03 under ``cfg``."""
+    """Images of notebook 03 under ``cfg``: training (validation included) and test."""
     if cfg.stand_in:
         classes, tr, te = (
             cfg.synthetic_classes,
             cfg.synthetic_train_per_class,
             cfg.synthetic_test_per_class,
         )
-        n_train, n_test = classes * tr, classes * te
-    else:
-        n_train = 120 * cfg.train_per_class if cfg.train_per_class else 12000
-        n_test = 120 * cfg.test_per_class if cfg.test_per_class else 8580
-    extra = sum(bool(getattr(cfg, k, "")) for k in ("vit_i21k_checkpoint", "bit_i21k_checkpoint"))
-    return {"n_train": n_train, "n_test": n_test, "backbones": 4 + extra}
+        return {"n_train": classes * tr, "n_test": classes * te}
+    return {
+        "n_train": 120 * cfg.train_per_class if cfg.train_per_class else 12000,
+        "n_test": 120 * cfg.test_per_class if cfg.test_per_class else 8580,
+    }
+
+
+FINETUNE_COST = {"all": 3.0, "some": 1.5}  # a training image / a forward pass (C's blocks)
+HIRES_ATTENTION = 1.15  # ViT at 384 px: the N^2 attention grows faster than the MACs count
+
+
+def forward_gmacs03(cfg) -> dict[str, float]:
+    """{backbone: GMACs of the forward passes notebook 03 computes for it} under ``cfg``
+    (each image view computed once, :mod:`vitwatch.features`): the evaluation view of every
+    image; protocol A's augmented views (one per head epoch, shared by its seeds) where the
+    backbone runs A, and B's where it runs B alone with ``probe_views`` > 1; fine-tuning
+    (C, once per head seed: training passes at :data:`FINETUNE_COST` of a forward pass, then
+    the validation and test images again); the evaluation-view study (the squashed view of the
+    ViT and the CNN, the ViT at 384 px)."""
+    from vitwatch import catalogue, runs
+    from vitwatch.protocols import views
+
+    c = _counts(cfg)
+    n_all, n_fit = c["n_train"] + c["n_test"], c["n_train"] * (1 - cfg.val_fraction)
+    n_val = c["n_train"] * cfg.val_fraction
+    names, _ = catalogue.for_profile(cfg)
+    scale = (cfg.img_size / 224) ** 2
+    seeds = len(runs.head_seeds(cfg))
+    out = {}
+    for name in names:
+        row = catalogue.BACKBONES[name]
+        g = _gmacs(row, scale)
+        views_ = n_all
+        if "A" in row.protocols:
+            views_ += cfg.head_epochs * n_fit
+        elif "B" in row.protocols:
+            views_ += max(0, cfg.probe_views - 1) * n_fit
+        if "C" in row.protocols and cfg.finetune:
+            ft = FINETUNE_COST["all" if cfg.finetune_blocks < 0 else "some"]
+            views_ += seeds * (ft * cfg.finetune_epochs * n_fit + n_val + c["n_test"])
+        out[name] = g * views_
+    for part in ("vit", "cnn"):  # the evaluation-view study: the squashed view
+        name = catalogue.role(part, names)
+        if name:
+            out[name] += _gmacs(catalogue.BACKBONES[name], scale) * n_all
+    if "vit_s16" in names and cfg.view_study_hires:  # and the ViT at 384 px
+        hires = (views.hires_size(cfg) / cfg.img_size) ** 2 * HIRES_ATTENTION
+        out["vit_s16"] += _gmacs(catalogue.BACKBONES["vit_s16"], scale) * hires * n_all
+    return out
+
+
+def _gmacs(row, scale: float) -> float:
+    """A catalogue row's published GMACs, at 224 px times ``scale`` (the pixel ratio)."""
+    return row.gmacs * (224 / row.input_size) ** 2 * scale
 
 
 def runtime_plan(cfg, measured: dict) -> list[dict]:
     """Expected seconds per notebook on the machine ``measured`` by :func:`probe`, with what
     dominates each: fixed costs, backbone arithmetic, JPEG decoding or training from scratch.
+    Each row's ``compute`` is its share that uses every core (the rest, one core's: imports,
+    tracing, figures), for :func:`elapsed`.
 
-    A model, not a measurement: notebook 03 = backbones x (eval view of every image + one
-    augmented view per head epoch, each computed once + fine-tuning at 3x a forward pass) at
+    A model, not a measurement: notebook 03 = the forward passes of :func:`forward_gmacs03` at
     :data:`MODEL_EFFICIENCY` of the measured matmul peak, plus each image decoded once;
     notebook 05 = ``inductive.estimates.estimate_seconds`` with the reference step times scaled
     by speed.
@@ -181,12 +230,9 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
 
     speed = measured["gflops"] / REF_GFLOPS  # > 1: faster than reference
     c = _counts(cfg)
-    flops_img = 2e9 * GMACS_224 * (cfg.img_size / 224) ** 2
-    rate = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / flops_img  # images/s per backbone
-    passes = (c["n_train"] + c["n_test"]) + cfg.head_epochs * c["n_train"] * 0.8
-    if cfg.finetune:
-        passes += 3 * cfg.finetune_epochs * c["n_train"] * 0.8 / c["backbones"] * 2
-    compute03 = c["backbones"] * passes / rate
+    macs_per_s = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / 2
+    backbones = forward_gmacs03(cfg)
+    compute03 = 1e9 * sum(backbones.values()) / macs_per_s
     decode03 = (c["n_train"] + c["n_test"]) / (measured["decode_per_core"] * measured["cores"])
     fixed = {k: v / min(speed, 1.0) for k, v in FIXED_S.items()}  # not sped up by BLAS
     steps = {
@@ -205,25 +251,52 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
         cfg.small_epochs,
         batch,
     )
+    flops_img = 2e9 * GMACS_224 * (cfg.img_size / 224) ** 2
+    rate = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / flops_img  # images/s per backbone
     analysis04 = (cfg.n_attention_images + cfg.n_cka_images) * 3 / rate
+    per_backbone = PER_BACKBONE_S * len(backbones)
     rows = [
-        ("00", fixed["00"], "fixed"),
-        ("01", fixed["01"], "fixed (a tiny Transformer)"),
-        ("02", fixed["02"], "fixed"),
+        ("00", fixed["00"], 0.0, "fixed"),
+        ("01", fixed["01"], 0.0, "fixed (a tiny Transformer)"),
+        ("02", fixed["02"], 0.0, "fixed"),
         (
             "03",
-            fixed["03"] + PER_BACKBONE_S * c["backbones"] + compute03 + decode03,
+            fixed["03"] + per_backbone + compute03 + decode03,
+            compute03 + decode03,
             "backbones" if compute03 > decode03 else "JPEG decoding",
         ),
-        ("04", fixed["04"] + analysis04, "fixed + attention/CKA forwards"),
-        ("05", fixed["05"] + train05, "training from scratch"),
-        ("06", fixed["06"], "fixed"),
+        ("04", fixed["04"] + analysis04, analysis04, "fixed + attention/CKA forwards"),
+        ("05", fixed["05"] + train05, train05, "training from scratch"),
+        ("06", fixed["06"], 0.0, "fixed"),
     ]
-    return [{"notebook": k, "seconds": s, "dominated_by": why} for k, s, why in rows]
+    return [
+        {"notebook": k, "seconds": s, "compute": comp, "dominated_by": why}
+        for k, s, comp, why in rows
+    ]
+
+
+def elapsed(plan: list[dict], cores: int, jobs: int) -> float:
+    """Seconds the notebooks of ``plan`` take when ``jobs`` of them run at once
+    (:mod:`vitwatch.report.builder`): at least the longest chain of notebooks that wait for one
+    another, and at least the work itself on ``cores`` cores (what uses one core in one
+    notebook overlaps with the other notebook; what uses every core does not)."""
+    from vitwatch.report import builder
+
+    seconds = {r["notebook"]: r["seconds"] for r in plan}
+    if jobs <= 1:
+        return sum(seconds.values())
+    chain: dict[str, float] = {}
+    for k in sorted(seconds):  # prerequisites come first in notebook order
+        before = builder.AFTER.get(k, tuple(p for p in chain))
+        chain[k] = seconds[k] + max((chain[p] for p in before if p in chain), default=0.0)
+    compute = sum(r["compute"] for r in plan)
+    single = sum(r["seconds"] - r["compute"] for r in plan)
+    work = compute + single / max(1, min(cores, jobs))
+    return max(max(chain.values(), default=0.0), work)
 
 
 def print_runtime_plan(
-    cfg, notebook_names=None, previous: dict | None = None, out=print
+    cfg, notebook_names=None, previous: dict | None = None, out=print, jobs: int = 1
 ) -> list[dict]:
     """Probe this machine for a few seconds, then print the expected time of each notebook
     (and the last run's, when known) before a long report starts."""
@@ -248,7 +321,11 @@ def print_runtime_plan(
             f"  {name or row['notebook']:36s} ~{_fmt(row['seconds']):>8s}  "
             f"({row['dominated_by']}{last})"
         )
-    out(f"  {'total (estimate)':36s} ~{_fmt(total):>8s}")
+    out(f"  {'total, one at a time':36s} ~{_fmt(total):>8s}")
+    if jobs > 1:
+        rows = [r for r in plan if not names or r["notebook"] in names]
+        both = elapsed(rows, measured["cores"], jobs)
+        out(f"  {f'total, {jobs} at once (this run)':36s} ~{_fmt(both):>8s}")
     return plan
 
 

@@ -15,6 +15,14 @@ does, with every download answered by a loopback mirror of the real hosts:
    results and figures go to ``reports/rehearsal/``;
 4. one line per notebook with its time; the run fails (exit 1) naming the notebook and cell,
    or naming a resource that no notebook downloaded (a route the rehearsal did not exercise).
+
+``vitwatch rehearsal --at-size`` times ``make report PROFILE=quick`` instead: every notebook
+(00-06), two at once as the report runs them (:func:`vitwatch.report.builder.run_notebooks`),
+under ``quick`` itself, no overrides, with stand-ins as large as what quick reads (10 training
+and 5 test photographs per breed at Stanford Dogs' sizes, the full-size checkpoints, CIFAR-10
+pools as large as its subsets). The arithmetic is the real run's; only the pixels and weights
+are random, so fine-tuning's early stopping and the probes' grids may stop at other points.
+Outputs go to ``reports/rehearsal-at-size/``.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ OVERRIDES = {
     "head_seeds": 1,
     "probe_epochs": 5,
     "probe_l2_grid": [0.001],
+    "finetune": True,  # quick leaves fine-tuning and the 384 px view out; rehearse them anyway
     "finetune_epochs": 1,
+    "view_study_hires": True,
     "n_bootstrap": 100,
     "n_attention_images": 8,
     "n_cka_images": 16,
@@ -82,10 +92,11 @@ def mirror_layout(artifacts: dict[str, arts.Artifact]) -> tuple[dict, dict]:
     return files, redirects
 
 
-def parameters(cache_dir: Path, out_dir: Path) -> dict:
-    """The ``quick`` profile's parameters with :data:`OVERRIDES`, run folders and cache."""
+def parameters(cache_dir: Path, out_dir: Path, at_size: bool = False) -> dict:
+    """The ``quick`` profile's parameters with :data:`OVERRIDES` (none ``at_size``), run
+    folders and cache."""
     params = config.load_profile("quick")
-    known = {k: v for k, v in OVERRIDES.items() if k in config.PARAMS}
+    known = {k: v for k, v in OVERRIDES.items() if k in config.PARAMS and not at_size}
     params.update({k: config.check(k, v, "rehearsal overrides") for k, v in known.items()})
     params.update(
         cache_dir=str(cache_dir),
@@ -127,6 +138,20 @@ def _requested(mirror: Mirror, files: dict) -> dict[str, int]:
     return counts
 
 
+def artifact_sizes(params: dict, at_size: bool) -> dict:
+    """Images per class of the stand-in archives: the defaults of :func:`.artifacts.build`, or
+    (``at_size``) as many as ``params`` reads."""
+    if not at_size:
+        return {}
+    per_class = max(params["small_train_sizes"]) // 10 + 1  # CIFAR-10: 10 classes
+    return {
+        "dogs_train": params["train_per_class"],
+        "dogs_test": params["test_per_class"],
+        "cifar_train": per_class,
+        "cifar_test": max(1, params["small_test_size"] // 10),
+    }
+
+
 def run(
     cache_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
@@ -134,25 +159,30 @@ def run(
     kernel: str = "python3",
     stream: bool = False,
     log=print,
+    at_size: bool = False,
 ) -> dict:
     """Generate, serve, execute; return a summary dict; raise :class:`RehearsalError`."""
     from vitwatch import report
+    from vitwatch.report import builder
 
     t_start = time.time()
     cache = Path(
         cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache" / "vitwatch"
     ).expanduser()
     root = config.project_root()
-    out = Path(out_dir or root / "reports" / "rehearsal")
-    wanted = [n for n in NOTEBOOKS if not only or n in only]
+    out = Path(out_dir or root / "reports" / ("rehearsal-at-size" if at_size else "rehearsal"))
+    every = [p.name[:2] for p in report.notebooks(root / "notebooks")] if at_size else NOTEBOOKS
+    wanted = [n for n in every if not only or n in only]
     books = [p for p in report.notebooks(root / "notebooks") if p.name[:2] in wanted]
 
     run_cache = cache / "rehearsal" / "run"  # empty: every file is downloaded
     shutil.rmtree(run_cache, ignore_errors=True)
     run_cache.mkdir(parents=True)
-    params = parameters(run_cache, out)
+    params = parameters(run_cache, out, at_size)
     try:
-        artifacts = arts.build(cache, needed_resources(params), log=log)
+        artifacts = arts.build(
+            cache, needed_resources(params), log=log, **artifact_sizes(params, at_size)
+        )
     except ValueError as exc:
         raise RehearsalError(str(exc)) from None
     files, redirects = mirror_layout(artifacts)
@@ -168,11 +198,27 @@ def run(
     )
 
     timings, env_keys = {}, ("VITWATCH_MIRROR", "VITWATCH_MIRROR_CHECKSUMS")
+    t_notebooks = time.time()
     saved = {k: os.environ.get(k) for k in env_keys}
     with Mirror(files, redirects) as mirror:
         os.environ.update(VITWATCH_MIRROR=mirror.url, VITWATCH_MIRROR_CHECKSUMS=str(checksums))
         try:
-            for nb in books:
+            if at_size:  # as `make report` runs them: two at once, in the order they allow
+                try:
+                    timings = builder.run_notebooks(
+                        books,
+                        out / "executed",
+                        params,
+                        "",
+                        kernel,
+                        force=True,
+                        streaming=stream,
+                        jobs=builder.default_jobs(),
+                        previous=None,
+                    )
+                except report.ReportError as exc:
+                    raise RehearsalError(str(exc)) from None
+            for nb in [] if at_size else books:
                 t0 = time.time()
                 try:
                     report.execute(nb, out / "executed" / nb.name, params, kernel, stream=stream)
@@ -196,13 +242,20 @@ def run(
         "parameters": params,
     }
     fileio.write_json(out / "rehearsal.json", summary, indent=1)
-    if wanted == list(NOTEBOOKS):
+    if set(NOTEBOOKS) <= set(wanted):
         missed = [p for p, n in counts.items() if n == 0]
         if missed:
             raise RehearsalError(
                 "these files were served but never downloaded, so their "
                 "route was not rehearsed: " + ", ".join(missed)
             )
+    if at_size:
+        summary["notebooks_seconds"] = round(time.time() - t_notebooks, 1)
+        fileio.write_json(out / "rehearsal.json", summary, indent=1)
+        log(
+            f"rehearsal at quick's size: notebooks {summary['notebooks_seconds'] / 60:.1f} min "
+            f"(two at once), {summary['seconds'] / 60:.1f} min with the stand-ins' generation"
+        )
     log(
         f"rehearsal: {len(timings)} notebooks passed in {summary['seconds'] / 60:.1f} min "
         f"({sum(counts.values())} downloads through the mirror); outputs in {out}"
@@ -222,11 +275,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--only", nargs="*", help="notebook prefixes among 02 03 04 05")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument("--verbose", action="store_true", help="echo the notebooks' output")
+    parser.add_argument(
+        "--at-size",
+        action="store_true",
+        help="time `make report PROFILE=quick`: every notebook, quick's own sizes, stand-ins",
+    )
 
 
 def command(args) -> int:
     try:
-        run(only=args.only, kernel=args.kernel, stream=args.verbose)
+        run(only=args.only, kernel=args.kernel, stream=args.verbose, at_size=args.at_size)
     except (RehearsalError, ValueError) as exc:
         print(f"vitwatch rehearsal: {exc}", file=sys.stderr)
         return 1

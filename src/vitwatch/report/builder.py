@@ -101,11 +101,12 @@ def build(
     package_digest = _digest(_package_files())
     streaming = not cfg.stand_in if stream is None else stream
     previous = _previous_timings(out)
+    jobs = jobs or default_jobs()
     if not cfg.stand_in:  # long work: the expected time first (issue 13)
         from .. import costs
 
-        costs.print_runtime_plan(cfg, [b.name for b in books], previous)
-    timings = _run_notebooks(
+        costs.print_runtime_plan(cfg, [b.name for b in books], previous, jobs=jobs)
+    timings = run_notebooks(
         books,
         executed_dir,
         parameters,
@@ -113,7 +114,7 @@ def build(
         kernel,
         force=force,
         streaming=streaming,
-        jobs=jobs or default_jobs(),
+        jobs=jobs,
         previous=None if cfg.stand_in else previous,
     )
     executed = [executed_dir / nb.name for nb in books]
@@ -195,7 +196,7 @@ def prerequisites(books: list[Path]) -> dict[str, set[str]]:
     return out
 
 
-def _run_notebooks(
+def run_notebooks(
     books: list[Path],
     executed_dir: Path,
     parameters: dict,
