@@ -170,3 +170,19 @@ def test_ilsvrc12_list_passes_the_content_check(tmp_path):
     with tarfile.open(dogs["dogs_images"]) as tar:
         ids = {ov.image_id(n) for n in tar.getnames() if n.endswith(".jpg")}
     assert 0 < len(ids & tl.ids) < len(ids)  # some dog images were "seen"
+
+
+def test_at_size_rehearsal_runs_quick_itself_on_stand_ins_as_large_as_it_reads(tmp_path):
+    params = run.parameters(tmp_path / "cache", tmp_path / "out", at_size=True)
+    quick = config.load_profile("quick")
+    assert {k: v for k, v in params.items() if k in quick} == quick  # no override
+    sizes = run.artifact_sizes(params, at_size=True)
+    assert (sizes["dogs_train"], sizes["dogs_test"]) == (
+        quick["train_per_class"],
+        quick["test_per_class"],
+    )
+    assert 10 * sizes["cifar_train"] >= max(quick["small_train_sizes"])
+    assert run.artifact_sizes(params, at_size=False) == {}
+    # the plain rehearsal cuts the work
+    small = run.parameters(tmp_path / "cache", tmp_path / "out")
+    assert small["train_per_class"] < quick["train_per_class"] and small["finetune"]

@@ -31,3 +31,30 @@ def test_printed_plan_lists_the_notebooks_and_last_run(monkeypatch):
     assert "400 GFLOP/s" in lines[0] and len(lines) == 4
     assert lines[1].lstrip().startswith("03_vit") and "last run 67 min" in lines[2]
     assert lines[3].lstrip().startswith("total")
+
+
+def test_forward_passes_follow_each_backbones_protocols():
+    quick = config.from_profile("quick")
+    base = costs.forward_gmacs03(quick)
+    assert set(base) == {"vit_s16", "resnet50", "vit_s16_hub", "bit_r50x1"}
+    # the TF Hub route runs protocol B on the evaluation view only: one pass per image
+    n_all = 120 * (quick.train_per_class + quick.test_per_class)
+    assert abs(base["vit_s16_hub"] - 4.61 * n_all) < 1e-6 * base["vit_s16_hub"]
+    tuned = costs.forward_gmacs03(config.from_profile("quick", finetune=True))
+    grown = {k for k in base if tuned[k] > base[k]}
+    assert grown == {"vit_s16", "resnet50", "bit_r50x1"}  # the rows that run C
+    hires = costs.forward_gmacs03(config.from_profile("quick", view_study_hires=True))
+    assert {k for k in base if hires[k] != base[k]} == {"vit_s16"}
+    more = costs.forward_gmacs03(config.from_profile("quick", head_epochs=4))
+    assert more["vit_s16_hub"] == base["vit_s16_hub"] and more["vit_s16"] > base["vit_s16"]
+
+
+def test_two_at_once_is_bounded_by_the_longest_chain_and_by_the_work():
+    plan = costs.runtime_plan(config.from_profile("quick"), FAST)
+    one = costs.elapsed(plan, cores=2, jobs=1)
+    two = costs.elapsed(plan, cores=2, jobs=2)
+    seconds = {r["notebook"]: r["seconds"] for r in plan}
+    assert one == sum(seconds.values())
+    assert two >= seconds["02"] + seconds["03"] + seconds["04"]  # 04 waits for 03, 03 for 02
+    assert two >= sum(r["compute"] for r in plan)  # what uses both cores does not overlap
+    assert two < one
