@@ -251,9 +251,8 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
         cfg.small_epochs,
         batch,
     )
-    flops_img = 2e9 * GMACS_224 * (cfg.img_size / 224) ** 2
-    rate = measured["gflops"] * 1e9 * MODEL_EFFICIENCY / flops_img  # images/s per backbone
-    analysis04 = (cfg.n_attention_images + cfg.n_cka_images) * 3 / rate
+    macs_img = 1e9 * GMACS_224 * (cfg.img_size / 224) ** 2  # a mean backbone's image
+    analysis04 = (cfg.n_attention_images + cfg.n_cka_images) * 3 * macs_img / macs_per_s
     per_backbone = PER_BACKBONE_S * len(backbones)
     rows = [
         ("00", fixed["00"], 0.0, "fixed"),
@@ -286,9 +285,8 @@ def elapsed(plan: list[dict], cores: int, jobs: int) -> float:
     if jobs <= 1:
         return sum(seconds.values())
     chain: dict[str, float] = {}
-    for k in sorted(seconds):  # prerequisites come first in notebook order
-        before = builder.AFTER.get(k, tuple(p for p in chain))
-        chain[k] = seconds[k] + max((chain[p] for p in before if p in chain), default=0.0)
+    for k, before in builder.waits_for(sorted(seconds)).items():  # prerequisites come first
+        chain[k] = seconds[k] + max((chain[p] for p in before), default=0.0)
     compute = sum(r["compute"] for r in plan)
     single = sum(r["seconds"] - r["compute"] for r in plan)
     work = compute + single / max(1, min(cores, jobs))

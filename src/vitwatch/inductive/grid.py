@@ -105,18 +105,18 @@ def run_grid(
     bar = tqdm(total=len(grid), desc="from-scratch runs", disable=not progress)
     bar.update(len(grid) - len(todo))
     pools, futures, trainers = {}, {}, {}
+    keys = {a: [key for key in todo if key[2] == a] for a in models}
     for a in models:
         # every model made, traced and seeded on this thread (Keras' global random state)
         # before any trains: building and tracing while another thread's graphs run crashed
         # TensorFlow (a segfault in its compute threads, quick's CIFAR-10 grid, TF 2.21)
         trainers[a] = make_trainer(a, data, rec, settings["precision"], settings["jit"])
-        for _, s, _ in [key for key in todo if key[2] == a]:
+        for _, s, _ in keys[a]:
             trainers[a].initial_weights(s)
     try:
         for a in models:
-            keys = [key for key in todo if key[2] == a]
             pools[a] = ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}")
-            futures.update({pools[a].submit(run, trainers[a], *key): key for key in keys})
+            futures.update({pools[a].submit(run, trainers[a], *key): key for key in keys[a]})
         for future in as_completed(futures):
             n, s, a = key = futures[future]
             stored[key] = future.result()

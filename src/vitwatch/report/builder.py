@@ -182,18 +182,20 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+def waits_for(prefixes: list[str]) -> dict[str, set[str]]:
+    """{prefix: the prefixes among ``prefixes`` (in notebook order) it must wait for}
+    (:data:`AFTER`; an unlisted notebook waits for every one before it)."""
+    return {
+        p: {q for q in AFTER[p] if q in prefixes} if p in AFTER else set(prefixes[:i])
+        for i, p in enumerate(prefixes)
+    }
+
+
 def prerequisites(books: list[Path]) -> dict[str, set[str]]:
-    """{notebook name: names of the notebooks of ``books`` it must wait for} (:data:`AFTER`;
-    an unlisted notebook waits for every one before it)."""
-    by_prefix = {nb.name[:2]: nb.name for nb in books}
-    out = {}
-    for i, nb in enumerate(books):
-        prefix = nb.name[:2]
-        if prefix in AFTER:
-            out[nb.name] = {by_prefix[p] for p in AFTER[prefix] if p in by_prefix}
-        else:
-            out[nb.name] = {b.name for b in books[:i]}
-    return out
+    """{notebook name: names of the notebooks of ``books`` it must wait for}
+    (:func:`waits_for` on their number prefixes)."""
+    name = {nb.name[:2]: nb.name for nb in books}
+    return {name[p]: {name[q] for q in w} for p, w in waits_for(list(name)).items()}
 
 
 def run_notebooks(
