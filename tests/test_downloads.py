@@ -52,6 +52,9 @@ class Mirror:
                 fault = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else ""
                 if fault.isdigit():
                     self.send_error(int(fault))
+                elif fault == "slow":  # the file, half a second late
+                    time.sleep(0.5)
+                    self._send(mirror.files[self.path], "")
                 elif fault == "stall":
                     mirror.release.wait(10)  # says nothing; the client must time out
                 elif fault.startswith("redirect:"):
@@ -329,6 +332,58 @@ def test_cifar10_comes_through_the_downloader_into_the_cache(mirror, sleeps, tmp
     np.testing.assert_array_equal(data.x_train[0, 0, 1], first[0, [1, 1025, 2049]])
     assert (tmp_path / "downloads" / "cifar-10-batches-py" / "test_batch").is_file()
     assert not (tmp_path / "keras").exists()
+
+
+def test_two_runs_fetching_one_archive_at_once_download_it_once(mirror, tmp_path, monkeypatch):
+    """Two notebooks at once (threads here: flock locks open files, not processes) needing
+    the same archive: one downloads and extracts it, the other waits and finds it made."""
+    body, _ = _cifar_tar_gz()
+    _publish(monkeypatch, "cifar10", body)
+    path = mirror.serve(downloads.RESOURCES["cifar10"].url, body, "slow")
+    got, errors = [], []
+
+    def fetch():
+        try:
+            got.append(downloads.fetch("cifar10", tmp_path, progress=False))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and len(got) == 2 and got[0] == got[1]
+    assert len(mirror.requests(path)) == 1  # downloaded once
+    assert (got[0] / "test_batch").is_file()
+    assert not list((tmp_path / "downloads").glob("*.partial-*"))
+
+
+def test_a_lock_held_too_long_is_an_error_naming_the_lock_file(tmp_path):
+    from vitwatch import fileio
+
+    lock = tmp_path / ".thing.lock"
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with fileio.exclusive(lock):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    said = []
+    try:
+        with pytest.raises(TimeoutError, match=r"\.thing\.lock: still locked"):
+            with fileio.exclusive(lock, timeout=0.3, poll=0.05, log=said.append):
+                pass
+    finally:
+        release.set()
+        holder.join(10)
+    assert len(said) == 1 and "waiting" in said[0]
+    with fileio.exclusive(lock, timeout=1):  # free again once the holder left
+        pass
 
 
 # --- preflight ---------------------------------------------------------------------------

@@ -74,13 +74,14 @@ def store(tmp_path_factory):
         n_classes=K,
         runs={("Z", "vit_s16"): 0.5, ("B", "resnet50"): 0.6},
     )  # runs without heads
-    from vitwatch.models import vit
+    from vitwatch.models import resnet, vit
 
     vit_dim = vit.VARIANTS[cfg.vit_variant]["embed_dim"]
+    cnn_dim = 32 * resnet.VARIANTS["testing"]["width"]  # 4 x the last stage's 8 x width
     biases = {
         "A_vit_s16": _save_head(cfg, "A_vit_s16", "vit_s16", vit_dim, 0.4, 1),
         "B_vit_s16": _save_head(cfg, "B_vit_s16", "vit_s16", vit_dim, 0.7, 2),
-        "A_resnet50": _save_head(cfg, "A_resnet50", "resnet50", 2048, 0.3, 3),
+        "A_resnet50": _save_head(cfg, "A_resnet50", "resnet50", cnn_dim, 0.3, 3),
     }
     explainers, class_names = explorer.load(cfg)
     return cfg, explainers, class_names, biases

@@ -26,7 +26,7 @@ def images():
 
 def test_three_backbones_of_smoke(cfg, images):
     keys = set()
-    for name, dim in [("vit_s16", 64), ("vit_s16_hub", 64), ("resnet50", 2048)]:
+    for name, dim in [("vit_s16", 64), ("vit_s16_hub", 64), ("resnet50", 256)]:
         b = registry.backbone(name, cfg)
         assert (b.name, b.img_size, b.feature_dim) == (name, 32, dim)
         f = b.forward(images.astype(np.uint8))
@@ -259,9 +259,10 @@ def test_vit_and_blocks_of_the_smoke_backbones(cfg):
     blocks, after = ours.blocks()
     assert [g[0] for g in blocks] == list(ours.vit.blocks) and after == [ours.vit.norm]
     cnn = registry.backbone("resnet50", cfg)
-    assert cnn.vit is None and cnn.extra["gradcam_layer"] == "conv5_block3_out"
+    assert cnn.vit is None and cnn.extra["gradcam_layer"] == "conv5_block1_out"  # tiny: 1/stage
+    assert cnn.extra["cka_layers"] == [f"conv{s}_block1_out" for s in (2, 3, 4, 5)]
     blocks, after = cnn.blocks()
-    assert len(blocks) == 16 and blocks[-1][0].name.startswith("conv5_block3_")
+    assert len(blocks) == 4 and blocks[-1][0].name.startswith("conv5_block1_")
     assert [layer.name for layer in after] == ["avg_pool"]
     assert registry.backbone("vit_s16_hub", cfg).blocks() == ([], [])  # a SavedModel
 

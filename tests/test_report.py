@@ -268,13 +268,23 @@ def test_prerequisites_follow_what_each_chapter_reads(tmp_path):
     names = ["00_a", "01_b", "02_c", "03_d", "04_e", "05_f", "06_g", "07_new"]
     books = [tmp_path / f"{n}.ipynb" for n in names]
     waits = builder.prerequisites(books)
-    assert waits["03_d.ipynb"] == {"02_c.ipynb"}
     assert waits["04_e.ipynb"] == waits["06_g.ipynb"] == {"03_d.ipynb"}
-    assert waits["00_a.ipynb"] == waits["05_f.ipynb"] == set()
+    assert waits["00_a.ipynb"] == waits["03_d.ipynb"] == waits["05_f.ipynb"] == set()
     # a chapter the table does not know waits for every one before it
     assert waits["07_new.ipynb"] == {f"{n}.ipynb" for n in names[:-1]}
     # --only: a prerequisite not run is not waited for
-    assert builder.prerequisites(books[3:5])["03_d.ipynb"] == set()
+    assert builder.prerequisites(books[4:6])["04_e.ipynb"] == set()
+
+
+def test_the_longest_chain_of_work_starts_first():
+    """Critical-path order: 03 (with 04 after it), then the heavy 05, then the rest."""
+    names = ["00_a", "01_b", "02_c", "03_d", "04_e", "05_f", "06_g"]
+    chain = builder.chain_weights(builder.prerequisites([Path(f"{n}.ipynb") for n in names]))
+    order = sorted(chain, key=lambda n: -chain[n])
+    assert order[:3] == ["03_d.ipynb", "05_f.ipynb", "04_e.ipynb"]
+    assert chain["03_d.ipynb"] == builder.WEIGHT["03"] + builder.WEIGHT["04"]
+    unknown = builder.chain_weights({"09_x.ipynb": set()})
+    assert unknown == {"09_x.ipynb": 1}
 
 
 def _timed_notebook(path: Path, log: Path, seconds: float, fail: bool = False) -> None:
@@ -305,7 +315,7 @@ def test_notebooks_run_two_at_once_in_the_order_their_inputs_allow(tmp_path, mon
     nb_dir = tmp_path / "notebooks"
     shutil.copytree(config.project_root() / "notebooks" / "profiles", nb_dir / "profiles")
     log = tmp_path / "log.jsonl"
-    for name, seconds in [("00_a", 3), ("02_c", 1), ("03_d", 1), ("05_f", 3)]:
+    for name, seconds in [("00_a", 2), ("03_d", 1), ("04_e", 1), ("05_f", 3)]:
         _timed_notebook(nb_dir / f"{name}.ipynb", log, seconds)
     monkeypatch.delenv("MPLBACKEND", raising=False)
     before = dict(os.environ)
@@ -323,8 +333,10 @@ def test_notebooks_run_two_at_once_in_the_order_their_inputs_allow(tmp_path, mon
         previous=None,
     )
     rows = {r[0]: r[1:] for r in map(json.loads, log.read_text().splitlines())}
-    assert set(rows) == {"00_a", "02_c", "03_d", "05_f"}
-    assert rows["03_d"][0] >= rows["02_c"][1], "03 started before 02 had finished"
+    assert set(rows) == {"00_a", "03_d", "04_e", "05_f"}
+    assert rows["04_e"][0] >= rows["03_d"][1], "04 started before 03 had finished"
+    first = sorted(rows, key=lambda n: rows[n][0])[:2]
+    assert set(first) == {"03_d", "05_f"}, f"the longest chain and the heaviest first: {rows}"
     spans = sorted(rows.values())
     overlap = any(a[1] > b[0] for a, b in zip(spans, spans[1:]))
     assert overlap, f"no two notebooks ran at once: {rows}"
@@ -340,14 +352,14 @@ def test_a_failure_stops_new_starts_and_the_running_notebook_finishes(tmp_path):
     nb_dir.mkdir()
     log = tmp_path / "log.jsonl"
     _timed_notebook(nb_dir / "00_a.ipynb", log, 3)
-    _timed_notebook(nb_dir / "02_c.ipynb", log, 0, fail=True)
-    _timed_notebook(nb_dir / "03_d.ipynb", log, 0)  # waits for 02, which fails: never starts
+    _timed_notebook(nb_dir / "03_d.ipynb", log, 0, fail=True)
+    _timed_notebook(nb_dir / "04_e.ipynb", log, 0)  # waits for 03, which fails: never starts
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(report.ReportError, match=r"02_c\.ipynb failed"):
+    with pytest.raises(report.ReportError, match=r"03_d\.ipynb failed"):
         builder.run_notebooks(
             builder.notebooks(nb_dir), out, {}, "d", "python3", False, False, 2, None
         )
     ran = [line.split('"')[1] for line in log.read_text().splitlines()]
     assert ran == ["00_a"], ran
-    assert (out / "00_a.key").exists() and not (out / "02_c.key").exists()
+    assert (out / "00_a.key").exists() and not (out / "03_d.key").exists()

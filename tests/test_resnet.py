@@ -71,3 +71,33 @@ def test_download_failure_propagates_with_the_url(monkeypatch):
         resnet.build("imagenet", img_size=32, cache_dir="/nonexistent")
     with pytest.raises(ValueError, match="resnet_weights"):
         resnet.build("places365")
+
+
+def test_tiny_testing_variant_has_resnet50s_design_and_names():
+    """The smoke profile's ResNet: ResNet-50's layer names and block structure (one bottleneck
+    block per stage), so stage outputs, Grad-CAM's layer and fine-tuning's blocks read it as
+    they read ResNet-50; random weights only."""
+    full = resnet.build("random", img_size=64, include_top=True, seed=1)
+    tiny = resnet.build("random", img_size=64, include_top=True, seed=1, variant="testing")
+    assert resnet.stage_outputs(full) == [
+        "conv2_block3_out",
+        "conv3_block4_out",
+        "conv4_block6_out",
+        "conv5_block3_out",
+    ]
+    assert resnet.stage_outputs(tiny) == [f"conv{s}_block1_out" for s in (2, 3, 4, 5)]
+    for name in ("conv1_conv", "conv2_block1_0_conv", "conv5_block1_3_bn", "avg_pool"):
+        assert tiny.get_layer(name).__class__ is full.get_layer(name).__class__
+    # the same strides: the last stage is 1/32 of the input in both
+    assert tiny.get_layer("conv5_block1_out").output.shape[1:3] == (2, 2)
+    assert full.get_layer("conv5_block3_out").output.shape[1:3] == (2, 2)
+    assert tiny.count_params() < full.count_params() / 50
+    assert resnet.count_gmacs(tiny) < resnet.count_gmacs(full) / 50
+    assert 0.3 < resnet.count_gmacs(full) / (3.86 * (64 / 224) ** 2) < 1.1  # the published 3.86
+    x = resnet.preprocess(np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)))
+    f = np.asarray(resnet.build("random", 64, include_top=False, variant="testing")(x))
+    assert f.shape == (2, 256) and np.isfinite(f).all() and f.std() > 1e-3
+    with pytest.raises(ValueError, match="random weights only"):
+        resnet.build("imagenet", img_size=64, variant="testing")
+    with pytest.raises(ValueError, match="unknown ResNet variant"):
+        resnet.build("random", img_size=64, variant="18")

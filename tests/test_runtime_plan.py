@@ -55,6 +55,6 @@ def test_two_at_once_is_bounded_by_the_longest_chain_and_by_the_work():
     two = costs.elapsed(plan, cores=2, jobs=2)
     seconds = {r["notebook"]: r["seconds"] for r in plan}
     assert one == sum(seconds.values())
-    assert two >= seconds["02"] + seconds["03"] + seconds["04"]  # 04 waits for 03, 03 for 02
+    assert two >= seconds["03"] + seconds["04"]  # 04 waits for 03
     assert two >= sum(r["compute"] for r in plan)  # what uses both cores does not overlap
     assert two < one

@@ -310,5 +310,11 @@ def weights(row: Row, cfg) -> tuple[str, str]:
     new backbone needs no parameter of its own."""
     if row.checkpoint:
         return row.checkpoint, getattr(cfg, row.checkpoint)
-    tiny = (cfg.bit_variant if row.builder == "bit" else cfg.vit_variant) == "testing"
-    return f"backbones ({row.name}'s resource)", "generated" if tiny else row.resource
+    return f"backbones ({row.name}'s resource)", "generated" if tiny(row, cfg) else row.resource
+
+
+def tiny(row: Row, cfg) -> bool:
+    """Whether ``cfg`` builds ``row`` tiny (smoke): ``bit_variant`` "testing" for the CNNs
+    (BiT, Keras' ResNet-50), ``vit_variant`` "testing" for the rest."""
+    cnn = row.builder in ("bit", "resnet")
+    return (cfg.bit_variant if cnn else cfg.vit_variant) == "testing"

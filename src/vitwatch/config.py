@@ -109,8 +109,9 @@ PARAMS: dict[str, Param] = {
     "bit_variant": Param(
         str,
         "testing",
-        "BiT ResNetV2 variant (vitwatch.models.resnetv2.VARIANTS): 'testing' builds every BiT "
-        "of the catalogue tiny (smoke); otherwise each is built in its catalogue row's variant",
+        "BiT ResNetV2 variant (vitwatch.models.resnetv2.VARIANTS): 'testing' builds every CNN "
+        "of the catalogue tiny (BiT and ResNet-50: smoke); otherwise each is built in its "
+        "catalogue row's variant",
         ("testing", "R50x1"),
     ),
     "bit_checkpoint": Param(

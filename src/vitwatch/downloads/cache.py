@@ -1,11 +1,18 @@
 """A named resource, served locally when it can be: from the folder where the user put it by
 hand (checked against the published digest), from the cache (``<cache_dir>/downloads``), else
-downloaded (:func:`~vitwatch.downloads.transfer.download`) and, for archives, extracted."""
+downloaded (:func:`~vitwatch.downloads.transfer.download`) and, for archives, extracted.
+
+One process at a time makes a resource (:func:`vitwatch.fileio.exclusive` on
+``<cache_dir>/locks/<file>.lock``): two notebooks running at once that need the same file
+do not download or extract it twice, and neither reads it half made."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+from vitwatch import fileio
 
 from .archives import extract
 from .checks import expected_digest, file_digest
@@ -52,8 +59,15 @@ def fetch(
             if not res.extract and digest is not None:
                 _check_handed_in(local / res.fname, res, digest)
             return local / res.fname
-        if res.extract and (local / res.file).is_file():
+    lock = cache_subdir(cache_dir, "locks") / f"{res.file}.lock"
+    with fileio.exclusive(lock, log=lambda m: print(m, file=sys.stderr, flush=True)):
+        if local_dir and res.extract and (local / res.file).is_file():
             return extract(_checked(local / res.file, res, digest), cache / res.fname, res.expect)
+        return _fetch(res, cache, digest, retries, timeout, progress)
+
+
+def _fetch(res: Resource, cache: Path, digest, retries, timeout, progress) -> Path:
+    """:func:`fetch` from the cache or the network, under the resource's lock."""
     target = cache / res.fname
     if res.extract and _complete(res, target):
         return target

@@ -310,34 +310,36 @@ def _bit(name, path, variant, img_size, i21k, what):
     )
 
 
-def _resnet(name, weights, img_size, cache_dir, seed, gmacs):
-    """Keras' ResNet-50 (``weights``: "imagenet" or random with ``seed``), pooled features;
-    ``gmacs``: its published count at ``img_size``."""
-    full = resnet.build(weights, img_size, include_top=True, cache_dir=cache_dir, seed=seed)
+def _resnet(name, weights, img_size, cache_dir, seed, gmacs, variant="50"):
+    """Keras' ResNet-50 (``weights``: "imagenet" or random with ``seed``; ``variant`` "testing":
+    the tiny copy of :mod:`.resnet`), pooled features; ``gmacs``: its published count at
+    ``img_size`` (the tiny one's: counted)."""
+    full = resnet.build(
+        weights, img_size, include_top=True, cache_dir=cache_dir, seed=seed, variant=variant
+    )
     model = keras.Model(full.input, full.get_layer("avg_pool").output, name=name)
     if weights == "imagenet":
         identity = file_digest(downloads.fetch("resnet50_imagenet", cache_dir))
     else:
         identity = f"random{seed}"
+    if variant != "50":
+        identity, gmacs = f"{identity}-{variant}", resnet.count_gmacs(full)
+    stages = resnet.stage_outputs(model)
     return dict(
         model=model,
         preprocess=resnet.preprocess,
         img_size=img_size,
-        feature_dim=2048,
+        feature_dim=model.output_shape[-1],
         head=resnet.imagenet_head(full),
         source=weights,
         key=_key(name, img_size, "caffe", identity),
-        description=f"ResNet-50 v1 (Keras applications, {weights} weights)",
+        description=(
+            f"ResNet-50 v1 (Keras applications, {weights} weights)"
+            if variant == "50"
+            else f"tiny ResNet v1 ('{variant}': {resnet.VARIANTS[variant]}, {weights} weights)"
+        ),
         gmacs=gmacs,
-        extra={
-            "gradcam_layer": "conv5_block3_out",
-            "cka_layers": [
-                "conv2_block3_out",
-                "conv3_block4_out",
-                "conv4_block6_out",
-                "conv5_block3_out",
-            ],
-        },
+        extra={"gradcam_layer": stages[-1], "cka_layers": stages},
     )
 
 
@@ -352,10 +354,10 @@ def _parts(name: str, cfg) -> dict:
     if row.builder == "resnet":
         seed = cfg.seed + row.stand_in_seed
         gmacs = row.gmacs * (cfg.img_size / row.input_size) ** 2  # published, scaled by pixels
-        return _resnet(name, spec, cfg.img_size, cfg.cache_dir, seed, gmacs)
+        variant = "testing" if catalogue.tiny(row, cfg) else "50"
+        return _resnet(name, spec, cfg.img_size, cfg.cache_dir, seed, gmacs, variant)
     # the profile's "testing" variant builds every row tiny (smoke); else the row's own
-    profile_variant = cfg.bit_variant if row.builder == "bit" else cfg.vit_variant
-    variant = profile_variant if profile_variant == "testing" else row.variant
+    variant = "testing" if catalogue.tiny(row, cfg) else row.variant
     if row.builder == "hub":
         seed = cfg.seed + row.stand_in_seed
         path, what = _hub_savedmodel(spec, cfg.cache_dir, variant, cfg.img_size, seed)

@@ -20,11 +20,15 @@ from .resources import preflight
 REPORT_NAME = "vitwatch-report"
 
 # What each chapter reads from another: a notebook starts once those it is listed after have
-# finished. 02 and 03 both load the data set and the ViT checkpoint (downloading them in
-# quick/full), so 03 waits for 02 instead of racing it for the same files; 04 and 06 read 03's
-# results; 00, 01 and 05 read nothing another notebook writes. A notebook not listed here (a
+# finished. 04 and 06 read 03's results; the others read nothing another notebook writes (02
+# and 03 load the same data set and ViT checkpoint, but one process at a time makes a
+# download, the other waiting for it: vitwatch.downloads.fetch). A notebook not listed here (a
 # new chapter) runs after every notebook before it.
-AFTER = {"00": (), "01": (), "02": (), "03": ("02",), "04": ("03",), "05": (), "06": ("03",)}
+AFTER = {"00": (), "01": (), "02": (), "03": (), "04": ("03",), "05": (), "06": ("03",)}
+# Rough share of a report's time per chapter (smoke and quick alike), for the order in which
+# notebooks free to start are started: the longest chain of work first (03 then 04), then the
+# heaviest, so that the other kernel is not left alone with a long notebook at the end.
+WEIGHT = {"00": 1, "01": 2, "02": 1, "03": 10, "04": 3, "05": 7, "06": 2}
 
 
 def notebooks(notebooks_dir: Path) -> list[Path]:
@@ -198,6 +202,23 @@ def prerequisites(books: list[Path]) -> dict[str, set[str]]:
     return {name[p]: {name[q] for q in w} for p, w in waits_for(list(name)).items()}
 
 
+def chain_weights(waits_for: dict[str, set[str]]) -> dict[str, float]:
+    """{notebook name: its :data:`WEIGHT` plus the heaviest chain of notebooks waiting for it}
+    (critical-path priority; an unknown chapter weighs 1)."""
+    weight = {n: WEIGHT.get(n[:2], 1) for n in waits_for}
+    out: dict[str, float] = {}
+
+    def chain(n: str) -> float:
+        if n not in out:
+            after = [m for m, w in waits_for.items() if n in w]
+            out[n] = weight[n] + max((chain(m) for m in after), default=0)
+        return out[n]
+
+    for n in waits_for:
+        chain(n)
+    return out
+
+
 def run_notebooks(
     books: list[Path],
     executed_dir: Path,
@@ -215,8 +236,7 @@ def run_notebooks(
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     waits_for = prerequisites(books)
-    # the chain that unblocks most notebooks first (03 before 00: 04 and 06 wait for it)
-    blocks = {nb.name: sum(nb.name in w for w in waits_for.values()) for nb in books}
+    blocks = chain_weights(waits_for)  # the longest chain of work first, then in order
     index = {nb.name: i for i, nb in enumerate(books, 1)}
     todo, done, timings = [nb for nb in books], set(), {}
     head = lambda nb: f"[{index[nb.name]}/{len(books)}] {nb.name}"  # noqa: E731
