@@ -363,3 +363,32 @@ def test_a_failure_stops_new_starts_and_the_running_notebook_finishes(tmp_path):
     ran = [line.split('"')[1] for line in log.read_text().splitlines()]
     assert ran == ["00_a"], ran
     assert (out / "00_a.key").exists() and not (out / "03_d.key").exists()
+
+
+def test_a_kernel_shut_down_after_its_notebook_is_not_interrupted(monkeypatch):
+    """nbclient shuts a kernel down with km.shutdown_kernel(); jupyter_client would SIGINT it
+    first (ipykernel then logs "KeyboardInterrupt caught in kernel." when the signal lands in
+    a message handler). The report's kernel manager sends no interrupt on that path."""
+    import asyncio
+
+    from jupyter_client.manager import KernelManager
+
+    from vitwatch.report import kernel
+
+    interrupts = []
+
+    async def record(self):
+        interrupts.append(self)
+
+    monkeypatch.setattr(KernelManager, "_async_interrupt_kernel", record)
+    manager = kernel._quiet_kernel_manager()(kernel_name="python3")
+
+    async def start_and_stop():
+        await manager.start_kernel()
+        try:
+            assert manager.has_kernel
+        finally:
+            await manager.shutdown_kernel()  # the call nbclient makes
+
+    asyncio.run(asyncio.wait_for(start_and_stop(), 60))
+    assert interrupts == [] and not manager.has_kernel

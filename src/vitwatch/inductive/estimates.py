@@ -15,11 +15,14 @@ import pandas as pd
 
 from vitwatch.models import small as small_models
 
-# Seconds per optimizer step (batch 128, CIFAR-10 scale) measured on the project's 2-core
-# CI-class machine, one model at a time (fp32, TF 2.21, load average ~2 from other jobs: a
-# slight over-estimate). Used to estimate a profile's runtime on another dataset's run.
+# Seconds per optimizer step (batch 128, CIFAR-10 scale), one model at a time, fp32, TF 2.21,
+# on the project's 2-core AMD EPYC CI machine, idle (December 3; 1.6-1.9x the step times an
+# earlier session measured on its machine). Three models side by side there took 2.57 s per
+# step of all three, 12 % less than one after another (2.92 s): quick's CIFAR-10 grid took
+# 13.8 min alone at size. Used to estimate a profile's runtime on another dataset's run, and
+# by the runtime plan.
 CPU_STEP_SECONDS = {
-    "cifar10": {"resnet": 0.49, "vit": 0.66, "vit_spt_lsa": 0.55, "vit_small_patch": 2.88}
+    "cifar10": {"resnet": 0.83, "vit": 1.05, "vit_spt_lsa": 1.04, "vit_small_patch": 3.84}
 }
 # No GPU was available to measure: a GPU step is *assumed* to cost a fixed 4 ms (kernel
 # launches of a small model) plus 3 x MACs x batch at a sustained 10 TMAC/s (fp32/TF32 on an

@@ -90,6 +90,11 @@ def _quiet_kernel_manager():
             finally:
                 self._vw_shutting_down = False
 
+        # AsyncKernelManager.shutdown_kernel is the base class's function object, bound when
+        # jupyter_client defines the class: without this, nbclient's km.shutdown_kernel()
+        # bypasses the override above and SIGINTs every kernel it shuts down.
+        shutdown_kernel = _async_shutdown_kernel
+
         async def _async_interrupt_kernel(self):
             if not self._vw_shutting_down:
                 await super()._async_interrupt_kernel()
