@@ -59,7 +59,7 @@ def fetch(
             if not res.extract and digest is not None:
                 _check_handed_in(local / res.fname, res, digest)
             return local / res.fname
-    lock = cache_subdir(cache_dir, "locks") / f"{res.file}.lock"
+    lock = Path(cache_dir).expanduser() / "locks" / f"{res.file}.lock"  # made by exclusive()
     with fileio.exclusive(lock, log=lambda m: print(m, file=sys.stderr, flush=True)):
         if local_dir and res.extract and (local / res.file).is_file():
             return extract(_checked(local / res.file, res, digest), cache / res.fname, res.expect)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from vitwatch import catalogue, downloads, fastpath
-from vitwatch.models import hub, offline, resnet, resnetv2, vit
+from vitwatch.models import hub, offline, resnet, resnetv2, small, vit
 
 
 @dataclass
@@ -323,7 +323,7 @@ def _resnet(name, weights, img_size, cache_dir, seed, gmacs, variant="50"):
     else:
         identity = f"random{seed}"
     if variant != "50":
-        identity, gmacs = f"{identity}-{variant}", resnet.count_gmacs(full)
+        identity, gmacs = f"{identity}-{variant}", small.count_macs(full) / 1e9
     stages = resnet.stage_outputs(model)
     return dict(
         model=model,

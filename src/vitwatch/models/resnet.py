@@ -96,25 +96,25 @@ def build(
                 "resnet_weights='random', or a full bit_variant with the ImageNet weights)"
             )
         full = randomize(_tiny(img_size, **VARIANTS[variant]), seed)
-        if include_top:
-            return full
-        return keras.Model(full.input, full.get_layer("avg_pool").output, name="resnet_features")
-    source = None
-    if weights == "imagenet":
-        import os
-        from pathlib import Path
+    else:
+        source = None
+        if weights == "imagenet":
+            import os
+            from pathlib import Path
 
-        from vitwatch import downloads
+            from vitwatch import downloads
 
-        cache_dir = cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache/vitwatch"
-        source = str(downloads.fetch("resnet50_imagenet", cache_dir))
-    # Built with its top at any size: the head sits on a global average pool, so the same
-    # ImageNet weights file fits every input resolution.
-    full = keras.applications.ResNet50(
-        include_top=True, weights=source, input_shape=(img_size, img_size, 3)
-    )
-    if weights == "random":
-        randomize(full, seed)
+            cache_dir = (
+                cache_dir or os.environ.get("VITWATCH_CACHE") or Path.home() / ".cache/vitwatch"
+            )
+            source = str(downloads.fetch("resnet50_imagenet", cache_dir))
+        # Built with its top at any size: the head sits on a global average pool, so the same
+        # ImageNet weights file fits every input resolution.
+        full = keras.applications.ResNet50(
+            include_top=True, weights=source, input_shape=(img_size, img_size, 3)
+        )
+        if weights == "random":
+            randomize(full, seed)
     if include_top:
         return full
     return keras.Model(full.input, full.get_layer("avg_pool").output, name="resnet50_features")
@@ -165,19 +165,6 @@ def stage_outputs(model: keras.Model) -> list[str]:
             stage, block = int(m.group(1)), int(m.group(2))
             last[stage] = max(last.get(stage, (0, "")), (block, layer.name))
     return [last[s][1] for s in sorted(last)]
-
-
-def count_gmacs(model: keras.Model) -> float:
-    """Multiply-accumulates of one forward pass, in billions (convolutions and dense layers)."""
-    macs = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw = layer.kernel_size
-            macs += h * w * kh * kw * layer.input.shape[-1] * cout
-        elif isinstance(layer, keras.layers.Dense):
-            macs += layer.input.shape[-1] * layer.units
-    return macs / 1e9
 
 
 def imagenet_head(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:

@@ -205,13 +205,12 @@ def prerequisites(books: list[Path]) -> dict[str, set[str]]:
 def chain_weights(waits_for: dict[str, set[str]]) -> dict[str, float]:
     """{notebook name: its :data:`WEIGHT` plus the heaviest chain of notebooks waiting for it}
     (critical-path priority; an unknown chapter weighs 1)."""
-    weight = {n: WEIGHT.get(n[:2], 1) for n in waits_for}
     out: dict[str, float] = {}
 
     def chain(n: str) -> float:
         if n not in out:
             after = [m for m, w in waits_for.items() if n in w]
-            out[n] = weight[n] + max((chain(m) for m in after), default=0)
+            out[n] = WEIGHT.get(n[:2], 1) + max((chain(m) for m in after), default=0)
         return out[n]
 
     for n in waits_for:
@@ -236,7 +235,7 @@ def run_notebooks(
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     waits_for = prerequisites(books)
-    blocks = chain_weights(waits_for)  # the longest chain of work first, then in order
+    priority = chain_weights(waits_for)  # the longest chain of work first, then in order
     index = {nb.name: i for i, nb in enumerate(books, 1)}
     todo, done, timings = [nb for nb in books], set(), {}
     head = lambda nb: f"[{index[nb.name]}/{len(books)}] {nb.name}"  # noqa: E731
@@ -263,7 +262,7 @@ def run_notebooks(
         running = {}
         while todo or running:
             ready = [nb for nb in todo if waits_for[nb.name] <= done]
-            ready.sort(key=lambda nb: (-blocks[nb.name], index[nb.name]))
+            ready.sort(key=lambda nb: (-priority[nb.name], index[nb.name]))
             while error is None and ready and len(running) < max(1, jobs):
                 nb = ready.pop(0)
                 todo.remove(nb)
