@@ -95,3 +95,42 @@ def test_low_precision_check_against_fp32():
     assert not bad["safe"] and bad["top1_agreement"] < 0.5
     with pytest.raises(ValueError, match="shapes differ"):
         fastpath.agrees_with_fp32(logits, logits[:3])
+
+
+def test_the_measured_function_runs_without_tracing_again(tmp_path, monkeypatch):
+    """The path chosen by measurement is the function that was timed: not traced (or
+    XLA-compiled) a second time; a choice read back from the cache carries no timing."""
+    monkeypatch.setattr(fastpath, "MIN_BATCH_SECONDS", 0.0)  # graph and XLA both tried
+    traces = []
+
+    def fn(x):
+        traces.append(1)  # runs once per tracing
+        return x * 2.0
+
+    call = fastpath.auto_function(fn, "m", tmp_path, log=None)
+    x = tf.ones((4, 3))
+    for _ in range(3):
+        np.testing.assert_allclose(call(x).numpy(), 2.0)
+    assert len(traces) == 2, "graph and XLA traced once each, the winner not again"
+    assert call.measured[(4, 3)]["reason"] == "measured"
+    again = fastpath.auto_function(fn, "m", tmp_path, log=None)
+    again(x)
+    assert again.measured == {} and len(traces) == 3
+
+
+def test_cost_table_takes_the_fast_paths_timing_when_just_measured():
+    from vitwatch import costs
+
+    calls = []
+    bb = types.SimpleNamespace(
+        img_size=8,
+        model=types.SimpleNamespace(weights=[np.zeros((3, 4), np.float32)]),
+        gmacs=1.0,
+        forward=lambda images: calls.append(len(images)),
+        path_timing=lambda shape: {"jit": False, "graph_s": 0.5, "xla_s": None},
+    )
+    assert costs.measure_cost(bb, batch_size=4)["images_per_second"] == 8.0
+    assert calls == [4], "one warm-up batch, nothing timed again"
+    bb.path_timing = lambda shape: None  # a remembered choice: timed here
+    assert costs.measure_cost(bb, batch_size=4, n_batches=3)["images_per_second"] > 0
+    assert calls == [4] * 5

@@ -219,3 +219,31 @@ def test_a_run_sharing_the_cache_that_finishes_first_is_taken_not_an_error(
     again = features.extract(stub(), split, "train", cfg, shard_size=8)
     np.testing.assert_array_equal(again, done)
     assert calls[0].startswith("shard_") and not list(folder.glob("shard_*"))
+
+
+def test_batches_are_computed_two_at_once_in_order_the_first_alone():
+    import threading
+    import time
+
+    lock, running, most, order = threading.Lock(), [0], [0], []
+
+    def forward(x):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            order.append(("start", int(x[0])))
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            order.append(("end", int(x[0])))
+        return x * 10
+
+    stream = [(np.array([i]), np.array([i])) for i in range(6)]
+    out = list(features.forwarded(stream, forward, warm=False, in_flight=2))
+    assert [int(o[0]) for o, _ in out] == [0, 10, 20, 30, 40, 50]
+    assert [int(i[0]) for _, i in out] == list(range(6))
+    assert most[0] == 2, "two batches in flight"
+    assert order[:2] == [("start", 0), ("end", 0)], "the first batch runs alone"
+    most[0] = 0
+    assert len(list(features.forwarded(stream, forward, in_flight=1))) == 6 and most[0] == 1
+    assert list(features.forwarded([], forward, warm=False)) == []

@@ -287,15 +287,28 @@ def test_the_longest_chain_of_work_starts_first():
     assert unknown == {"09_x.ipynb": 1}
 
 
+def test_background_notebooks_run_niced_and_a_lone_one_not():
+    chain = {"03": 13, "04": 3, "05": 7, "06": 2}
+    assert builder.background_niceness("03", ["05", "04"], chain, parallel=True) == 0
+    assert builder.background_niceness("05", ["03", "04"], chain, parallel=True) > 0
+    assert builder.background_niceness("04", ["06"], chain, parallel=True) == 0
+    assert builder.background_niceness("05", ["03"], chain, parallel=False) == 0
+    assert kernel.niced(["python", "-m", "k"], 0) == ["python", "-m", "k"]
+    assert kernel.niced(["python"], 10)[-1] == "python"
+    if os.name == "posix" and shutil.which("nice"):
+        assert kernel.niced(["python"], 10) == ["nice", "-n", "10", "python"]
+
+
 def _timed_notebook(path: Path, log: Path, seconds: float, fail: bool = False) -> None:
-    """A notebook that logs its start and end times (and its kernel's environment) to ``log``."""
+    """A notebook that logs its start and end times, its kernel's environment and scheduling
+    priority to ``log``."""
     code = (
         "import json, os, time\n"
         f"t0 = time.time(); time.sleep({seconds})\n"
         + ("raise ValueError('boom')\n" if fail else "")
         + f"with open({str(log)!r}, 'a') as f:\n"
-        f"    f.write(json.dumps([{path.stem!r}, t0, time.time(), os.environ.get('MPLBACKEND')])"
-        " + '\\n')"
+        f"    f.write(json.dumps([{path.stem!r}, t0, time.time(), os.environ.get('MPLBACKEND'),"
+        " os.getpriority(os.PRIO_PROCESS, 0)]) + '\\n')"
     )
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -343,6 +356,10 @@ def test_notebooks_run_two_at_once_in_the_order_their_inputs_allow(tmp_path, mon
     # each kernel got the notebook environment; this process's own was left as it was
     assert {r[2] for r in rows.values()} == {"module://matplotlib_inline.backend_inline"}
     assert dict(os.environ) == before
+    # the head of the longest chain at this process's priority, the other in the background
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert rows["03_d"][3] == base
+    assert rows["05_f"][3] == min(19, base + builder.BACKGROUND_NICENESS)
     printed = capsys.readouterr().out
     assert printed.count("running ...") == 4 and printed.count("done in") == 4
 

@@ -94,12 +94,17 @@ def _timed(fn, x) -> float:
     return time.perf_counter() - t0
 
 
-def measure(fn: Callable, x, log: Callable[[str], None] | None = None) -> dict:
+def measure(
+    fn: Callable, x, log: Callable[[str], None] | None = None, keep: dict | None = None
+) -> dict:
     """Time ``fn`` as a TF graph and under XLA on ``x``: ``{"jit": bool, "graph_s", "xla_s",
-    "reason"}``. The first call of each is a warm-up (tracing, XLA compilation)."""
+    "reason"}``. The first call of each is a warm-up (tracing, XLA compilation). ``keep``, when
+    given, receives the traced functions (``"graph"``, ``"xla"``), for the caller to run the
+    chosen one without tracing or compiling it again."""
     import tensorflow as tf
 
-    graph = tf.function(fn)
+    keep = {} if keep is None else keep
+    graph = keep["graph"] = tf.function(fn)
     _timed(graph, x)
     graph_s = _timed(graph, x)
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -123,6 +128,7 @@ def measure(fn: Callable, x, log: Callable[[str], None] | None = None) -> dict:
             "xla_s": None,
             "reason": f"XLA failed: {str(exc).splitlines()[0][:200]}",
         }
+    keep["xla"] = xla
     xla_s = _timed(xla, x)
     graph_s = min(graph_s, _timed(graph, x))  # alternated: fairer on a busy machine
     xla_s = min(xla_s, _timed(xla, x))
@@ -143,10 +149,16 @@ def measure(fn: Callable, x, log: Callable[[str], None] | None = None) -> dict:
 
 
 def choose(
-    fn: Callable, x, name: str, cache_dir=None, log: Callable[[str], None] | None = print
+    fn: Callable,
+    x,
+    name: str,
+    cache_dir=None,
+    log: Callable[[str], None] | None = print,
+    keep: dict | None = None,
 ) -> bool:
     """Whether to XLA-compile ``fn`` for inputs shaped like ``x``: forced by ``VITWATCH_JIT``,
-    else remembered in the cache, else measured now (and remembered)."""
+    else remembered in the cache, else measured now (and remembered; ``keep`` then receives
+    the measurement as ``"choice"`` and the traced functions, see :func:`measure`)."""
     forced = os.environ.get("VITWATCH_JIT", "").strip().lower()
     if forced:
         if forced not in ("graph", "xla"):
@@ -156,7 +168,9 @@ def choose(
     path = _store(cache_dir)
     choice = _read(path).get(key)
     if choice is None:
-        choice = {**measure(fn, x, log), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        choice = {**measure(fn, x, log, keep), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        if keep is not None:
+            keep["choice"] = choice
         fileio.write_json(path, {**_read(path), key: choice}, indent=1)  # others' meanwhile
     return bool(choice["jit"])
 
@@ -169,18 +183,26 @@ def auto_function(
     jit: bool | None = None,
 ) -> Callable:
     """``fn`` compiled on the path that :func:`choose` picks for the first input it gets
-    (one choice per input shape), or on the one ``jit`` forces (a device policy's)."""
+    (one choice per input shape; when measured now, the function it timed, already traced),
+    or on the one ``jit`` forces (a device policy's). ``call.measured``: {shape: the
+    measurement made by this process}, for a cost table that need not time it again."""
     import tensorflow as tf
 
     compiled: dict[tuple, Callable] = {}
+    measured: dict[tuple, dict] = {}
 
     def call(x):
         shape = tuple(x.shape)
         if shape not in compiled:
-            xla = choose(fn, x, name, cache_dir, log) if jit is None else jit
-            compiled[shape] = tf.function(fn, jit_compile=xla)
+            keep: dict = {}
+            xla = choose(fn, x, name, cache_dir, log, keep) if jit is None else jit
+            if "choice" in keep:
+                measured[shape] = keep["choice"]
+            timed = keep.get("xla" if xla else "graph")
+            compiled[shape] = timed or tf.function(fn, jit_compile=xla)
         return compiled[shape](x)
 
+    call.measured = measured
     return call
 
 
@@ -219,6 +241,7 @@ def backbone_forward(
         out = np.asarray(fn(tf.convert_to_tensor(images)), dtype=np.float32)
         return out[:n].reshape(n, -1)  # (B, D)
 
+    forward.measured = fn.measured
     return forward
 
 

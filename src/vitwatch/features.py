@@ -57,6 +57,10 @@ AUGMENTATION = "random_resized_crop(scale=(0.35, 1.0), ratio=(3/4, 4/3), bilinea
 NATIVE_VIEWS = {"vit": (0.9, "bicubic"), "resnet": (0.875, "bilinear"), "bit": (1.0, "bilinear")}
 DEFAULT_NATIVE = (0.875, "bilinear")
 EVAL_VIEWS = ("native", "squash")
+# Backbone batches computed at once. One batch alone leaves cores idle on a small CPU (its
+# single-threaded operations, the hand-over between batches); two in flight measured +7 %
+# images/s for ViT-S/16 and +16 % for ResNet-50 on 2 cores (AMD EPYC), at no more CPU per image.
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,34 @@ class ExtractStats:
     compute_seconds: float  # computing the whole entry, over every run that computed part of it
     images_per_second: float | None  # of that computation
     cache_dir: str
+
+
+def forwarded(stream, forward: Callable, warm: bool = True, in_flight: int = IN_FLIGHT):
+    """``(forward(x), idx)`` for each ``(x, idx)`` of ``stream``, in order, with up to
+    ``in_flight`` batches computed at once (threads: TensorFlow releases the GIL). Unless
+    ``warm``, the first batch runs alone: it traces the function and measures its fast path."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(stream)
+    if not warm:
+        first = next(it, None)
+        if first is None:
+            return
+        yield forward(first[0]), first[1]
+    if in_flight <= 1:
+        yield from ((forward(x), idx) for x, idx in it)
+        return
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="forward") as pool:
+        pending: deque = deque()
+        for x, idx in it:
+            pending.append((pool.submit(forward, x), idx))
+            if len(pending) >= in_flight:
+                future, done = pending.popleft()
+                yield future.result(), done
+        while pending:
+            future, done = pending.popleft()
+            yield future.result(), done
 
 
 def _function_id(fn) -> str:
@@ -289,8 +321,7 @@ def extract_with_stats(
                     split, backbone, batch_size, eval_view, indices=range(s, e), log=log
                 )
             )
-            for x, idx in stream:
-                out = forward(x)  # (B, D)
+            for out, idx in forwarded(stream, forward, warm=computed > 0):  # out: (B, D)
                 if not np.all(np.isfinite(out)):
                     raise ValueError(
                         f"features {label}: non-finite features from the "

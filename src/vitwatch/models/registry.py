@@ -77,6 +77,12 @@ class Backbone:
                 self._forward = self._eager
         return self._forward(images)  # (B, D)
 
+    def path_timing(self, shape) -> dict | None:
+        """The fast path's measurement this process made on input ``shape`` (the first
+        :meth:`forward` call's; :func:`vitwatch.fastpath.measure`), None if none was made (a
+        choice remembered, forced or eager)."""
+        return getattr(self._forward, "measured", {}).get(tuple(shape))
+
     def _eager(self, images) -> np.ndarray:
         out = self.model(self.preprocess(np.asarray(images).astype(np.float32)))
         if isinstance(out, dict):  # TFSMLayer returns {name: tensor}

@@ -61,8 +61,9 @@ class _DropUnknownParameter:
         return True
 
 
-def _quiet_kernel_manager():
-    """A kernel manager that starts kernels without start-up and shutdown noise, at its source.
+def _quiet_kernel_manager(niceness: int = 0):
+    """A kernel manager that starts kernels without start-up and shutdown noise, at its source,
+    at scheduling priority ``niceness`` (POSIX ``nice``; 0: unchanged).
 
     - IPC transport (POSIX): ipykernel warns "Kernel is running over TCP without encryption"
       for every TCP kernel; a kernel on local Unix sockets has nothing to warn about. Each
@@ -100,6 +101,7 @@ def _quiet_kernel_manager():
                 await super()._async_interrupt_kernel()
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kernel_cmd = niced(kernel_cmd, niceness)
             # the kernel's own environment, not this process's: notebooks may run at once
             kw["env"] = {**(kw.get("env") or os.environ), **kernel_environment()}
             # ipykernel echoes everything written to the kernel's file descriptor 2 (C libraries
@@ -120,6 +122,17 @@ def _quiet_kernel_manager():
             ).start()
 
     return QuietKernelManager
+
+
+def niced(cmd: list[str], niceness: int) -> list[str]:
+    """``cmd`` run at scheduling priority ``niceness`` (``nice -n``) where the ``nice`` program
+    exists (POSIX), else as it is. Every thread of the process inherits it (``setpriority`` on
+    a running process reaches only its main thread on Linux)."""
+    import shutil
+
+    if not niceness or os.name != "posix" or shutil.which("nice") is None:
+        return list(cmd)
+    return ["nice", "-n", str(int(niceness)), *cmd]
 
 
 def kernel_environment() -> dict[str, str]:
@@ -148,10 +161,15 @@ def kernel_environment() -> dict[str, str]:
 
 
 def execute(
-    nb: Path, out: Path, parameters: dict, kernel: str = "python3", stream: bool = False
+    nb: Path,
+    out: Path,
+    parameters: dict,
+    kernel: str = "python3",
+    stream: bool = False,
+    niceness: int = 0,
 ) -> float:
-    """Run one notebook with papermill; raise ReportError naming the notebook and cell on
-    failure."""
+    """Run one notebook with papermill (its kernel at priority ``niceness``); raise ReportError
+    naming the notebook and cell on failure."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -167,7 +185,7 @@ def execute(
             progress_bar=False,
             log_output=stream,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_quiet_kernel_manager(),
+            kernel_manager_class=_quiet_kernel_manager(niceness),
         )
     except PapermillExecutionError as exc:
         raise ReportError(
