@@ -18,7 +18,7 @@ does, with every download answered by a loopback mirror of the real hosts:
 
 ``vitwatch rehearsal --at-size`` times ``make report PROFILE=quick`` instead: every notebook
 (00-06), two at once as the report runs them (:func:`vitwatch.report.builder.run_notebooks`),
-under ``quick`` itself, no overrides, with stand-ins as large as what quick reads (10 training
+under ``quick`` itself, no overrides, with stand-ins as large as what quick reads (8 training
 and 5 test photographs per breed at Stanford Dogs' sizes, the full-size checkpoints, CIFAR-10
 pools as large as its subsets). The arithmetic is the real run's; only the pixels and weights
 are random, so fine-tuning's early stopping and the probes' grids may stop at other points.

@@ -107,13 +107,15 @@ def _quiet_kernel_manager(niceness: int = 0):
             # ipykernel echoes everything written to the kernel's file descriptor 2 (C libraries
             # included) to the terminal: pass it through a filter of start-up lines.
             if kw.get("stderr") is not None:
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return group_niceness(getattr(self.provisioner, "pid", None), niceness)
             read_fd, write_fd = os.pipe()
             kw["stderr"] = write_fd
             try:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             finally:
                 os.close(write_fd)
+            group_niceness(getattr(self.provisioner, "pid", None), niceness)
             threading.Thread(
                 target=noise.filter_stream,
                 args=(read_fd, sys.stderr),
@@ -133,6 +135,22 @@ def niced(cmd: list[str], niceness: int) -> list[str]:
     if not niceness or os.name != "posix" or shutil.which("nice") is None:
         return list(cmd)
     return ["nice", "-n", str(int(niceness)), *cmd]
+
+
+def group_niceness(pid: int | None, niceness: int) -> bool:
+    """Give the scheduling group of process ``pid`` the niceness ``niceness``; whether it was
+    set. A kernel starts a session of its own, and where Linux groups each session's processes
+    (``/proc/sys/kernel/sched_autogroup_enabled``), groups share the CPU equally whatever the
+    niceness of the processes inside: the group's own niceness (``/proc/PID/autogroup``) is
+    what gives way to the other kernel. Nothing to do (False) elsewhere."""
+    path = Path(f"/proc/{pid}/autogroup")
+    if not niceness or pid is None or not path.exists():
+        return False
+    try:
+        path.write_text(str(int(niceness)))
+    except OSError:
+        return False
+    return True
 
 
 def kernel_environment() -> dict[str, str]:
