@@ -288,11 +288,13 @@ def test_the_longest_chain_of_work_starts_first():
 
 
 def test_background_notebooks_run_niced_and_a_lone_one_not():
-    chain = {"03": 13, "04": 3, "05": 7, "06": 2}
-    assert builder.background_niceness("03", ["05", "04"], chain, parallel=True) == 0
-    assert builder.background_niceness("05", ["03", "04"], chain, parallel=True) > 0
-    assert builder.background_niceness("04", ["06"], chain, parallel=True) == 0
-    assert builder.background_niceness("05", ["03"], chain, parallel=False) == 0
+    names = ["00_a", "01_b", "02_c", "03_d", "04_e", "05_f", "06_g"]
+    waits = builder.prerequisites([Path(f"{n}.ipynb") for n in names])
+    critical = builder.critical_chain(waits, builder.chain_weights(waits))
+    assert critical == ["03_d.ipynb", "04_e.ipynb"]
+    assert builder.background_niceness("04_e.ipynb", critical, parallel=True) == 0
+    assert builder.background_niceness("05_f.ipynb", critical, parallel=True) > 0
+    assert builder.background_niceness("05_f.ipynb", critical, parallel=False) == 0
     assert kernel.niced(["python", "-m", "k"], 0) == ["python", "-m", "k"]
     assert kernel.niced(["python"], 10)[-1] == "python"
     if os.name == "posix" and shutil.which("nice"):

@@ -110,10 +110,11 @@ REF_GFLOPS = 200.0
 # building and tracing, figures), seconds; 03 per backbone and protocol.
 FIXED_S = {"00": 15, "01": 35, "02": 25, "03": 30, "04": 50, "05": 20, "06": 20}
 PER_BACKBONE_S = 25  # 03: loading, tracing and compiling one backbone, 3 protocols
-# Achieved GFLOP/s of the backbones / matmul peak in the notebooks, end to end: 0.5 brings the
-# plan's 03 for quick to ~27 min, against the 28 min it took alone at size on the AMD EPYC (Dec. 3);
-# `make bench` measures 0.65-0.71 for a backbone alone on a steady stream of batches.
-MODEL_EFFICIENCY = 0.5
+# Achieved GFLOP/s of the backbones / matmul peak in the notebooks, end to end: 0.56 brings the
+# plan's 03 for quick (8 training photos per breed) to the 20.4 min it took at size on the AMD
+# EPYC (Dec. 3, two batches in flight, 05 niced beside it); `make bench` measures 0.65-0.71 for
+# a backbone alone on a steady stream of batches.
+MODEL_EFFICIENCY = 0.56
 # 04's analyses as forward passes of a mean backbone per image: the ViT's attention maps (1),
 # Grad-CAM through both CNNs (2 x 3: a forward and a backward pass), CKA through 3 backbones
 # (3 per CKA image); with one build per backbone (3), quick's 04 comes to ~4 min against the

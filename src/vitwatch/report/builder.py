@@ -29,9 +29,10 @@ AFTER = {"00": (), "01": (), "02": (), "03": (), "04": ("03",), "05": (), "06": 
 # notebooks free to start are started: the longest chain of work first (03 then 04), then the
 # heaviest, so that the other kernel is not left alone with a long notebook at the end.
 WEIGHT = {"00": 1, "01": 2, "02": 1, "03": 10, "04": 3, "05": 7, "06": 2}
-# When notebooks run at once, the one that starts the longest chain left runs at normal
-# priority and the others at this niceness: they take what it leaves idle (its single-threaded
-# stretches) instead of half its cores, so the chain that sets the report's time is not slowed.
+# When notebooks run at once, those of the longest chain of work (03 then 04) run at normal
+# priority and the others at this niceness: they take what the chain leaves idle (its
+# single-threaded stretches) instead of half its cores, so the chain that sets the report's
+# time is not slowed.
 BACKGROUND_NICENESS = 10
 
 
@@ -222,15 +223,21 @@ def chain_weights(waits_for: dict[str, set[str]]) -> dict[str, float]:
     return out
 
 
-def background_niceness(
-    name: str, others: list[str], priority: dict[str, float], parallel: bool
-) -> int:
-    """The niceness of notebook ``name`` started while ``others`` are still to run or running:
-    0 when it heads the longest chain left (``priority``: :func:`chain_weights`) or runs
-    alone, else :data:`BACKGROUND_NICENESS`."""
-    if not parallel or priority[name] >= max((priority[n] for n in others), default=0):
-        return 0
-    return BACKGROUND_NICENESS
+def critical_chain(waits_for: dict[str, set[str]], priority: dict[str, float]) -> list[str]:
+    """The notebooks of the longest chain of work (``priority``: :func:`chain_weights`): the
+    heaviest notebook that waits for none, then at each step the heaviest that waits for it."""
+    chain: list[str] = []
+    free = [n for n, w in waits_for.items() if not w]
+    while free:
+        chain.append(max(free, key=lambda n: (priority[n], n)))
+        free = [m for m, w in waits_for.items() if chain[-1] in w]
+    return chain
+
+
+def background_niceness(name: str, critical: list[str], parallel: bool) -> int:
+    """The niceness of notebook ``name``: 0 on the ``critical`` chain (:func:`critical_chain`)
+    or when notebooks run one at a time, else :data:`BACKGROUND_NICENESS`."""
+    return 0 if not parallel or name in critical else BACKGROUND_NICENESS
 
 
 def run_notebooks(
@@ -251,6 +258,7 @@ def run_notebooks(
 
     waits_for = prerequisites(books)
     priority = chain_weights(waits_for)  # the longest chain of work first, then in order
+    critical = critical_chain(waits_for, priority)  # at normal priority, the others niced
     index = {nb.name: i for i, nb in enumerate(books, 1)}
     todo, done, timings = [nb for nb in books], set(), {}
     head = lambda nb: f"[{index[nb.name]}/{len(books)}] {nb.name}"  # noqa: E731
@@ -281,8 +289,7 @@ def run_notebooks(
             while error is None and ready and len(running) < max(1, jobs):
                 nb = ready.pop(0)
                 todo.remove(nb)
-                left = [b.name for b in todo] + [b.name for b in running.values()]
-                nice[nb.name] = background_niceness(nb.name, left, priority, parallel)
+                nice[nb.name] = background_niceness(nb.name, critical, parallel)
                 running[pool.submit(one, nb)] = nb
             if not running:
                 break  # after a failure: nothing runs, nothing more starts
