@@ -45,9 +45,10 @@ def measure_cost(backbone, batch_size: int = 16, n_batches: int = 3) -> dict[str
     s = backbone.img_size
     images = np.random.default_rng(0).integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8)
     forward(images)  # trace + warm up (and, on first use, the fast path's choice)
-    timing = getattr(backbone, "path_timing", lambda _: None)(images.shape)
-    if timing and timing.get("xla_s" if timing["jit"] else "graph_s"):
-        seconds, n_batches = timing["xla_s" if timing["jit"] else "graph_s"], 1
+    timing = getattr(backbone, "path_timing", lambda _: None)(images.shape) or {}
+    chosen = timing.get("xla_s" if timing.get("jit") else "graph_s")
+    if chosen:
+        seconds, n_batches = chosen, 1
     else:
         t0 = time.perf_counter()
         for _ in range(n_batches):

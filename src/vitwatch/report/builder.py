@@ -276,11 +276,12 @@ def run_notebooks(
             print(f"{head(nb)}: running ...", flush=True)
         else:
             print(f"{head(nb)} ...", end=" ", flush=True)
-        seconds = execute(nb, target, parameters, kernel, stream=streaming, niceness=nice[nb.name])
+        niceness = background_niceness(nb.name, critical, parallel)
+        seconds = execute(nb, target, parameters, kernel, stream=streaming, niceness=niceness)
         stamp.write_text(key)
         return seconds
 
-    error, nice = None, {}
+    error = None
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="notebook") as pool:
         running = {}
         while todo or running:
@@ -289,7 +290,6 @@ def run_notebooks(
             while error is None and ready and len(running) < max(1, jobs):
                 nb = ready.pop(0)
                 todo.remove(nb)
-                nice[nb.name] = background_niceness(nb.name, critical, parallel)
                 running[pool.submit(one, nb)] = nb
             if not running:
                 break  # after a failure: nothing runs, nothing more starts

@@ -108,20 +108,20 @@ def _quiet_kernel_manager(niceness: int = 0):
             # included) to the terminal: pass it through a filter of start-up lines.
             if kw.get("stderr") is not None:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
-                return group_niceness(getattr(self.provisioner, "pid", None), niceness)
-            read_fd, write_fd = os.pipe()
-            kw["stderr"] = write_fd
-            try:
-                await super()._async_launch_kernel(kernel_cmd, **kw)
-            finally:
-                os.close(write_fd)
+            else:
+                read_fd, write_fd = os.pipe()
+                kw["stderr"] = write_fd
+                try:
+                    await super()._async_launch_kernel(kernel_cmd, **kw)
+                finally:
+                    os.close(write_fd)
+                threading.Thread(
+                    target=noise.filter_stream,
+                    args=(read_fd, sys.stderr),
+                    daemon=True,
+                    name="vitwatch-kernel-stderr",
+                ).start()
             group_niceness(getattr(self.provisioner, "pid", None), niceness)
-            threading.Thread(
-                target=noise.filter_stream,
-                args=(read_fd, sys.stderr),
-                daemon=True,
-                name="vitwatch-kernel-stderr",
-            ).start()
 
     return QuietKernelManager
 
