@@ -13,7 +13,7 @@ help:
 	@echo "make report [PROFILE=full|quick|smoke] [JOBS=2]  execute the notebooks (2 at once), write reports/<profile>/vitwatch-report.{html,pdf}"
 	@echo "make test                               unit tests + every notebook under smoke + the report build"
 	@echo "make lab                                JupyterLab with the project's kernel"
-	@echo "make bench [TIMM_PYTHON=...]            throughput of the backbones and the input pipeline (vs timm)"
+	@echo "make bench [TIMM_PYTHON=...]            throughput of the backbones and the input pipeline (vs timm), 05's training step"
 	@echo "make preflight [PROFILE=...]            check the downloads a profile needs, then stop"
 	@echo "make rehearsal                          notebooks 02-05 on the quick path with full-size stand-ins served locally"
 	@echo "make strip                              remove outputs from notebooks/ before committing"
@@ -52,6 +52,7 @@ rehearsal: $(STAMP)
 # TIMM_PYTHON=/path/to/python (one with torch + timm) adds timm's rows and the ratio to timm
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backbones.py $(if $(TIMM_PYTHON),--timm-python $(TIMM_PYTHON))
+	$(BIN)/python benchmarks/bench_small.py
 
 strip: $(STAMP)
 	$(BIN)/vitwatch strip

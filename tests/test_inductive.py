@@ -175,20 +175,41 @@ def test_runtime_estimates(monkeypatch):
 
 
 def test_device_settings(monkeypatch):
-    """float32 and no XLA without a GPU (CPU unchanged); XLA on a GPU, bfloat16 from compute
-    capability 8.0."""
+    """float32, no XLA and one run at a time without a GPU (CPU unchanged); XLA and runs
+    stacked on a GPU, bfloat16 from compute capability 8.0; the environment overrides the
+    number of runs at once."""
     import tensorflow as tf
 
-    assert trainer_mod.device_settings([]) == {"precision": "float32", "jit": False}
+    monkeypatch.delenv(trainer_mod.RUNS_AT_ONCE_ENV, raising=False)
+    cpu = {"precision": "float32", "jit": False, "runs_at_once": 1, "memory_bytes": 0}
+    assert trainer_mod.device_settings([]) == cpu
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    assert trainer_mod.device_settings() == {"precision": "float32", "jit": False}
+    assert trainer_mod.device_settings() == cpu
     h100 = types.SimpleNamespace(name="/physical_device:GPU:0", device_type="GPU")
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [h100])
     details = {"device_name": "H100", "compute_capability": (9, 0)}
     monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda d: details)
-    assert trainer_mod.device_settings() == {"precision": "mixed_bfloat16", "jit": True}
+    many = trainer_mod.MAX_RUNS_AT_ONCE
+    assert trainer_mod.device_settings() == {
+        "precision": "mixed_bfloat16",
+        "jit": True,
+        "runs_at_once": many,
+        "memory_bytes": 0,  # not reported by the mocked device
+    }
     t4 = {"name": "T4", "compute_capability": (7, 5), "memory_bytes": 16 << 30}
-    assert trainer_mod.device_settings([t4]) == {"precision": "float32", "jit": True}
+    assert trainer_mod.device_settings([t4]) == {
+        "precision": "float32",
+        "jit": True,
+        "runs_at_once": many,
+        "memory_bytes": 16 << 30,
+    }
+    monkeypatch.setenv(trainer_mod.RUNS_AT_ONCE_ENV, "1")
+    assert trainer_mod.device_settings([t4])["runs_at_once"] == 1
+    monkeypatch.setenv(trainer_mod.RUNS_AT_ONCE_ENV, "4")
+    assert trainer_mod.device_settings([])["runs_at_once"] == 4
+    monkeypatch.setenv(trainer_mod.RUNS_AT_ONCE_ENV, "lots")
+    with pytest.raises(ValueError, match="VITWATCH_RUNS_AT_ONCE.*'lots'"):
+        trainer_mod.device_settings([])
 
 
 def test_mixed_bfloat16_trainer_runs():

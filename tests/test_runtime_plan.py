@@ -58,3 +58,24 @@ def test_two_at_once_is_bounded_by_the_longest_chain_and_by_the_work():
     assert two >= seconds["03"] + seconds["04"]  # 04 waits for 03
     assert two >= sum(r["compute"] for r in plan)  # what uses both cores does not overlap
     assert two < one
+
+
+def test_on_a_gpu_notebook_05_is_planned_as_its_own_gpu_estimate():
+    """With a GPU, 05's row is the step time notebook 05's GPU estimate assumes (its runs
+    stacked), not the CPU reference scaled by the probe's matmul speed."""
+    from vitwatch.inductive import estimates
+
+    full = config.from_profile("full")
+    gpu = {**FAST, "gflops": 100_000.0, "gpu": True}
+    row = costs.runtime_plan(full, gpu)[5]
+    steps = estimates.gpu_steps(full)
+    assert set(steps) == set(full.small_models)
+    expected = estimates.estimate_seconds(
+        steps, full.small_train_sizes, full.small_seeds, full.small_epochs, 128
+    )
+    assert row["compute"] == expected and row["seconds"] > expected
+    # stacked: the fixed cost per step is shared by the runs of a model
+    runs = len(full.small_train_sizes) * full.small_seeds
+    macs = estimates._macs("vit", "cifar10")
+    assert steps["vit"] == estimates.gpu_step_seconds(macs, 128, runs)
+    assert steps["vit"] < estimates.gpu_step_seconds(macs, 128, 1)

@@ -241,7 +241,8 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
     A model, not a measurement: notebook 03 = the forward passes of :func:`forward_gmacs03` at
     :data:`MODEL_EFFICIENCY` of the measured matmul peak, plus each image decoded once;
     notebook 05 = ``inductive.estimates.estimate_seconds`` with the reference step times scaled
-    by speed.
+    by speed, or on a GPU the step times that notebook 05's own GPU estimate assumes
+    (:func:`.inductive.estimates.gpu_steps`).
     """
     from vitwatch.inductive import estimates
 
@@ -261,6 +262,9 @@ def runtime_plan(cfg, measured: dict) -> list[dict]:
     models = [a for a in cfg.small_models if a in steps]
     batch = 128 if cfg.small_dataset == "cifar10" else 32
     scale = 1.0 if cfg.small_dataset == "cifar10" else 0.05  # digits: 8x8 px, tiny models
+    if measured.get("gpu"):  # the report's GPU estimate: runs stacked, assumed throughput
+        steps, scale = estimates.gpu_steps(cfg), 1.0
+        models = list(steps)
     train05 = scale * estimates.estimate_seconds(
         {a: steps[a] for a in models},
         cfg.small_train_sizes,

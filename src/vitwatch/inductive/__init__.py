@@ -11,6 +11,7 @@ The flow, one module each:
 
 - :mod:`.recipe`: the optimisation settings shared by every model and size (:class:`Recipe`);
 - :mod:`.trainer`: one compiled training loop per model, reused by every run (:class:`Trainer`);
+- :mod:`.stacked`: several runs of one model trained as one program, for a GPU;
 - :mod:`.grid`: every (model, size, seed) run, cached in the results store and resumable
   (:func:`run_grid`), their summary over seeds (:func:`aggregate`, :func:`save_summary`);
 - :mod:`.sentences` and :mod:`.tables`: what the report says and shows, from the numbers;

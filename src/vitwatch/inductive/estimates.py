@@ -8,11 +8,14 @@ train too.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 
 import pandas as pd
 
+from vitwatch.inductive import stacked
+from vitwatch.inductive.trainer import MAX_RUNS_AT_ONCE
 from vitwatch.models import small as small_models
 
 # Seconds per optimizer step (batch 128, CIFAR-10 scale), one model at a time, fp32, TF 2.21,
@@ -25,9 +28,10 @@ CPU_STEP_SECONDS = {
     "cifar10": {"resnet": 0.83, "vit": 1.05, "vit_spt_lsa": 1.04, "vit_small_patch": 3.84}
 }
 # No GPU was available to measure: a GPU step is *assumed* to cost a fixed 4 ms (kernel
-# launches of a small model) plus 3 x MACs x batch at a sustained 10 TMAC/s (fp32/TF32 on an
-# A100/H100-class card). An estimate, stated as such in the report.
-GPU_OVERHEAD_S, GPU_MACS_PER_S = 4e-3, 10e12
+# launches of a small model), shared by the runs trained in one program (:mod:`.stacked`),
+# plus 3 x MACs x batch per run at a sustained 10 TMAC/s (fp32/TF32 on an A100/H100-class
+# card), whose memory is 80 GiB. An estimate, stated as such in the report.
+GPU_OVERHEAD_S, GPU_MACS_PER_S, GPU_MEMORY_BYTES = 4e-3, 10e12, 80 << 30
 
 
 def estimate_seconds(
@@ -46,8 +50,37 @@ def estimate_seconds(
     return float(max(per_model) if side_by_side else sum(per_model))
 
 
-def gpu_step_seconds(macs: int, batch_size: int) -> float:
-    return GPU_OVERHEAD_S + 3 * macs * batch_size / GPU_MACS_PER_S
+def gpu_step_seconds(macs: int, batch_size: int, runs_at_once: int = 1) -> float:
+    """Assumed seconds of one run's step on a GPU, ``runs_at_once`` runs per program."""
+    return GPU_OVERHEAD_S / runs_at_once + 3 * macs * batch_size / GPU_MACS_PER_S
+
+
+@functools.cache
+def _model(arch: str, dataset: str):
+    img, ch = (32, 3) if dataset == "cifar10" else (8, 1)
+    return small_models.build(arch, dataset, img, ch, 10)
+
+
+def _macs(arch: str, dataset: str) -> int:
+    return small_models.count_macs(_model(arch, dataset))
+
+
+def runs_at_once(arch: str, cfg) -> int:
+    """Runs of ``arch`` the GPU estimate assumes trained in one program under ``cfg``: all of
+    them, up to :data:`MAX_RUNS_AT_ONCE` and what fits in :data:`GPU_MEMORY_BYTES`."""
+    batch = 128 if cfg.small_dataset == "cifar10" else 32
+    fit = stacked.runs_that_fit(_model(arch, cfg.small_dataset), batch, GPU_MEMORY_BYTES)
+    return min(len(cfg.small_train_sizes) * cfg.small_seeds, MAX_RUNS_AT_ONCE, fit)
+
+
+def gpu_steps(cfg) -> dict[str, float]:
+    """{model: assumed seconds of one run's step on a GPU} for notebook 05 under ``cfg``
+    (``small_*`` parameters), each model's runs stacked (:func:`runs_at_once`)."""
+    batch = 128 if cfg.small_dataset == "cifar10" else 32
+    return {
+        a: gpu_step_seconds(_macs(a, cfg.small_dataset), batch, runs_at_once(a, cfg))
+        for a in cfg.small_models
+    }
 
 
 def format_hours(hours: float) -> str:
@@ -71,7 +104,6 @@ def profile_estimates(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     measured = runs.groupby("arch")["seconds_per_step"].median().to_dict()
     side_by_side = "side_by_side" in runs and bool(runs["side_by_side"].gt(1).all())
 
-    macs: dict[tuple[str, str], int] = {}  # (arch, dataset) -> MACs, each model built once
     rows = []
     for name in config.PROFILES:
         # the YAML values over the defaults (no paths resolved)
@@ -79,14 +111,9 @@ def profile_estimates(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
             **{**{k: v.default for k, v in config.PARAMS.items()}, **config.load_profile(name)}
         )
         batch = 128 if p.small_dataset == "cifar10" else 32
-        img, ch = (32, 3) if p.small_dataset == "cifar10" else (8, 1)
         same = p.small_dataset == dataset
         cpu = measured if same else CPU_STEP_SECONDS.get(p.small_dataset, {})
-        for a in p.small_models:
-            if (a, p.small_dataset) not in macs:
-                model = small_models.build(a, p.small_dataset, img, ch, 10)
-                macs[a, p.small_dataset] = small_models.count_macs(model)
-        gpu = {a: gpu_step_seconds(macs[a, p.small_dataset], batch) for a in p.small_models}
+        gpu = gpu_steps(p)
         runs = len(p.small_train_sizes) * p.small_seeds * len(p.small_models)
         steps = p.small_epochs * math.ceil(max(p.small_train_sizes) / batch)
         cpu_h = (

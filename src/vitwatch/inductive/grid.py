@@ -5,11 +5,15 @@ Each finished run is written atomically to ``<store>/05_scratch/<dataset>/`` as 
 holding its specification; :func:`run_grid` skips runs whose stored specification matches, so a
 killed run resumes where it stopped and a changed setting reruns only what it changes.
 
-The models train side by side, one thread each (their runs one after another, in grid order):
-TensorFlow runs the small operations of one model mostly on one core, and the threads release
-the interpreter while their graphs run. Every run's numbers are those it gets alone: its
-weights, optimizer, subset, batch order and augmentation are its own, and everything drawn
-from a global random state (the seeds' initial weights) is drawn before the threads start.
+On CPU the models train side by side, one thread each (their runs one after another, in grid
+order): TensorFlow runs the small operations of one model mostly on one core, and the threads
+release the interpreter while their graphs run. On a GPU (``runs_at_once`` > 1 in
+:func:`.trainer.device_settings`) the models train one after another, each one's runs stacked
+into programs of up to ``runs_at_once`` runs (:mod:`.stacked`); a program that does not fit in
+the device's memory is split in two and tried again. Every run's numbers are those it gets
+alone (within float rounding when stacked): its weights, optimizer, subset, batch order and
+augmentation are its own, and everything drawn from a global random state (the seeds' initial
+weights) is drawn before the threads start.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 
 from vitwatch import results, stats
 from vitwatch.data import small as small_data
-from vitwatch.inductive import sentences
+from vitwatch.inductive import sentences, stacked
 from vitwatch.inductive.recipe import Recipe, check_sizes, scale_for
 from vitwatch.inductive.trainer import device_settings, make_trainer, train_one
 from vitwatch.models import small as small_models
@@ -93,38 +97,34 @@ def run_grid(
         expected[n, s, a] = spec(data, a, n, s, rec, settings["precision"])
         stored[n, s, a] = load_run(run_path(store, data.name, a, n, s), expected[n, s, a])
     todo = [key for key in grid if stored[key] is None]
-    models = list(dict.fromkeys(a for _, _, a in todo))  # those training, side by side
+    models = list(dict.fromkeys(a for _, _, a in todo))  # those training
+    keys = {a: [key for key in todo if key[2] == a] for a in models}
     folder = store.sub(SCRATCH_FOLDER, data.name)
+    at_once = int(settings.get("runs_at_once", 1))
 
-    def run(trainer, n: int, s: int, a: str) -> dict:  # on the model's own thread
-        out = {"spec": expected[n, s, a], **train_one(data, trainer, n, s)}
-        out["side_by_side"] = len(models)  # runs training at once: their seconds are shared
+    def save(key, out: dict, side_by_side: int, runs_at_once: int = 1) -> None:
+        n, s, a = key
+        out = {"spec": expected[key], **out}
+        out["side_by_side"] = side_by_side  # models training at once: their seconds are shared
+        out["runs_at_once"] = runs_at_once  # runs in one program: train_seconds is a share
         folder.write_json(f"{a}_n{n}_s{s}.json", out)
-        return out
+        stored[key] = out
 
     bar = tqdm(total=len(grid), desc="from-scratch runs", disable=not progress)
     bar.update(len(grid) - len(todo))
-    pools, futures, trainers = {}, {}, {}
-    keys = {a: [key for key in todo if key[2] == a] for a in models}
-    for a in models:
-        # every model made, traced and seeded on this thread (Keras' global random state)
-        # before any trains: building and tracing while another thread's graphs run crashed
-        # TensorFlow (a segfault in its compute threads, quick's CIFAR-10 grid, TF 2.21)
-        trainers[a] = make_trainer(a, data, rec, settings["precision"], settings["jit"])
-        for _, s, _ in keys[a]:
-            trainers[a].initial_weights(s)
+
+    def done(key) -> None:
+        n, s, a = key
+        bar.set_postfix_str(f"{a} n={n} seed={s}: {stored[key]['test_accuracy']:.3f}")
+        bar.update()
+
     try:
-        for a in models:
-            pools[a] = ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}")
-            futures.update({pools[a].submit(run, trainers[a], *key): key for key in keys[a]})
-        for future in as_completed(futures):
-            n, s, a = key = futures[future]
-            stored[key] = future.result()
-            bar.set_postfix_str(f"{a} n={n} seed={s}: {stored[key]['test_accuracy']:.3f}")
-            bar.update()
+        if at_once > 1:
+            for a in models:  # one model after another, its runs stacked (a GPU)
+                _stacked_runs(data, a, rec, settings, keys[a], at_once, save, done)
+        else:
+            _side_by_side(data, rec, settings, keys, save, done)
     finally:
-        for pool in pools.values():
-            pool.shutdown(cancel_futures=True)
         bar.close()
     rows = []
     for key in grid:
@@ -139,6 +139,94 @@ def run_grid(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _side_by_side(data, rec: Recipe, settings: dict, keys: dict, save, done) -> None:
+    """Each model's runs one after another on its own thread, the models side by side (CPU)."""
+    pools, futures, trainers = {}, {}, {}
+    for a in keys:
+        # every model made, traced and seeded on this thread (Keras' global random state)
+        # before any trains: building and tracing while another thread's graphs run crashed
+        # TensorFlow (a segfault in its compute threads, quick's CIFAR-10 grid, TF 2.21)
+        trainers[a] = make_trainer(a, data, rec, settings["precision"], settings["jit"])
+        for _, s, _ in keys[a]:
+            trainers[a].initial_weights(s)
+
+    def run(trainer, n: int, s: int, a: str) -> None:  # on the model's own thread
+        save((n, s, a), train_one(data, trainer, n, s), len(keys))
+
+    try:
+        for a in keys:
+            pools[a] = ThreadPoolExecutor(1, thread_name_prefix=f"05-{a}")
+            futures.update({pools[a].submit(run, trainers[a], *key): key for key in keys[a]})
+        for future in as_completed(futures):
+            future.result()
+            done(futures[future])
+    finally:
+        for pool in pools.values():
+            pool.shutdown(cancel_futures=True)
+
+
+def chunks(items: list, at_most: int) -> list[list]:
+    """``items`` cut, in order, into the fewest chunks of at most ``at_most``, balanced (their
+    sizes differ by one at most, so a model's runs need two traced programs at most)."""
+    if not items:
+        return []
+    count = -(-len(items) // at_most)
+    size, extra = divmod(len(items), count)
+    out, start = [], 0
+    for i in range(count):
+        out.append(items[start : start + size + (i < extra)])
+        start += len(out[-1])
+    return out
+
+
+def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, save, done):
+    """``arch``'s runs (``keys``) in programs of at most ``at_once`` runs and of what
+    :func:`.stacked.runs_that_fit` the device's memory; a program that does not fit after all
+    is split in two and tried again."""
+    import tensorflow as tf
+
+    trainers: dict = {}
+
+    def trainer(runs: int):
+        if runs not in trainers:
+            if runs == 1:
+                trainers[runs] = make_trainer(
+                    arch, data, rec, settings["precision"], settings["jit"]
+                )
+            else:
+                trainers[runs] = stacked.make_stacked(
+                    arch, data, rec, runs, settings["precision"], settings["jit"]
+                )
+        return trainers[runs]
+
+    shape = (data.img_size, data.channels, data.num_classes)
+    model = small_models.build(arch, scale_for(data), shape[0], shape[1], shape[2])
+    at_once = min(at_once, stacked.runs_that_fit(model, rec.batch_size, settings["memory_bytes"]))
+    pending = chunks(list(keys), at_once)
+    while pending:
+        chunk = pending.pop(0)
+        try:
+            if len(chunk) == 1:
+                n, s, _ = chunk[0]
+                outs = [train_one(data, trainer(1), n, s)]
+            else:
+                outs = stacked.train_many(data, trainer(len(chunk)), [(n, s) for n, s, _ in chunk])
+        except tf.errors.ResourceExhaustedError:
+            if len(chunk) == 1:
+                raise
+            trainers.pop(len(chunk), None)
+            half = len(chunk) // 2
+            print(
+                f"{arch}: {len(chunk)} runs at once do not fit in memory; {half} and "
+                f"{len(chunk) - half} instead"
+            )
+            pending[:0] = [chunk[:half], chunk[half:]]
+            continue
+        for key, out in zip(chunk, outs):
+            save(key, out, 1, len(chunk))
+            done(key)
 
 
 def aggregate(

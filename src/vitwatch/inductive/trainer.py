@@ -7,6 +7,7 @@ every size), the training subset (``data.small.subset``), the batch order
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -15,23 +16,45 @@ from vitwatch.data import small as small_data
 from vitwatch.inductive.recipe import Recipe, batch_order, scale_for
 from vitwatch.models import small as small_models
 
+# Runs of one model trained in one program on a GPU (:mod:`.stacked`): notebook 05's
+# grids have 15 runs per model in full (5 sizes x 3 seeds), 3 in quick.
+MAX_RUNS_AT_ONCE = 16
+RUNS_AT_ONCE_ENV = "VITWATCH_RUNS_AT_ONCE"
+
 
 def device_settings(devices: list[dict] | None = None) -> dict:
     """How the trainer computes on ``devices`` (``fastpath.gpus()`` when None).
 
-    No GPU: float32 on the plain TensorFlow graph (nothing changes on CPU). A GPU: the loop
-    compiled with XLA, and bfloat16 compute from compute capability 8.0 (A100, H100: the
-    exponent range of float32, no loss scaling) with float32 weights, softmax and loss;
-    float32 below (float16 would need loss scaling).
+    No GPU: float32 on the plain TensorFlow graph, one run per program (nothing changes on
+    CPU, where runs trained at once measured slower: ``benchmarks/bench_small.py``). A GPU: the
+    loop compiled with XLA, bfloat16 compute from compute capability 8.0 (A100, H100: the
+    exponent range of float32, no loss scaling) with float32 weights, softmax and loss,
+    float32 below (float16 would need loss scaling); and up to :data:`MAX_RUNS_AT_ONCE` runs
+    of a model in one program, each step's kernels launched once for all of them, as many as
+    ``memory_bytes`` (the smallest GPU's, 0 when unknown) allows (:mod:`.stacked`). The
+    environment variable ``VITWATCH_RUNS_AT_ONCE`` overrides that number (1: one at a time).
     """
+
     if devices is None:
         from vitwatch import fastpath
 
         devices = fastpath.gpus()
     if not devices:
-        return {"precision": "float32", "jit": False}
-    cc = min(tuple(d["compute_capability"]) for d in devices)
-    return {"precision": "mixed_bfloat16" if cc >= (8, 0) else "float32", "jit": True}
+        settings = {"precision": "float32", "jit": False, "runs_at_once": 1, "memory_bytes": 0}
+    else:
+        cc = min(tuple(d["compute_capability"]) for d in devices)
+        settings = {
+            "precision": "mixed_bfloat16" if cc >= (8, 0) else "float32",
+            "jit": True,
+            "runs_at_once": MAX_RUNS_AT_ONCE,
+            "memory_bytes": min(int(d.get("memory_bytes", 0)) for d in devices),
+        }
+    forced = os.environ.get(RUNS_AT_ONCE_ENV, "").strip()
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise ValueError(f"{RUNS_AT_ONCE_ENV} must be a whole number >= 1, got {forced!r}")
+        settings["runs_at_once"] = int(forced)
+    return settings
 
 
 def normalise(x: np.ndarray, mean, std) -> np.ndarray:
@@ -56,6 +79,13 @@ def augment(x, seed, shift: int, flip: bool):
         mask = tf.random.stateless_uniform((b, 1, 1, 1), seed + 1) < 0.5
         x = tf.where(mask, tf.reverse(x, axis=[2]), x)
     return x
+
+
+def decays(variable) -> bool:
+    """Whether AdamW's weight decay applies to ``variable`` (not to biases, normalisation,
+    position embeddings, the class token or temperatures)."""
+    path = variable.path
+    return len(variable.shape) > 1 and "pos_embedding" not in path and not path.endswith("cls")
 
 
 class Trainer:
@@ -93,27 +123,14 @@ class Trainer:
             warmup_steps=warmup,
         )
         self.optimizer = keras.optimizers.AdamW(schedule, weight_decay=rec.weight_decay)
-        # no decay on biases, normalisation, position embeddings, class token, temperatures
-        self.optimizer.exclude_from_weight_decay(
-            var_list=[
-                v
-                for v in self.model.trainable_variables
-                if len(v.shape) <= 1 or "pos_embedding" in v.path or v.path.endswith("cls")
-            ]
-        )
-        self.optimizer.build(self.model.trainable_variables)
+        trained, no_decay = self._trained_variables()
+        self.optimizer.exclude_from_weight_decay(var_list=no_decay)
+        self.optimizer.build(trained)
         self._inits: dict[int, list[np.ndarray]] = {}
         img = tf.TensorSpec((None, img_size, img_size, channels), tf.float32)
         xla = True if jit else None  # None: TensorFlow's default (no XLA on CPU)
         self._loop = tf.function(
-            self._train_loop,
-            input_signature=[
-                img,
-                tf.TensorSpec((None,), tf.int64),
-                tf.TensorSpec((rec.steps, rec.batch_size), tf.int32),
-                tf.TensorSpec((), tf.int32),
-            ],
-            jit_compile=xla,
+            self._train_loop, input_signature=self._loop_signature(img), jit_compile=xla
         )
         self._predict = tf.function(
             lambda x: tf.cast(self.model(x, training=False), tf.float32),
@@ -123,6 +140,22 @@ class Trainer:
         # traced here, in the thread that makes the trainer: runs may then go on in others
         self._loop.get_concrete_function()
         self._predict.get_concrete_function()
+
+    def _trained_variables(self) -> tuple[list, list]:
+        """The variables the optimizer trains, and those of them it does not decay: biases,
+        normalisation, position embeddings, class token, temperatures."""
+        variables = self.model.trainable_variables
+        return variables, [v for v in variables if not decays(v)]
+
+    def _loop_signature(self, img) -> list:
+        import tensorflow as tf
+
+        return [
+            img,
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((self.rec.steps, self.rec.batch_size), tf.int32),
+            tf.TensorSpec((), tf.int32),
+        ]
 
     def _train_loop(self, x, y, order, seed):
         import tensorflow as tf
@@ -192,9 +225,25 @@ def train_one(data: small_data.SmallData, trainer: Trainer, n_train: int, seed: 
     x, y = normalise(data.x_train[idx], mean, std), data.y_train[idx]
     start = time.perf_counter()
     losses = trainer.fit(x, y, seed)
-    train_seconds = time.perf_counter() - start
+    return record(
+        data, trainer, x, y, losses, time.perf_counter() - start, f"n={n_train} seed={seed}"
+    )
+
+
+def record(
+    data: small_data.SmallData,
+    trainer: Trainer,
+    x: np.ndarray,
+    y: np.ndarray,
+    losses: np.ndarray,
+    train_seconds: float,
+    name: str,
+) -> dict:
+    """A trained run's numbers: ``trainer``'s model as trained on (``x``, ``y``) normalised,
+    with the loss of every step; ``train_seconds``: the run's share of the training time."""
     if not np.all(np.isfinite(losses)):
-        raise FloatingPointError(f"{trainer.arch} n={n_train} seed={seed}: the loss diverged")
+        raise FloatingPointError(f"{trainer.arch} {name}: the loss diverged")
+    mean, std = data.mean_std()
     rec = trainer.rec
     tenth = max(1, rec.steps // 10)
     points = min(10, rec.steps)  # loss curve: 10 means of a tenth (fewer steps: each)
@@ -205,7 +254,7 @@ def train_one(data: small_data.SmallData, trainer: Trainer, n_train: int, seed: 
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / rec.steps,
         "steps": rec.steps,
-        "epochs_of_subset": rec.steps * rec.batch_size / n_train,
+        "epochs_of_subset": rec.steps * rec.batch_size / len(y),
         "loss_curve": [
             float(v) for v in losses.reshape(-1)[: tenth * points].reshape(points, -1).mean(axis=1)
         ],

@@ -21,6 +21,8 @@ comparable parameters and multiply-accumulates (``tests/test_small.py`` pins the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import keras
@@ -68,13 +70,62 @@ def hyperparameters(arch: str, scale: str) -> dict:
 # --- ViT ------------------------------------------------------------------------------------
 
 
+# Inside ``convs_as_matmuls()`` every convolution of these models is computed as one matmul
+# of its input's shifted copies (im2col), the same numbers: ``tf.vectorized_map`` can then train
+# several runs' stacked weights at once (it cannot batch a convolution's filter).
+_CONVS_AS_MATMULS = contextvars.ContextVar("convs_as_matmuls", default=False)
+
+
+@contextlib.contextmanager
+def convs_as_matmuls():
+    """While tracing inside this block, :class:`Conv2D` layers compute as matmuls."""
+    token = _CONVS_AS_MATMULS.set(True)
+    try:
+        yield
+    finally:
+        _CONVS_AS_MATMULS.reset(token)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding (before, after) of one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2D(layers.Conv2D):
+    """Keras' Conv2D, computed as a matmul of shifted copies inside :func:`convs_as_matmuls`
+    (no dilation or groups; "same" or "valid" padding)."""
+
+    def call(self, x):  # (B, H, W, C)
+        if not _CONVS_AS_MATMULS.get():
+            return super().call(x)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        _, h, w, c = x.shape
+        if self.padding == "same":
+            pads = (_same_padding(h, kh, sh), _same_padding(w, kw, sw))
+            x = ops.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+            h, w = h + sum(pads[0]), w + sum(pads[1])
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        taps = [
+            x[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
+            for i in range(kh)
+            for j in range(kw)
+        ]  # kh * kw of (B, oh, ow, C), in the kernel's (row, column) order
+        x = taps[0] if len(taps) == 1 else ops.concatenate(taps, axis=-1)  # (B, oh, ow, kh*kw*C)
+        y = ops.matmul(x, ops.reshape(self.kernel, (kh * kw * c, self.filters)))
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y)
+
+
 class PatchEmbedding(layers.Layer):
     """Image -> tokens: a p x p convolution of stride p is a linear map of each patch."""
 
     def __init__(self, patch_size, embed_dim, **kwargs):
         super().__init__(**kwargs)
         self.patch_size = patch_size
-        self.proj = layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="proj")
+        self.proj = Conv2D(embed_dim, patch_size, strides=patch_size, name="proj")
 
     def call(self, x):  # (B, H, W, C)
         x = self.proj(x)  # (B, H/p, W/p, D)
@@ -242,7 +293,7 @@ class SmallViT(keras.Model):
 
 
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
-    x = layers.Conv2D(
+    x = Conv2D(
         filters,
         kernel,
         strides=stride,
@@ -322,7 +373,7 @@ def count_macs(model: keras.Model) -> int:
         return n * patch_in * d + c["depth"] * block + d * c["num_classes"]
     macs = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, layers.Conv2D):  # ours included
             _, h, w, cout = layer.output.shape
             kh, kw = layer.kernel_size
             macs += h * w * kh * kw * layer.input.shape[-1] * cout
