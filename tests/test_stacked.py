@@ -116,7 +116,7 @@ def test_grid_stacked_matches_grid_one_at_a_time(digits, tmp_path, monkeypatch):
     split = grid.run_grid(
         results.ResultsStore(tmp_path / "c"), *args, False, {**cpu, "runs_at_once": 4}
     )
-    assert sizes == [4, 2, 2] and split["runs_at_once"].eq(1).all() and len(split) == 4
+    assert sizes == [4, 2] and split["runs_at_once"].eq(1).all() and len(split) == 4
     np.testing.assert_allclose(split["final_loss"], alone["final_loss"], rtol=2e-4)
 
 

@@ -9,8 +9,8 @@ On CPU the models train side by side, one thread each (their runs one after anot
 order): TensorFlow runs the small operations of one model mostly on one core, and the threads
 release the interpreter while their graphs run. On a GPU (``runs_at_once`` > 1 in
 :func:`.trainer.device_settings`) the models train one after another, each one's runs stacked
-into programs of up to ``runs_at_once`` runs (:mod:`.stacked`); a program that does not fit in
-the device's memory is split in two and tried again. Every run's numbers are those it gets
+into programs of up to ``runs_at_once`` runs (:mod:`.stacked`); when a program does not fit in
+the device's memory, it and the later ones are halved. Every run's numbers are those it gets
 alone (within float rounding when stacked): its weights, optimizer, subset, batch order and
 augmentation are its own, and everything drawn from a global random state (the seeds' initial
 weights) is drawn before the threads start.
@@ -183,8 +183,8 @@ def chunks(items: list, at_most: int) -> list[list]:
 
 def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, save, done):
     """``arch``'s runs (``keys``) in programs of at most ``at_once`` runs and of what
-    :func:`.stacked.runs_that_fit` the device's memory; a program that does not fit after all
-    is split in two and tried again."""
+    :func:`.stacked.runs_that_fit` the device's memory; when a program does not fit after all,
+    it and every later one hold half as many runs."""
     import tensorflow as tf
 
     trainers: dict = {}
@@ -203,7 +203,9 @@ def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, s
 
     shape = (data.img_size, data.channels, data.num_classes)
     model = small_models.build(arch, scale_for(data), shape[0], shape[1], shape[2])
-    at_once = min(at_once, stacked.runs_that_fit(model, rec.batch_size, settings["memory_bytes"]))
+    at_once = min(
+        at_once, stacked.runs_that_fit(model, rec.batch_size, settings.get("memory_bytes", 0))
+    )
     pending = chunks(list(keys), at_once)
     while pending:
         chunk = pending.pop(0)
@@ -217,12 +219,9 @@ def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, s
             if len(chunk) == 1:
                 raise
             trainers.pop(len(chunk), None)
-            half = len(chunk) // 2
-            print(
-                f"{arch}: {len(chunk)} runs at once do not fit in memory; {half} and "
-                f"{len(chunk) - half} instead"
-            )
-            pending[:0] = [chunk[:half], chunk[half:]]
+            at_once = len(chunk) // 2  # for this program and every later one
+            print(f"{arch}: {len(chunk)} runs at once do not fit in memory; {at_once} at most")
+            pending = chunks(chunk + [key for later in pending for key in later], at_once)
             continue
         for key, out in zip(chunk, outs):
             save(key, out, 1, len(chunk))
