@@ -39,6 +39,7 @@ def main(argv=None):
     from vitwatch.models import small
 
     settings = device_settings()
+    how = {"precision": settings["precision"], "jit": settings["jit"]}
     steps = args.steps or (2 if args.quick else 4)
     rounds = 1 if args.quick else 2
     rec = Recipe(batch_size=128, steps=steps, shift=4, flip=True)
@@ -49,7 +50,7 @@ def main(argv=None):
     print(f"notebook 05 training steps on {where}, batch 128, {settings}, {steps} steps per call")
     print(f"{'model':<16}{'mode':<12}{'s/step/run':>11}{'CPU-s':>8}{'GMAC/s':>9}{'vs alone':>9}")
     for arch in args.archs:
-        alone = Trainer(arch, "cifar10", 32, 3, 10, rec, **settings)
+        alone = Trainer(arch, "cifar10", 32, 3, 10, rec, **how)
         macs = small.count_macs(alone.model)
         wall, cpu = best_time(lambda t=alone: t.fit(x, y, 0), rounds)
         base = wall / steps
@@ -58,7 +59,7 @@ def main(argv=None):
             f"{3 * macs * 128 / base / 1e9:>9.1f}{1.0:>9.2f}"
         )
         for r in args.runs:
-            many = StackedTrainer(arch, "cifar10", 32, 3, 10, rec, r, **settings)
+            many = StackedTrainer(arch, "cifar10", 32, 3, 10, rec, r, **how)
             subsets, seeds = [np.arange(len(x))] * r, list(range(r))
             wall, cpu = best_time(lambda t=many, a=subsets, s=seeds: t.fit_many(x, y, a, s), rounds)
             per = wall / steps / r

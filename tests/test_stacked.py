@@ -90,6 +90,7 @@ def test_grid_stacked_matches_grid_one_at_a_time(digits, tmp_path, monkeypatch):
     does not fit in memory is split, down to single runs, and the grid still completes."""
     import tensorflow as tf
 
+    monkeypatch.setenv(trainer_mod.RUNS_AT_ONCE_ENV, "3")  # forced: no measurement
     rec = Recipe(batch_size=16, steps=6)
     cpu = {"precision": "float32", "jit": False, "runs_at_once": 1, "memory_bytes": 0}
     args = (digits, ["vit"], rec, [20, 40], 2)
@@ -135,3 +136,30 @@ def test_runs_at_once_follow_the_memory():
     assert stacked.runs_that_fit(fine, 128, small_gpu) == 1
     unknown = stacked.runs_that_fit(vit, 128, 0)  # taken as 16 GiB
     assert unknown == stacked.runs_that_fit(vit, 128, 16 << 30)
+
+
+def test_stacking_is_chosen_by_measurement_and_remembered(digits, tmp_path, monkeypatch):
+    """Without VITWATCH_RUNS_AT_ONCE, a device that may stack first measures one run's step
+    alone and stacked (once: remembered in the cache) and stacks only if that is faster."""
+    monkeypatch.delenv(trainer_mod.RUNS_AT_ONCE_ENV, raising=False)
+    monkeypatch.setenv("VITWATCH_CACHE", str(tmp_path / "cache"))
+    rec = Recipe(batch_size=16, steps=4)
+    gpu_like = {"precision": "float32", "jit": False, "runs_at_once": 4, "memory_bytes": 0}
+    real = stacked.measure("vit", digits, rec, 2, "float32", False)
+    assert real["runs"] == 2 and real["alone_s"] > 0 and real["stacked_s"] > 0
+    assert real["stack"] == (real["stacked_s"] < real["alone_s"])
+
+    for faster, runs_at_once in ((False, 1), (True, 4)):
+        calls = []
+
+        def measured(arch, data, rec_, runs, precision, jit, faster=faster, calls=calls):
+            calls.append(runs)
+            return {"stack": faster, "alone_s": 0.02, "stacked_s": 0.01, "runs": runs}
+
+        monkeypatch.setattr(stacked, "measure", measured)
+        monkeypatch.setenv("VITWATCH_CACHE", str(tmp_path / f"cache-{faster}"))
+        for again in (False, True):
+            store = results.ResultsStore(tmp_path / f"{faster}-{again}")
+            runs = grid.run_grid(store, digits, ["vit"], rec, [20, 40], 2, False, gpu_like)
+            assert runs["runs_at_once"].eq(runs_at_once).all(), runs
+        assert calls == [4]  # measured once, with every run of the model; then remembered

@@ -329,7 +329,11 @@ def print_runtime_plan(
     plan = runtime_plan(cfg, measured)
     names = {n[:2]: n for n in (notebook_names or [])}
     previous = previous or {}
-    gpu = "; a GPU is visible: this CPU model overestimates" if measured["gpu"] else ""
+    gpu = (
+        "; a GPU is visible: 05 from its own GPU estimate, the rest from this matmul"
+        if measured["gpu"]
+        else ""
+    )
     out(
         f"runtime plan ({cfg.profile}; this machine: {measured['cores']} CPU cores, fp32 "
         f"matmul {measured['gflops']:.0f} GFLOP/s, JPEG decode "

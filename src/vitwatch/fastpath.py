@@ -164,15 +164,28 @@ def choose(
         if forced not in ("graph", "xla"):
             raise ValueError(f"VITWATCH_JIT={forced!r}: expected 'graph' or 'xla'")
         return forced == "xla"
-    key = _choice_key(name, x.shape)
+    measured = {}
+
+    def fresh() -> dict:
+        measured["choice"] = measure(fn, x, log, keep)
+        return measured["choice"]
+
+    choice = remembered_or_measured(name, x.shape, fresh, cache_dir)
+    if keep is not None and "choice" in measured:
+        keep["choice"] = choice
+    return bool(choice["jit"])
+
+
+def remembered_or_measured(name: str, shape, measure_now: Callable[[], dict], cache_dir=None):
+    """The choice remembered for ``name`` on inputs of ``shape`` on this machine, else
+    ``measure_now()`` (a dict), stamped and remembered in ``$VITWATCH_CACHE/fastpath.json``."""
+    key = _choice_key(name, shape)
     path = _store(cache_dir)
     choice = _read(path).get(key)
     if choice is None:
-        choice = {**measure(fn, x, log, keep), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
-        if keep is not None:
-            keep["choice"] = choice
+        choice = {**measure_now(), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
         fileio.write_json(path, {**_read(path), key: choice}, indent=1)  # others' meanwhile
-    return bool(choice["jit"])
+    return choice
 
 
 def auto_function(

@@ -19,17 +19,18 @@ weights) is drawn before the threads start.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from vitwatch import results, stats
+from vitwatch import fastpath, results, stats
 from vitwatch.data import small as small_data
 from vitwatch.inductive import sentences, stacked
 from vitwatch.inductive.recipe import Recipe, check_sizes, scale_for
-from vitwatch.inductive.trainer import device_settings, make_trainer, train_one
+from vitwatch.inductive.trainer import RUNS_AT_ONCE_ENV, device_settings, make_trainer, train_one
 from vitwatch.models import small as small_models
 
 VERSION = 1  # bump when the training code changes what a run produces
@@ -183,8 +184,10 @@ def chunks(items: list, at_most: int) -> list[list]:
 
 def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, save, done):
     """``arch``'s runs (``keys``) in programs of at most ``at_once`` runs and of what
-    :func:`.stacked.runs_that_fit` the device's memory; when a program does not fit after all,
-    it and every later one hold half as many runs."""
+    :func:`.stacked.runs_that_fit` the device's memory, if stacking measured faster than one
+    run at a time on this device (:func:`.stacked.measure`, remembered in the cache like
+    :mod:`vitwatch.fastpath`'s choices; ``VITWATCH_RUNS_AT_ONCE`` skips the measurement); when
+    a program does not fit after all, it and every later one hold half as many runs."""
     import tensorflow as tf
 
     trainers: dict = {}
@@ -206,6 +209,23 @@ def _stacked_runs(data, arch: str, rec: Recipe, settings: dict, keys, at_once, s
     at_once = min(
         at_once, stacked.runs_that_fit(model, rec.batch_size, settings.get("memory_bytes", 0))
     )
+    if at_once > 1 and len(keys) > 1 and not os.environ.get(RUNS_AT_ONCE_ENV, "").strip():
+        at_once = min(at_once, len(keys))
+        choice = fastpath.remembered_or_measured(
+            f"05 {arch} x{at_once} {settings['precision']} jit={settings['jit']}",
+            (rec.batch_size, data.img_size, data.img_size, data.channels),
+            lambda: stacked.measure(
+                arch, data, rec, at_once, settings["precision"], settings["jit"]
+            ),
+        )
+        stacked_ms = choice["stacked_s"] and f"{1000 * choice['stacked_s']:.1f} ms"
+        print(
+            f"{arch}: one run's step {1000 * choice['alone_s']:.1f} ms alone, "
+            f"{stacked_ms or 'out of memory'} with {choice['runs']} stacked (measured "
+            f"{choice['measured_at']}) -> {at_once if choice['stack'] else 1} at once"
+        )
+        if not choice["stack"]:
+            at_once = 1
     pending = chunks(list(keys), at_once)
     while pending:
         chunk = pending.pop(0)

@@ -21,7 +21,14 @@ import numpy as np
 
 from vitwatch.data import small as small_data
 from vitwatch.inductive.recipe import Recipe, batch_order, scale_for
-from vitwatch.inductive.trainer import Trainer, augment, decays, normalise, record
+from vitwatch.inductive.trainer import (
+    Trainer,
+    augment,
+    decays,
+    make_trainer,
+    normalise,
+    record,
+)
 from vitwatch.models import small as small_models
 
 # One program of notebook 05 may take this share of a GPU's memory: 03's backbones run beside
@@ -202,6 +209,42 @@ def make_stacked(
         precision,
         jit,
     )
+
+
+PROBE_STEPS = 5  # steps of the measurement that decides whether stacking pays on a device
+
+
+def measure(
+    arch: str, data: small_data.SmallData, rec: Recipe, runs: int, precision: str, jit: bool
+) -> dict:
+    """Seconds of one run's step, alone and ``runs`` stacked, on this device: each program
+    compiled and run once, then timed over :data:`PROBE_STEPS` steps of ``rec``'s batch on
+    the first images of the pool. ``{"stack": stacked is faster, "alone_s", "stacked_s" (None:
+    out of memory), "runs"}``."""
+    import dataclasses
+
+    probe = dataclasses.replace(rec, steps=PROBE_STEPS)
+    n = min(len(data.y_train), 2 * rec.batch_size)
+    mean, std = data.mean_std()
+    x, y = normalise(data.x_train[:n], mean, std), data.y_train[:n]
+
+    def per_step(fit) -> float:
+        fit()  # compile (XLA) and warm up
+        start = time.perf_counter()
+        fit()
+        return (time.perf_counter() - start) / PROBE_STEPS
+
+    alone = make_trainer(arch, data, probe, precision, jit)
+    alone_s = per_step(lambda: alone.fit(x, y, 0))
+    import tensorflow as tf
+
+    subsets, seeds = [np.arange(n)] * runs, list(range(runs))
+    try:
+        many = make_stacked(arch, data, probe, runs, precision, jit)
+        stacked_s = per_step(lambda: many.fit_many(x, y, subsets, seeds)) / runs
+    except tf.errors.ResourceExhaustedError:
+        return {"stack": False, "alone_s": alone_s, "stacked_s": None, "runs": runs}
+    return {"stack": stacked_s < alone_s, "alone_s": alone_s, "stacked_s": stacked_s, "runs": runs}
 
 
 def train_many(data: small_data.SmallData, trainer: StackedTrainer, runs) -> list[dict]:
