@@ -1,10 +1,11 @@
 """Several runs of one model trained as one program: the runs' weights stacked, one step each.
 
-A run of notebook 05 is a small model taking thousands of small steps; on a GPU each step costs
-more in kernel launches than in arithmetic. :class:`StackedTrainer` trains ``runs`` runs of one
+A run of notebook 05 is a small model taking thousands of small steps; on a GPU such a step is
+expected to cost more in kernel launches than in arithmetic (not measured: no GPU was at hand).
+:class:`StackedTrainer` trains ``runs`` runs of one
 architecture at once: every weight gets a leading axis of ``runs``, and ``tf.vectorized_map``
 turns the model's step into one over all of them (a batch of ``runs x batch_size`` images
-through batched matmuls), so a GPU launches each kernel once per step for every run. Nothing
+through batched matmuls), so a GPU launches each kernel once per step for all the runs. Nothing
 is shared between runs but the program: each keeps its seed's initial weights, subset, batch
 order and augmentation stream, and since the loss summed over runs has, for each run's
 weights, that run's gradient, and AdamW updates each number on its own, every run follows the
